@@ -1,0 +1,160 @@
+#include "model/gguf_export.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "model/loaders.h"
+#include "ops/ops.h"
+
+namespace mf {
+
+namespace {
+
+uint32_t ggml_file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q8_0: return 7;
+    case DType::BF16: return 32;
+    default: return 0;
+  }
+}
+
+// Source row for each destination row when changing the RoPE pairing of q/k weights.
+// rotate_half keeps pair i as rows (i, i+d/2) of a head; interleaved keeps it as (2i, 2i+1).
+std::vector<int64_t> rope_row_order(int64_t rows, int head_dim, bool to_interleaved) {
+  std::vector<int64_t> src(rows);
+  const int half = head_dim / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t h = r / head_dim, k = r % head_dim;
+    int64_t from = to_interleaved ? (k % 2) * half + k / 2   // dest (2i+j) <- source (j*half+i)
+                                  : (k % half) * 2 + k / half;  // dest (j*half+i) <- source (2i+j)
+    src[r] = h * head_dim + from;
+  }
+  return src;
+}
+
+class Exporter {
+ public:
+  Exporter(const Model& m, DType type) : m_(m), type_(type) {}
+
+  // Re-encodes `v` (2-D weights to type_, 1-D to f32), optionally reordering rows.
+  void add(const std::string& name, const TensorView& v, const std::vector<int64_t>* row_order = nullptr) {
+    if (!v.data) return;
+    if (v.n_dims == 1 && row_order) {  // a bias: reorder its elements as rows of one column
+      TensorView col = make_view(v.dtype, {v.shape[0], 1}, v.data);
+      add_reordered(name, col, DType::F32, row_order, v);
+      return;
+    }
+    DType dst = v.n_dims >= 2 ? type_ : DType::F32;
+    if (v.cols() % block_elems(dst)) dst = DType::F16;
+    if (dst == v.dtype && !row_order) {
+      w_.add_tensor(name, v);
+      return;
+    }
+    add_reordered(name, v, dst, row_order, v);
+  }
+
+  // Writes `v` re-encoded as `dst` with rows taken in `row_order`, stored with `shape_of`'s shape.
+  void add_reordered(const std::string& name, const TensorView& v, DType dst, const std::vector<int64_t>* row_order,
+                     const TensorView& shape_of) {
+    std::vector<uint8_t> buf(size_t(v.rows()) * row_bytes(dst, v.cols()));
+    std::vector<float> row(v.cols());  // [n_in]
+    for (int64_t r = 0; r < v.rows(); ++r) {
+      int64_t src = row_order ? (*row_order)[r] : r;
+      ref::dequantize_row(v.dtype, v.row(src), row.data(), v.cols());
+      ref::quantize_row(dst, row.data(), buf.data() + r * row_bytes(dst, v.cols()), v.cols());
+    }
+    TensorView out = shape_of;
+    out.dtype = dst;
+    w_.keep(std::move(buf));
+    out.data = w_.last_kept().data();
+    w_.add_tensor(name, out);
+  }
+
+  void write(const std::string& path) {
+    const HParams& hp = m_.hp;
+    const std::string a = m_.arch.name + ".";
+    w_.set_string("general.architecture", m_.arch.name);
+    w_.set_string("general.name", "moeforge export");
+    w_.set_u32("general.file_type", ggml_file_type(type_));
+    w_.set_u32(a + "context_length", uint32_t(hp.n_ctx_train));
+    w_.set_u32(a + "embedding_length", uint32_t(hp.n_embd));
+    w_.set_u32(a + "block_count", uint32_t(hp.n_layer));
+    w_.set_u32(a + "feed_forward_length", uint32_t(hp.n_ff));
+    w_.set_u32(a + "attention.head_count", uint32_t(hp.n_head));
+    w_.set_u32(a + "attention.head_count_kv", uint32_t(hp.n_head_kv));
+    w_.set_u32(a + "rope.dimension_count", uint32_t(hp.head_dim));
+    if (hp.head_dim * hp.n_head != hp.n_embd) {
+      w_.set_u32(a + "attention.key_length", uint32_t(hp.head_dim));
+      w_.set_u32(a + "attention.value_length", uint32_t(hp.head_dim));
+    }
+    w_.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
+    w_.set_f32(a + "rope.freq_base", hp.rope_theta);
+    w_.set_u32(a + "vocab_size", uint32_t(hp.n_vocab));
+    // llama.cpp sizes the vocabulary from the token list: pad it to the embedding rows
+    // with unused placeholders, as its own converter does.
+    TokenizerSpec spec = m_.require_tokenizer().spec();
+    for (int32_t id = int32_t(spec.tokens.size()); id < hp.n_vocab; ++id) {
+      spec.tokens.push_back("[PAD" + std::to_string(id) + "]");
+      spec.types.push_back(TokenType::Unused);
+      if (!spec.scores.empty()) spec.scores.push_back(-1e9f);
+    }
+    tokenizer_spec_to_gguf(spec, w_);
+
+    const Weights& w = m_.w;
+    add("token_embd.weight", w.tok_embd);
+    add("output_norm.weight", w.output_norm);
+    if (!hp.tied_embeddings) add("output.weight", w.output);
+    // Scaled RoPE frequencies travel as divisors, as llama.cpp expects.
+    HParams unscaled = hp;
+    unscaled.rope_scaling = RopeScaling{};
+    std::vector<float> base = rope_inv_freq(unscaled);
+    std::vector<float> scaled = m_.inv_freq();
+    if (base != scaled) {
+      std::vector<float> factors(base.size());
+      for (size_t i = 0; i < base.size(); ++i) factors[i] = base[i] / scaled[i];
+      std::vector<uint8_t> bytes(factors.size() * 4);
+      std::memcpy(bytes.data(), factors.data(), bytes.size());
+      w_.keep(std::move(bytes));
+      w_.add_tensor("rope_freqs.weight", make_view(DType::F32, {int64_t(factors.size())}, w_.last_kept().data()));
+    }
+
+    bool permute = hp.rope_neox != m_.arch.gguf_rope_neox;
+    std::vector<int64_t> q_order = rope_row_order(hp.n_embd_q(), hp.head_dim, hp.rope_neox);
+    std::vector<int64_t> k_order = rope_row_order(hp.n_embd_kv(), hp.head_dim, hp.rope_neox);
+    for (int il = 0; il < hp.n_layer; ++il) {
+      const LayerWeights& l = w.layers[il];
+      auto name = [&](TensorRole role) { return format_name(tensor_name(role).gguf, il); };
+      add(name(TensorRole::AttnNorm), l.attn_norm);
+      add(name(TensorRole::Wq), l.wq, permute ? &q_order : nullptr);
+      add(name(TensorRole::Wk), l.wk, permute ? &k_order : nullptr);
+      add(name(TensorRole::Wv), l.wv);
+      add(name(TensorRole::Wo), l.wo);
+      add(name(TensorRole::Bq), l.bq, permute ? &q_order : nullptr);
+      add(name(TensorRole::Bk), l.bk, permute ? &k_order : nullptr);
+      add(name(TensorRole::Bv), l.bv);
+      add(name(TensorRole::Bo), l.bo);
+      add(name(TensorRole::FfnNorm), l.ffn_norm);
+      add(name(TensorRole::FfnGate), l.ffn_gate);
+      add(name(TensorRole::FfnUp), l.ffn_up);
+      add(name(TensorRole::FfnDown), l.ffn_down);
+    }
+    w_.write(path);
+  }
+
+ private:
+  const Model& m_;
+  DType type_;
+  GgufWriter w_;
+};
+
+}  // namespace
+
+void export_gguf(const Model& model, const std::string& out_path, DType type) {
+  Exporter(model, type).write(out_path);
+}
+
+}  // namespace mf

@@ -1,0 +1,48 @@
+#include "model/hparams.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace mf {
+
+void HParams::validate(const std::string& label) const {
+  auto positive = [&](const char* what, int v) {
+    if (v <= 0) fail(label, ": ", what, " must be positive (got ", v, ")");
+  };
+  positive("n_vocab", n_vocab);
+  positive("n_embd", n_embd);
+  positive("n_layer", n_layer);
+  positive("n_head", n_head);
+  positive("n_head_kv", n_head_kv);
+  positive("head_dim", head_dim);
+  positive("n_ff", n_ff);
+  if (n_head % n_head_kv) fail(label, ": n_head ", n_head, " is not a multiple of n_head_kv ", n_head_kv);
+  if (head_dim % 2) fail(label, ": head_dim ", head_dim, " must be even for RoPE");
+  if (!(rms_eps > 0) || !(rope_theta > 0)) fail(label, ": rms_eps and rope_theta must be positive");
+}
+
+std::vector<float> rope_inv_freq(const HParams& hp) {
+  int half = hp.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; ++i) inv[i] = float(std::pow(double(hp.rope_theta), -2.0 * i / hp.head_dim));
+  if (hp.rope_scaling.type == "llama3") {
+    // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, smooth in between.
+    const RopeScaling& s = hp.rope_scaling;
+    double low_wavelen = s.original_max_pos / s.low_freq_factor;
+    double high_wavelen = s.original_max_pos / s.high_freq_factor;
+    for (float& f : inv) {
+      double wavelen = 2 * M_PI / f;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        f = float(f / s.factor);
+      } else {
+        double smooth = (s.original_max_pos / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = float((1 - smooth) * f / s.factor + smooth * f);
+      }
+    }
+  }
+  return inv;
+}
+
+}  // namespace mf

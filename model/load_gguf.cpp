@@ -1,0 +1,116 @@
+// GGUF (llama.cpp layout): hyperparameters from "<arch>.*" metadata, tokenizer from
+// "tokenizer.ggml.*", tensors by their GGUF names.
+#include "core/error.h"
+#include "model/loaders.h"
+#include "model/weight_binder.h"
+#include "ops/ops.h"
+
+namespace mf {
+
+namespace {
+
+int get_dim(const GgufFile& g, const std::string& key) {
+  int64_t v = g.get_int(key);
+  if (v <= 0 || v > (int64_t(1) << 30)) fail(g.label(), ": metadata '", key, "' = ", v, " is out of range");
+  return int(v);
+}
+
+}  // namespace
+
+void load_gguf(Model& m, const std::string& path) {
+  auto g = std::shared_ptr<GgufFile>(GgufFile::open(path));
+  m.storage.push_back(g);
+  m.format = "gguf";
+  std::string arch = g->get_string("general.architecture");
+  m.arch = arch_from_gguf(arch, path);
+  const std::string a = arch + ".";
+  HParams& hp = m.hp;
+  hp.arch = m.arch.name;
+  hp.n_embd = get_dim(*g, a + "embedding_length");
+  hp.n_layer = get_dim(*g, a + "block_count");
+  hp.n_ff = get_dim(*g, a + "feed_forward_length");
+  hp.n_head = get_dim(*g, a + "attention.head_count");
+  hp.n_head_kv = g->has(a + "attention.head_count_kv") ? get_dim(*g, a + "attention.head_count_kv") : hp.n_head;
+  hp.head_dim = g->has(a + "attention.key_length") ? get_dim(*g, a + "attention.key_length") : hp.n_embd / hp.n_head;
+  hp.n_ctx_train = int(g->get_int(a + "context_length", 2048));
+  hp.rms_eps = float(g->get_float(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  hp.rope_theta = float(g->get_float(a + "rope.freq_base", 10000.0));
+  hp.rope_neox = m.arch.gguf_rope_neox;
+  const GgufTensorInfo* embd = g->find_tensor("token_embd.weight");
+  if (!embd) fail(path, ": missing tensor 'token_embd.weight'");
+  hp.n_vocab = int(g->get_int(a + "vocab_size", embd->view.shape[0]));
+  hp.tied_embeddings = g->find_tensor("output.weight") == nullptr;
+  hp.validate(path);
+
+  // llama3-style rope scaling is stored as per-frequency divisors.
+  if (const GgufTensorInfo* rf = g->find_tensor("rope_freqs.weight")) {
+    if (rf->view.numel() != hp.head_dim / 2 || rf->view.dtype != DType::F32)
+      fail(path, ": tensor 'rope_freqs.weight' must be f32 [", hp.head_dim / 2, "]");
+    m.rope_freq_factors.assign(rf->view.f32(), rf->view.f32() + hp.head_dim / 2);
+  }
+
+  TensorLookup lookup = [&](const std::string& name) {
+    const GgufTensorInfo* t = g->find_tensor(name);
+    return t ? t->view : TensorView{};
+  };
+  bind_weights(m, lookup, /*use_gguf_names=*/true, path);
+
+  if (g->has("tokenizer.ggml.model")) {
+    TokenizerSpec spec = tokenizer_spec_from_gguf(*g);
+    m.chat_template = spec.chat_template;
+    m.tokenizer = make_tokenizer(std::move(spec));
+    m.tokenizer_source = path;
+  }
+}
+
+TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& g) {
+  const std::string& label = g.label();
+  TokenizerSpec s;
+  s.model = g.get_string("tokenizer.ggml.model");
+  if (s.model != "llama" && s.model != "gpt2") fail(label, ": unsupported tokenizer model '", s.model, "'");
+  s.pre = g.get_string("tokenizer.ggml.pre", s.model == "gpt2" ? "gpt-2" : "default");
+  try {
+    for (auto& t : g.get_array("tokenizer.ggml.tokens")) s.tokens.push_back(t.get<std::string>());
+    if (g.has("tokenizer.ggml.scores"))
+      for (auto& x : g.get_array("tokenizer.ggml.scores")) s.scores.push_back(x.get<float>());
+    if (g.has("tokenizer.ggml.token_type"))
+      for (auto& x : g.get_array("tokenizer.ggml.token_type")) s.types.push_back(TokenType(x.get<int32_t>()));
+    if (g.has("tokenizer.ggml.merges"))
+      for (auto& x : g.get_array("tokenizer.ggml.merges")) s.merges.push_back(x.get<std::string>());
+  } catch (const nlohmann::json::exception&) {
+    fail(label, ": tokenizer arrays have the wrong element types");
+  }
+  if (s.types.empty()) s.types.assign(s.tokens.size(), TokenType::Normal);
+  s.bos_id = int32_t(g.get_int("tokenizer.ggml.bos_token_id", -1));
+  s.eos_id = int32_t(g.get_int("tokenizer.ggml.eos_token_id", -1));
+  s.unk_id = int32_t(g.get_int("tokenizer.ggml.unknown_token_id", -1));
+  s.pad_id = int32_t(g.get_int("tokenizer.ggml.padding_token_id", -1));
+  // llama.cpp's defaults: SPM vocabularies add BOS, BPE ones do not unless told.
+  s.add_bos = g.get_bool("tokenizer.ggml.add_bos_token", s.model == "llama");
+  s.add_eos = g.get_bool("tokenizer.ggml.add_eos_token", false);
+  s.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix", s.model == "llama");
+  s.chat_template = g.get_string("tokenizer.chat_template", "");
+  return s;
+}
+
+void tokenizer_spec_to_gguf(const TokenizerSpec& s, GgufWriter& w) {
+  using json = nlohmann::json;
+  w.set_string("tokenizer.ggml.model", s.model);
+  if (s.model == "gpt2") w.set_string("tokenizer.ggml.pre", s.pre);
+  w.set_array("tokenizer.ggml.tokens", GgufType::STRING, json(s.tokens));
+  if (!s.scores.empty()) w.set_array("tokenizer.ggml.scores", GgufType::F32, json(s.scores));
+  std::vector<int32_t> types;
+  for (TokenType t : s.types) types.push_back(int32_t(t));
+  w.set_array("tokenizer.ggml.token_type", GgufType::I32, json(types));
+  if (!s.merges.empty()) w.set_array("tokenizer.ggml.merges", GgufType::STRING, json(s.merges));
+  if (s.bos_id >= 0) w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(s.bos_id));
+  if (s.eos_id >= 0) w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(s.eos_id));
+  if (s.unk_id >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(s.unk_id));
+  if (s.pad_id >= 0) w.set_u32("tokenizer.ggml.padding_token_id", uint32_t(s.pad_id));
+  w.set_bool("tokenizer.ggml.add_bos_token", s.add_bos);
+  w.set_bool("tokenizer.ggml.add_eos_token", s.add_eos);
+  if (s.model == "llama") w.set_bool("tokenizer.ggml.add_space_prefix", s.add_space_prefix);
+  if (!s.chat_template.empty()) w.set_string("tokenizer.chat_template", s.chat_template);
+}
+
+}  // namespace mf

@@ -1,0 +1,97 @@
+// Hugging Face layout: config.json + (sharded) safetensors.
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "formats/safetensors.h"
+#include "model/loaders.h"
+#include "model/weight_binder.h"
+
+namespace mf {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+template <typename T>
+T get_or(const json& j, const char* key, T def, const std::string& label) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  try {
+    return j[key].get<T>();
+  } catch (const json::exception&) {
+    fail(label, ": '", key, "' has the wrong type");
+  }
+}
+
+template <typename T>
+T get_req(const json& j, const char* key, const std::string& label) {
+  if (!j.contains(key) || j[key].is_null()) fail(label, ": missing '", key, "'");
+  return get_or<T>(j, key, T{}, label);
+}
+
+}  // namespace
+
+HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::string& label) {
+  if (!cfg.is_object()) fail(label, ": not a JSON object");
+  std::string model_type = get_or<std::string>(cfg, "model_type", "", label);
+  if (model_type.empty()) fail(label, ": missing 'model_type' (unknown architecture)");
+  if (get_or<bool>(cfg, "mlp_bias", false, label)) fail(label, ": mlp_bias=true is not supported");
+  *arch = arch_from_hf(model_type, get_or<bool>(cfg, "attention_bias", false, label), label);
+
+  HParams hp;
+  hp.arch = arch->name;
+  hp.n_vocab = get_req<int>(cfg, "vocab_size", label);
+  hp.n_embd = get_req<int>(cfg, "hidden_size", label);
+  hp.n_layer = get_req<int>(cfg, "num_hidden_layers", label);
+  hp.n_head = get_req<int>(cfg, "num_attention_heads", label);
+  hp.n_head_kv = get_or<int>(cfg, "num_key_value_heads", hp.n_head, label);
+  hp.n_ff = get_req<int>(cfg, "intermediate_size", label);
+  hp.head_dim = get_or<int>(cfg, "head_dim", hp.n_head > 0 ? hp.n_embd / hp.n_head : 0, label);
+  hp.n_ctx_train = get_or<int>(cfg, "max_position_embeddings", 2048, label);
+  hp.rms_eps = get_or<float>(cfg, "rms_norm_eps", 1e-6f, label);
+  hp.tied_embeddings = get_or<bool>(cfg, "tie_word_embeddings", false, label);
+  hp.rope_neox = true;
+  std::string act = get_or<std::string>(cfg, "hidden_act", "silu", label);
+  if (act != "silu") fail(label, ": hidden_act '", act, "' is not supported (silu only)");
+
+  // transformers >= 5 nests rope settings in rope_parameters; older versions use
+  // rope_theta + rope_scaling at the top level.
+  json rope = cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object() ? cfg["rope_parameters"]
+              : cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()   ? cfg["rope_scaling"]
+                                                                                   : json::object();
+  hp.rope_theta = get_or<float>(rope, "rope_theta", get_or<float>(cfg, "rope_theta", 10000.0f, label), label);
+  std::string rope_type = get_or<std::string>(rope, "rope_type", get_or<std::string>(rope, "type", "default", label), label);
+  if (rope_type == "llama3") {
+    hp.rope_scaling.type = "llama3";
+    hp.rope_scaling.factor = get_req<float>(rope, "factor", label);
+    hp.rope_scaling.low_freq_factor = get_or<float>(rope, "low_freq_factor", 1.0f, label);
+    hp.rope_scaling.high_freq_factor = get_or<float>(rope, "high_freq_factor", 4.0f, label);
+    hp.rope_scaling.original_max_pos = get_or<int>(rope, "original_max_position_embeddings", 8192, label);
+  } else if (rope_type != "default") {
+    fail(label, ": rope_type '", rope_type, "' is not supported (default, llama3)");
+  }
+  hp.validate(label);
+  return hp;
+}
+
+void load_hf(Model& m, const std::string& dir) {
+  std::string cfg_path = (fs::path(dir) / "config.json").string();
+  std::ifstream f(cfg_path);
+  if (!f) fail(cfg_path, ": cannot open");
+  json cfg = json::parse(f, nullptr, false);
+  if (cfg.is_discarded()) fail(cfg_path, ": malformed JSON");
+  m.hp = hparams_from_hf_config(cfg, &m.arch, cfg_path);
+  m.format = "safetensors";
+  auto ck = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(dir));
+  m.storage.push_back(ck);
+  TensorLookup lookup = [&](const std::string& name) {
+    const SafetensorsTensor* t = ck->find(name);
+    return t ? t->view : TensorView{};
+  };
+  // Some checkpoints tie embeddings without saying so: a missing lm_head means tied.
+  if (!ck->find("lm_head.weight")) m.hp.tied_embeddings = true;
+  bind_weights(m, lookup, /*use_gguf_names=*/false, dir);
+}
+
+}  // namespace mf

@@ -1,0 +1,57 @@
+// A loaded model: hyperparameters, weight views and the storage that keeps them alive.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/arch.h"
+#include "model/hparams.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mf {
+
+struct LayerWeights {
+  TensorView attn_norm;          // [n_embd] f32
+  TensorView wq, wk, wv, wo;     // [n_embd_q, n_embd], [n_embd_kv, n_embd] x2, [n_embd, n_embd_q]
+  TensorView bq, bk, bv, bo;     // f32 biases, data == nullptr when absent
+  TensorView ffn_norm;           // [n_embd] f32
+  TensorView ffn_gate, ffn_up;   // [n_ff, n_embd]
+  TensorView ffn_down;           // [n_embd, n_ff]
+};
+
+struct Weights {
+  TensorView tok_embd;     // [n_vocab, n_embd]
+  TensorView output_norm;  // [n_embd] f32
+  TensorView output;       // [n_vocab, n_embd] (== tok_embd when tied)
+  std::vector<LayerWeights> layers;
+};
+
+struct Model {
+  std::string path;
+  std::string format;  // "safetensors", "gguf", "llama2c"
+  ArchInfo arch;
+  HParams hp;
+  Weights w;
+  std::vector<float> rope_freq_factors;  // optional per-frequency divisors (GGUF rope_freqs.weight)
+  std::unique_ptr<Tokenizer> tokenizer;  // null when none was found
+  std::string tokenizer_source;          // file the tokenizer came from
+  std::string chat_template;
+
+  // Keeps mapped files and converted buffers alive for the views above.
+  std::vector<std::shared_ptr<const void>> storage;
+
+  const Tokenizer& require_tokenizer() const;  // throws mf::Error if there is none
+  int64_t n_params() const;
+  std::vector<float> inv_freq() const;  // rope_inv_freq(hp) with rope_freq_factors applied
+};
+
+struct LoadOptions {
+  std::string tokenizer_path;  // overrides the tokenizer found beside the model
+};
+
+// Loads a Hugging Face directory (config.json + safetensors), a .gguf file or a llama2.c
+// .bin. Throws mf::Error with a one-line message naming the file and the problem.
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& opts = {});
+
+}  // namespace mf

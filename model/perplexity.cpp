@@ -1,0 +1,47 @@
+#include "model/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "model/session.h"
+
+namespace mf {
+
+double token_nll(const float* logits, int32_t n_vocab, int32_t target) {
+  float max = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) - max);
+  return std::log(sum) + max - logits[target];
+}
+
+PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t ctx, ThreadPool& pool,
+                                    const std::function<void(int64_t, double)>& on_progress) {
+  if (ctx < 2) fail("perplexity: context must be at least 2 tokens (got ", ctx, ")");
+  if (tokens.size() < 2) fail("perplexity: needs at least 2 tokens (got ", tokens.size(), ")");
+  PerplexityResult r;
+  r.tokens = int64_t(tokens.size());
+  Session session(model, int(std::min<int64_t>(ctx, r.tokens)), pool);
+  const int32_t V = model.hp.n_vocab;
+  double total = 0;
+  for (int64_t start = 0; start + 1 < r.tokens; start += ctx) {
+    int64_t len = std::min<int64_t>(ctx, r.tokens - start);
+    session.reset();
+    ++r.windows;
+    // Feed the window in chunks; logits at window position p predict token p+1.
+    for (int64_t off = 0; off < len; off += Session::kMaxBatch) {
+      int64_t n = std::min<int64_t>(Session::kMaxBatch, len - off);
+      const float* logits = session.eval({tokens.data() + start + off, size_t(n)}, true);  // [n, V]
+      for (int64_t i = 0; i < n && off + i + 1 < len; ++i) {
+        total += token_nll(logits + i * V, V, tokens[start + off + i + 1]);
+        ++r.scored;
+      }
+      if (on_progress) on_progress(start + off + n, std::exp(total / std::max<int64_t>(r.scored, 1)));
+    }
+  }
+  r.mean_nll = total / double(r.scored);
+  r.ppl = std::exp(r.mean_nll);
+  return r;
+}
+
+}  // namespace mf

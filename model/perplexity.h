@@ -1,0 +1,28 @@
+// Perplexity over consecutive windows: ppl = exp(mean NLL of every token of a window but
+// its first, given its prefix in that window).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace mf {
+
+struct PerplexityResult {
+  int64_t tokens = 0;   // tokens in the text
+  int64_t scored = 0;   // tokens whose NLL was counted
+  int64_t windows = 0;
+  double mean_nll = 0;
+  double ppl = 0;
+};
+
+// on_progress(tokens_done, running_ppl) is called after each evaluated chunk.
+PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t ctx, ThreadPool& pool,
+                                    const std::function<void(int64_t, double)>& on_progress = {});
+
+// -log softmax(logits)[target], accumulated in double.
+double token_nll(const float* logits, int32_t n_vocab, int32_t target);
+
+}  // namespace mf

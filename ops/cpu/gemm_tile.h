@@ -1,0 +1,128 @@
+// Register-tiled GEMM in dot-product form (weight rows and activation rows both
+// contiguous along k) for float-like weights; the loader L turns 8 weights into f32.
+// Internal to ops/cpu: shared by the f32, f16 and bf16 matmuls.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "ops/cpu/simd.h"
+
+namespace mf::ops::detail {
+
+struct LoadF32 {
+  using T = float;
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) { return simd::load_f16(p); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) { return simd::load_bf16(p); }
+};
+
+// Loads n < 8 elements, zero-filling the rest (row tails when k % 8 != 0).
+template <class L>
+inline __m256 load_tail(const typename L::T* p, int n) {
+  typename L::T buf[8] = {};
+  std::memcpy(buf, p, sizeof(buf[0]) * size_t(n));
+  return L::load(buf);
+}
+
+// Tokens per register tile: 4 rows x 3 tokens = 12 accumulators, leaving 4 of the 16 ymm
+// registers for the three x vectors and one w vector of each k step.
+inline constexpr int kTileTokens = 3;
+
+// y[t, 0..NR) (+)= dot(w[r], x[t]) for an NR x NT tile. w: [NR, ldw], x: [NT, ldx], y: [NT, ldy].
+template <class L, int NR, int NT>
+inline void tile(const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t k,
+                 bool accumulate) {
+  // A single token has only NR dependency chains; a second set per row hides FMA latency.
+  constexpr int NA = NT == 1 ? 2 : 1;
+  __m256 acc[NA][NR][NT];
+#pragma GCC unroll 2
+  for (int a = 0; a < NA; ++a)
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) acc[a][r][t] = _mm256_setzero_ps();
+
+  int64_t i = 0;
+  for (; i + 8 * NA <= k; i += 8 * NA) {
+#pragma GCC unroll 2
+    for (int a = 0; a < NA; ++a) {
+      __m256 xv[NT];
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + i + 8 * a);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) {
+        const __m256 wv = L::load(w + r * ldw + i + 8 * a);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; ++t) acc[a][r][t] = _mm256_fmadd_ps(wv, xv[t], acc[a][r][t]);
+      }
+    }
+  }
+  for (; i < k; i += 8) {  // at most one full step (NT == 1) and one zero-padded tail
+    const int n = int(k - i < 8 ? k - i : 8);
+    __m256 xv[NT];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t)
+      xv[t] = n == 8 ? _mm256_loadu_ps(x + t * ldx + i) : _mm256_maskload_ps(x + t * ldx + i, simd::tail_mask(n));
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const __m256 wv = n == 8 ? L::load(w + r * ldw + i) : load_tail<L>(w + r * ldw + i, n);
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) acc[0][r][t] = _mm256_fmadd_ps(wv, xv[t], acc[0][r][t]);
+    }
+  }
+  if constexpr (NA == 2) {
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) acc[0][r][0] = _mm256_add_ps(acc[0][r][0], acc[1][r][0]);
+  }
+
+  const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    // One 4-wide store per token: a tile's outputs are consecutive in y.
+    __m128 s = simd::hsum4(acc[0][0][t], NR > 1 ? acc[0][NR > 1 ? 1 : 0][t] : z,
+                           NR > 2 ? acc[0][NR > 2 ? 2 : 0][t] : z, NR > 3 ? acc[0][NR > 3 ? 3 : 0][t] : z);
+    float* yt = y + t * ldy;
+    if constexpr (NR == 4) {
+      if (accumulate) s = _mm_add_ps(s, _mm_loadu_ps(yt));
+      _mm_storeu_ps(yt, s);
+    } else {
+      alignas(16) float tmp[4];
+      _mm_store_ps(tmp, s);
+      for (int r = 0; r < NR; ++r) yt[r] = accumulate ? yt[r] + tmp[r] : tmp[r];
+    }
+  }
+}
+
+// All tiles of NR rows against n_tokens tokens.
+template <class L, int NR>
+inline void rows_x_tokens(const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, int64_t n_tokens, float* y,
+                          int64_t ldy, int64_t k, bool accumulate) {
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
+    tile<L, NR, kTileTokens>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  if (n_tokens - t == 2) tile<L, NR, 2>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  if (n_tokens - t == 1) tile<L, NR, 1>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+}
+
+// y[t, r] (+)= dot(w[r], x[t]) for r < n_rows (any count; tiles of 4 then a tail), t < n_tokens.
+template <class L>
+void gemm_rows(const typename L::T* w, int64_t ldw, int64_t n_rows, const float* x, int64_t ldx, int64_t n_tokens,
+               float* y, int64_t ldy, int64_t k, bool accumulate) {
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4) rows_x_tokens<L, 4>(w + r * ldw, ldw, x, ldx, n_tokens, y + r, ldy, k, accumulate);
+  const typename L::T* wr = w + r * ldw;
+  switch (n_rows - r) {
+    case 3: rows_x_tokens<L, 3>(wr, ldw, x, ldx, n_tokens, y + r, ldy, k, accumulate); break;
+    case 2: rows_x_tokens<L, 2>(wr, ldw, x, ldx, n_tokens, y + r, ldy, k, accumulate); break;
+    case 1: rows_x_tokens<L, 1>(wr, ldw, x, ldx, n_tokens, y + r, ldy, k, accumulate); break;
+    default: break;
+  }
+}
+
+}  // namespace mf::ops::detail

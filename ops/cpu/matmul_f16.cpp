@@ -1,0 +1,58 @@
+// f16 and bf16-weight matmuls. Few tokens: convert weights on the fly inside the tile
+// (each weight is used by at most 3 tokens). More tokens: convert a 4-row weight panel
+// to f32 once into an L1-resident buffer and run the f32 tiles over the token chunk.
+#include <algorithm>
+#include <vector>
+
+#include "ops/cpu/gemm_tile.h"
+#include "ops/cpu/matmul_impl.h"
+
+namespace mf::ops::detail {
+
+namespace {
+
+template <class L>
+void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  const int64_t n_out = w.rows(), n_in = w.cols();
+  const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
+  if (n_tokens <= kTileTokens) {
+    pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+      gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
+    });
+    return;
+  }
+  const int64_t kc = k_slice(n_in);
+  pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+    thread_local std::vector<float> panel;  // [kTileRows, kc]
+    panel.resize(size_t(kTileRows * kc));
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
+      const int64_t nt = std::min(kTokenChunk, n_tokens - t0);
+      for (int64_t k0 = 0; k0 < n_in; k0 += kc) {
+        const int64_t kl = std::min(kc, n_in - k0);
+        for (int64_t r = r0; r < r1; r += kTileRows) {
+          const int64_t nr = std::min<int64_t>(kTileRows, r1 - r);
+          for (int64_t i = 0; i < nr; ++i) {
+            const uint16_t* src = wd + (r + i) * n_in + k0;
+            float* dst = panel.data() + i * kc;
+            int64_t j = 0;
+            for (; j + 8 <= kl; j += 8) _mm256_storeu_ps(dst + j, L::load(src + j));
+            if (j < kl) _mm256_storeu_ps(dst + j, load_tail<L>(src + j, int(kl - j)));  // panel rows are kc >= kl+pad long
+          }
+          gemm_rows<LoadF32>(panel.data(), kc, nr, x + t0 * n_in + k0, n_in, nt, y + t0 * n_out + r, n_out, kl, k0 > 0);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void matmul_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  matmul_half<LoadF16>(w, x, y, n_tokens, pool);
+}
+
+void matmul_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  matmul_half<LoadBF16>(w, x, y, n_tokens, pool);
+}
+
+}  // namespace mf::ops::detail

@@ -1,0 +1,31 @@
+// Per-dtype matmul kernels behind mf::ops::matmul (internal to ops/cpu).
+// All compute y[n_tokens, n_out] = x[n_tokens, n_in] * w[n_out, n_in]^T.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace mf::ops::detail {
+
+// Rows per register tile and per thread chunk (chunks stay multiples of this).
+inline constexpr int kTileRows = 4;
+
+void matmul_f32(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void matmul_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void matmul_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+
+// Prefill blocking: tokens per pass over a thread's rows (x chunk stays in L2) and the
+// longest k slice per pass (a 4-row weight panel plus 3 activation rows stay in L1).
+inline constexpr int64_t kTokenChunk = 96;
+inline constexpr int64_t kMaxKSlice = 768;
+
+// Splits k into equal slices of at most kMaxKSlice, rounded up to a multiple of 8.
+inline int64_t k_slice(int64_t k) {
+  const int64_t n = (k + kMaxKSlice - 1) / kMaxKSlice;
+  return ((k + n - 1) / n + 7) / 8 * 8;
+}
+
+}  // namespace mf::ops::detail

@@ -1,0 +1,131 @@
+// q8_0 and q4_0-weight matmuls: x is quantised to q8_0 once per call (shared by all
+// threads), then each 32-block contributes d_w * d_x * (integer dot product).
+// Integer dot of int8 w and x with _mm256_maddubs_epi16 (unsigned x signed): |w| as the
+// unsigned operand and x carrying w's sign, then pairs of int16 summed by _mm256_madd_epi16.
+// No int16 overflow: |w|,|x| <= 127, so each pair sum is <= 2*127*127 < 32767.
+#include <algorithm>
+
+#include "core/half.h"
+#include "ops/cpu/matmul_impl.h"
+#include "ops/cpu/quant_acts.h"
+#include "ops/cpu/simd.h"
+
+namespace mf::ops::detail {
+
+namespace {
+
+struct WeightsQ8_0 {
+  using Block = BlockQ8_0;
+  static __m256i load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
+};
+
+struct WeightsQ4_0 {
+  using Block = BlockQ4_0;
+  // 16 bytes of nibble pairs -> 32 signed values in [-8, 7], element order restored.
+  static __m256i load(const Block& b) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+  }
+};
+
+// Tokens per register tile for prefill.
+constexpr int kQTileTokens = 3;
+
+// y[t, 0..NR) = sum over blocks of d_w d_x dot(w, x), an NR x NT tile.
+template <class W, int NR, int NT>
+inline void qtile(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t t0, float* y, int64_t ldy) {
+  const int64_t nb = xa.n_blocks;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NR][NT];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i xq[NT];
+    __m256 dx[NT];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const int64_t i = (t0 + t) * nb + b;
+      xq[t] = _mm256_load_si256(reinterpret_cast<const __m256i*>(xa.qs + i * kQBlock));
+      dx[t] = _mm256_broadcast_ss(xa.d + i);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const auto& blk = reinterpret_cast<const typename W::Block*>(w + r * ldw)[b];
+      const __m256i wq = W::load(blk);
+      const __m256i aw = _mm256_sign_epi8(wq, wq);
+      const __m256 dw = _mm256_set1_ps(fp16_to_f32(blk.d));
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) {
+        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq[t], wq));
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+      }
+    }
+  }
+
+  const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    const __m128 s = simd::hsum4(acc[0][t], NR > 1 ? acc[NR > 1 ? 1 : 0][t] : z, NR > 2 ? acc[NR > 2 ? 2 : 0][t] : z,
+                                 NR > 3 ? acc[NR > 3 ? 3 : 0][t] : z);
+    float* yt = y + t * ldy;
+    if constexpr (NR == 4) {
+      _mm_storeu_ps(yt, s);
+    } else {
+      alignas(16) float tmp[4];
+      _mm_store_ps(tmp, s);
+      for (int r = 0; r < NR; ++r) yt[r] = tmp[r];
+    }
+  }
+}
+
+template <class W, int NR>
+void qrows_x_tokens(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t t0, int64_t nt, float* y,
+                    int64_t ldy) {
+  int64_t t = 0;
+  for (; t + kQTileTokens <= nt; t += kQTileTokens) qtile<W, NR, kQTileTokens>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
+  if (nt - t == 2) qtile<W, NR, 2>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
+  if (nt - t == 1) qtile<W, NR, 1>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
+}
+
+template <class W>
+void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  const int64_t n_out = w.rows(), n_in = w.cols();
+  const size_t ldw = w.row_stride();
+  const auto* wd = static_cast<const uint8_t*>(w.data);  // [n_out, n_in/32] blocks
+  // The caller's buffer, read by every worker: bind a reference, since naming a
+  // thread_local inside the lambda would resolve to the worker's own instance.
+  thread_local QuantizedActs caller_acts;
+  QuantizedActs& xa = caller_acts;
+  quantize_acts(x, n_tokens, n_in, xa);
+  pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
+      const int64_t nt = std::min(kTokenChunk, n_tokens - t0);
+      float* yc = y + t0 * n_out;  // [nt, n_out]
+      int64_t r = r0;
+      for (; r + 4 <= r1; r += 4) qrows_x_tokens<W, 4>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out);
+      switch (r1 - r) {
+        case 3: qrows_x_tokens<W, 3>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
+        case 2: qrows_x_tokens<W, 2>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
+        case 1: qrows_x_tokens<W, 1>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
+        default: break;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  matmul_q<WeightsQ8_0>(w, x, y, n_tokens, pool);
+}
+
+void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  matmul_q<WeightsQ4_0>(w, x, y, n_tokens, pool);
+}
+
+}  // namespace mf::ops::detail

@@ -1,0 +1,24 @@
+// Activations quantised to q8_0 for the integer dot products of q8_0/q4_0 matmuls
+// (internal to ops/cpu). Values are those of ref::quantize_row(Q8_0) exactly; the layout is
+// split for aligned 32-byte loads and float scales ready to use.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace mf::ops::detail {
+
+struct QuantizedActs {
+  int64_t n_blocks = 0;      // blocks per token row
+  int8_t* qs = nullptr;      // [n_tokens, n_blocks, 32]
+  float* d = nullptr;        // [n_tokens, n_blocks] scale (the fp16-rounded value, as f32)
+  float* sd = nullptr;       // [n_tokens, n_blocks] d * sum(qs): corrections for offset formats
+  std::vector<uint8_t> storage;
+};
+
+// Quantises x[n_tokens, n] (n % 32 == 0) into acts, reusing its storage.
+void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& acts);
+
+// One row of n floats to q8_0 blocks, bit-identical to ref::quantize_row(DType::Q8_0).
+void quantize_row_q8_0(const float* x, void* dst, int64_t n);
+
+}  // namespace mf::ops::detail

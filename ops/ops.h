@@ -1,0 +1,62 @@
+// Model-agnostic kernels. Each op has a scalar reference in ops/reference/ (namespace
+// mf::ref, always built, the definition of correct) and a fast AVX2/FMA/F16C path in
+// ops/cpu/ (namespace mf::ops, multi-threaded where it pays). Tests compare the two.
+// Layout conventions: activations are row-major f32 [n_tokens, width]; weights are
+// TensorViews [n_out, n_in] whose rows are f32, f16, bf16, q8_0 or q4_0.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace mf {
+
+// Attention geometry shared by the reference and the fast path.
+struct AttentionParams {
+  int64_t n_tokens = 1;   // new query tokens
+  int64_t n_past = 0;     // tokens already in the cache before them
+  int n_head = 1;
+  int n_head_kv = 1;      // n_head % n_head_kv == 0 (GQA)
+  int head_dim = 1;
+  float scale = 1.0f;     // usually 1/sqrt(head_dim)
+  int64_t kv_stride = 0;  // floats between consecutive positions in k/v (n_head_kv*head_dim if 0)
+};
+
+namespace ref {
+// Scalar references.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);  // n % block_elems == 0
+void quantize_row(DType t, const float* src, void* dst, int64_t n);    // f32/f16/bf16/q8_0/q4_0
+// y[n_tokens, n_out] = x[n_tokens, n_in] * w[n_out, n_in]^T
+void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens);
+// y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight   (x may equal y)
+void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n, float eps);
+// Rotates x[n_tokens, n_head, head_dim] in place at positions pos[n_tokens].
+// inv_freq[head_dim/2] holds the (possibly scaled) inverse frequencies.
+// neox=true: pairs (i, i+head_dim/2) (Hugging Face rotate_half); false: pairs (2i, 2i+1) (GGUF/Meta).
+void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
+// In-place numerically stable softmax of x[n].
+void softmax(float* x, int64_t n);
+// out[i] = silu(gate[i]) * up[i]
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+// Causal attention. q, out: [n_tokens, n_head, head_dim]; k, v: [n_past + n_tokens, kv_stride]
+// (position-major cache, head h_kv at offset h_kv*head_dim). Query t sees positions <= n_past + t.
+void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p);
+}  // namespace ref
+
+namespace ops {
+// Fast paths with the same contracts as mf::ref.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+// Bit-identical to ref::quantize_row; vectorised for q8_0 (the activation format of the
+// quantised matmuls), the scalar reference for the others (weights are converted offline).
+void quantize_row(DType t, const float* src, void* dst, int64_t n);
+// Quantised weights (q8_0, q4_0) multiply x after quantising it to q8_0 per 32-block, as
+// GGML does: the result equals ref::matmul on dequantize(quantize_q8_0(x)) up to f32 rounding.
+void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n, float eps);
+void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
+void softmax(float* x, int64_t n);
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p, ThreadPool& pool);
+}  // namespace ops
+
+}  // namespace mf

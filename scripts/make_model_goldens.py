@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Builds small random-weight model fixtures with Hugging Face transformers and records
+reference logits and perplexities for them (the engine must match to 1e-4 relative).
+
+Run in the reference environment from the repository root:
+    ../shared/reference/run.sh python3 scripts/make_model_goldens.py
+Writes tests/golden/data/models/<fixture>/ (config.json, safetensors, tokenizer files,
+golden.json). The fixtures cover GQA ratios, tied/untied embeddings, q/k/v bias (Qwen2),
+rope_theta 500000 with llama3 scaling, f16/bf16 weights, sharded checkpoints and a
+vocabulary above 32k.
+"""
+import json, math, os, shutil, sys
+
+import torch
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import Tokenizer
+
+OUT = "tests/golden/data/models"
+SHARED = os.environ.get("MOEFORGE_SHARED", "../shared")
+TOK_DIR = os.path.join(SHARED, "models/tiny-llama-a")
+TEXTS = {"gsm8k_4.txt": os.path.join(TOK_DIR, "gsm8k_4.txt"), "f1500.txt": os.path.join(TOK_DIR, "f1500.txt")}
+
+FIXTURES = [
+    # name, config class, model class, config kwargs, storage dtype, max shard size
+    ("llama-gqa4-untied", LlamaConfig, LlamaForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+          intermediate_size=96, vocab_size=1024, tie_word_embeddings=False, rope_theta=10000.0), torch.float32, None),
+    ("llama-mha-tied-theta500k-llama3", LlamaConfig, LlamaForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+          intermediate_size=128, vocab_size=1024, tie_word_embeddings=True,
+          rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                               high_freq_factor=4.0, original_max_position_embeddings=64)), torch.bfloat16, None),
+    ("qwen2-bias-gqa3", Qwen2Config, Qwen2ForCausalLM,
+     dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+          intermediate_size=160, vocab_size=1024, tie_word_embeddings=False, rope_theta=1000000.0), torch.float16, None),
+    ("llama-vocab32k-sharded", LlamaConfig, LlamaForCausalLM,
+     dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+          intermediate_size=64, vocab_size=33024, tie_word_embeddings=True, rope_theta=10000.0), torch.float16, "400KB"),
+]
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.08)
+
+
+def perplexity(model, ids):
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    nll = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="mean")
+    return math.exp(nll.item()), len(ids)
+
+
+def main():
+    tok = Tokenizer.from_file(os.path.join(TOK_DIR, "tokenizer.json"))
+    for i, (name, cfg_cls, model_cls, kw, dtype, shard) in enumerate(FIXTURES):
+        d = os.path.join(OUT, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        cfg = cfg_cls(max_position_embeddings=2048, rms_norm_eps=1e-5, bos_token_id=0, eos_token_id=0, **kw)
+        torch.manual_seed(i)
+        model = model_cls(cfg).float()
+        randomize(model, 1000 + i)
+        model = model.to(dtype)
+        kwargs = {"max_shard_size": shard} if shard else {}
+        model.save_pretrained(d, **kwargs)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(TOK_DIR, f), d)
+        # Reference: the stored (rounded) weights evaluated in float32.
+        ref = model_cls.from_pretrained(d, dtype=torch.float32).eval()
+        golden = {"generator": "scripts/make_model_goldens.py",
+                  "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
+                  "ppl": {}}
+        for tname, path in TEXTS.items():
+            ids = tok.encode(open(path, encoding="utf-8").read(), add_special_tokens=False).ids
+            ppl, n = perplexity(ref, ids)
+            golden["ppl"][tname] = {"tokens": n, "ppl": ppl}
+        probe = [5, 17, 300, 2, 999, 64, 1, 512]
+        with torch.no_grad():
+            logits = ref(torch.tensor([probe])).logits[0]
+        golden["probe_ids"] = probe
+        golden["probe_logits_last8"] = [row[:8].tolist() for row in logits]
+        golden["probe_argmax"] = logits.argmax(-1).tolist()
+        with open(os.path.join(d, "golden.json"), "w") as f:
+            json.dump(golden, f, indent=1)
+        print(name, golden["ppl"], file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

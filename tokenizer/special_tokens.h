@@ -1,0 +1,32 @@
+// Finds special/added token strings in text before normal tokenization: at each position
+// the longest token starting there wins, scanning left to right (Hugging Face's
+// leftmost-longest added-token matching).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace mf {
+
+class SpecialTokenMatcher {
+ public:
+  // always: token types matched whatever parse_special says (UserDefined added tokens);
+  // on_parse: types matched only when parse_special is set (Control, ...).
+  SpecialTokenMatcher(const TokenizerSpec& spec, std::vector<TokenType> always, std::vector<TokenType> on_parse);
+
+  struct Fragment {
+    int32_t id;             // >= 0: a matched token; -1: raw text
+    std::string_view text;  // the raw text (also set for tokens)
+  };
+  std::vector<Fragment> split(std::string_view text, bool parse_special) const;
+
+ private:
+  struct Entry { std::string text; int32_t id; bool always; };
+  std::vector<Entry> by_first_byte_[256];  // longest first
+  bool any_always_ = false, any_ = false;
+};
+
+}  // namespace mf

@@ -1,0 +1,44 @@
+// moeforge convert: any supported model to a llama.cpp-compatible GGUF.
+#include <cstdio>
+
+#include "core/error.h"
+#include "model/gguf_export.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct ConvertOptions {
+  std::string in, out, type = "f16", tokenizer;
+};
+
+DType parse_type(const std::string& s) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0})
+    if (dtype_name(t) == s) return t;
+  fail("--type ", s, ": expected one of f32, f16, bf16, q8_0, q4_0");
+}
+
+void run_convert(const ConvertOptions& o) {
+  DType type = parse_type(o.type);
+  LoadOptions lo;
+  lo.tokenizer_path = o.tokenizer;
+  auto m = load_model(o.in, lo);
+  export_gguf(*m, o.out, type);
+  std::fprintf(stderr, "wrote %s (%s, %lld parameters)\n", o.out.c_str(), o.type.c_str(), (long long)m->n_params());
+}
+
+}  // namespace
+
+void add_convert(CLI::App& app) {
+  auto o = std::make_shared<ConvertOptions>();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a model to GGUF (loads in llama.cpp)");
+  cmd->add_option("input", o->in, "Model: Hugging Face directory, .gguf file or llama2.c .bin")->required();
+  cmd->add_option("output", o->out, "Output .gguf path (written via a temporary file)")->required();
+  cmd->add_option("--type", o->type, "Weight type for matrices: f32, f16, bf16, q8_0, q4_0 (default f16)");
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the one found beside the model");
+  cmd->callback([o] { run_convert(*o); });
+}
+
+}  // namespace mf::cli

@@ -1,0 +1,87 @@
+// moeforge generate: prints the continuation of a prompt.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/sampler.h"
+#include "model/session.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct GenerateOptions {
+  ModelOptions model;
+  std::string prompt;
+  int n_predict = 64;
+  int n_ctx = 0;
+  SamplerParams sampler;
+  bool json = false;
+};
+
+void run_generate(const GenerateOptions& o) {
+  auto model = load(o.model);
+  const Tokenizer& tok = model->require_tokenizer();
+  std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true);
+  if (prompt.empty()) fail("the prompt is empty and the tokenizer adds no BOS token");
+  ThreadPool pool(o.model.threads);
+  int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int>(model->hp.n_ctx_train, int(prompt.size()) + o.n_predict);
+  if (int(prompt.size()) + o.n_predict > n_ctx)
+    fail("prompt (", prompt.size(), " tokens) + ", o.n_predict, " new tokens exceed the context of ", n_ctx);
+  Session session(*model, n_ctx, pool);
+  Sampler sampler(o.sampler);
+
+  auto t0 = std::chrono::steady_clock::now();
+  const float* logits = session.eval(prompt, false);
+  auto t1 = std::chrono::steady_clock::now();
+  std::string text;
+  std::vector<int32_t> out;
+  for (int i = 0; i < o.n_predict; ++i) {
+    int32_t next = sampler.sample(logits, model->hp.n_vocab);
+    if (next == tok.spec().eos_id) break;
+    out.push_back(next);
+    std::string piece = tok.token_to_piece(next);
+    text += piece;
+    if (!o.json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    if (i + 1 < o.n_predict) logits = session.eval({&next, 1}, false);
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  double prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  double decode_s = std::chrono::duration<double>(t2 - t1).count();
+  if (o.json) {
+    nlohmann::json j = {{"text", text},
+                        {"prompt_tokens", prompt.size()},
+                        {"completion_tokens", out.size()},
+                        {"tokens", out},
+                        {"prefill_tps", prompt.size() / std::max(prefill_s, 1e-9)},
+                        {"decode_tps", out.size() / std::max(decode_s, 1e-9)}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt (prints only the continuation)");
+  add_model_options(cmd, o->model);
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
+  cmd->add_option("-n,--n-predict", o->n_predict, "Number of tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-c,--ctx", o->n_ctx, "Context size (default: prompt + n, at most the model's)");
+  cmd->add_option("--temp", o->sampler.temperature, "Temperature; 0 is greedy")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", o->sampler.top_k, "Keep the K most likely tokens (0: all)");
+  cmd->add_option("--top-p", o->sampler.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", o->sampler.seed, "Random seed");
+  cmd->add_flag("--json", o->json, "Print {text, tokens, prefill_tps, decode_tps, ...} as JSON");
+  cmd->callback([o] { run_generate(*o); });
+}
+
+}  // namespace mf::cli

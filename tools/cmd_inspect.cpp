@@ -1,0 +1,79 @@
+// moeforge inspect: what a model file holds.
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct InspectOptions {
+  std::string path, tokenizer;
+  bool json = false;
+};
+
+void run_inspect(const InspectOptions& o) {
+  LoadOptions lo;
+  lo.tokenizer_path = o.tokenizer;
+  auto m = load_model(o.path, lo);
+  const HParams& hp = m->hp;
+  std::map<std::string, int64_t> dtype_params;
+  auto count = [&](const TensorView& t) {
+    if (t.data) dtype_params[std::string(dtype_name(t.dtype))] += t.numel();
+  };
+  count(m->w.tok_embd);
+  if (!hp.tied_embeddings) count(m->w.output);
+  for (auto& l : m->w.layers)
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) count(*t);
+  nlohmann::json j = {
+      {"path", m->path},
+      {"format", m->format},
+      {"architecture", m->arch.name},
+      {"n_vocab", hp.n_vocab},
+      {"n_embd", hp.n_embd},
+      {"n_layer", hp.n_layer},
+      {"n_head", hp.n_head},
+      {"n_head_kv", hp.n_head_kv},
+      {"head_dim", hp.head_dim},
+      {"n_ff", hp.n_ff},
+      {"n_ctx_train", hp.n_ctx_train},
+      {"rms_eps", hp.rms_eps},
+      {"rope_theta", hp.rope_theta},
+      {"rope_scaling", hp.rope_scaling.type},
+      {"rope_pairs", hp.rope_neox ? "rotate_half" : "interleaved"},
+      {"tied_embeddings", hp.tied_embeddings},
+      {"qkv_bias", m->w.layers[0].bq.data != nullptr},
+      {"n_params", m->n_params()},
+      {"matrix_params_by_dtype", dtype_params},
+  };
+  if (m->tokenizer) {
+    const TokenizerSpec& s = m->tokenizer->spec();
+    j["tokenizer"] = {{"source", m->tokenizer_source}, {"model", s.model}, {"pre", s.pre},
+                      {"n_vocab", m->tokenizer->n_vocab()}, {"bos_id", s.bos_id}, {"eos_id", s.eos_id},
+                      {"add_bos", s.add_bos}, {"chat_template", !m->chat_template.empty()}};
+  } else {
+    j["tokenizer"] = nullptr;
+  }
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  for (auto& [k, v] : j.items()) std::printf("%-24s %s\n", k.c_str(), v.dump().c_str());
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app) {
+  auto o = std::make_shared<InspectOptions>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Show architecture, shapes, dtypes, parameter count and tokenizer");
+  cmd->add_option("path", o->path, "Model: Hugging Face directory, .gguf file or llama2.c .bin")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file overriding the one found beside the model");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->callback([o] { run_inspect(*o); });
+}
+
+}  // namespace mf::cli

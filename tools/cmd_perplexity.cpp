@@ -1,0 +1,60 @@
+// moeforge perplexity: exp(mean NLL) over consecutive windows of a text file.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/perplexity.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/progress.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct PerplexityOptions {
+  ModelOptions model;
+  std::string file;
+  int n_ctx = 0;
+  bool json = false;
+};
+
+void run_perplexity(const PerplexityOptions& o) {
+  std::string text = read_text_file(o.file);
+  auto model = load(o.model);
+  const Tokenizer& tok = model->require_tokenizer();
+  std::vector<int32_t> tokens = tok.encode(text, /*add_special=*/false);
+  int64_t ctx = o.n_ctx > 0 ? o.n_ctx : model->hp.n_ctx_train;
+  if (tokens.size() < 2) fail(o.file, ": only ", tokens.size(), " token(s); perplexity needs at least 2");
+  ThreadPool pool(o.model.threads);
+  Progress progress("perplexity", int64_t(tokens.size()));
+  PerplexityResult r = compute_perplexity(*model, tokens, ctx, pool, [&](int64_t done, double ppl) {
+    progress.update(done, "ppl " + std::to_string(ppl));
+  });
+  progress.finish();
+  if (o.json) {
+    nlohmann::json j = {{"tokens", r.tokens}, {"scored", r.scored}, {"windows", r.windows},
+                        {"ctx", ctx},         {"nll", r.mean_nll},  {"ppl", r.ppl}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("tokens %lld  windows %lld  ctx %lld  mean nll %.6f  ppl %.6f\n", (long long)r.tokens,
+                (long long)r.windows, (long long)ctx, r.mean_nll, r.ppl);
+  }
+}
+
+}  // namespace
+
+void add_perplexity(CLI::App& app) {
+  auto o = std::make_shared<PerplexityOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "perplexity",
+      "Perplexity of a text file: tokenized without special tokens, cut into consecutive windows of --ctx tokens;\n"
+      "ppl = exp(mean NLL of every token of a window but its first, given its prefix in that window)");
+  add_model_options(cmd, o->model);
+  cmd->add_option("-f,--file", o->file, "UTF-8 text file")->required();
+  cmd->add_option("-c,--ctx", o->n_ctx, "Window size in tokens (default: the model's context length)");
+  cmd->add_flag("--json", o->json, "Print {\"tokens\", \"ppl\", ...} as JSON");
+  cmd->callback([o] { run_perplexity(*o); });
+}
+
+}  // namespace mf::cli

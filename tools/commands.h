@@ -1,0 +1,13 @@
+// Each CLI subcommand registers itself on the root app; see tools/main.cpp.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace mf::cli {
+
+void add_generate(CLI::App& app);
+void add_perplexity(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_inspect(CLI::App& app);
+void add_convert(CLI::App& app);
+
+}  // namespace mf::cli
