@@ -1,5 +1,6 @@
 #include "tokenizer/spm_tokenizer.h"
 
+#include <algorithm>
 #include <queue>
 
 #include "core/error.h"
@@ -18,6 +19,16 @@ int parse_byte_token(std::string_view t) {
   return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
 }
 
+namespace {
+
+// Character length from the lead byte alone, clamped at the end (llama.cpp's utf8_len).
+size_t utf8_char_len(std::string_view s, size_t i) {
+  static constexpr uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+  return std::min<size_t>(kLen[uint8_t(s[i]) >> 4], s.size() - i);
+}
+
+}  // namespace
+
 SpmTokenizer::SpmTokenizer(TokenizerSpec spec)
     : Tokenizer(std::move(spec)),
       // llama.cpp: user-defined tokens always split out; control and unknown only when parsing specials.
@@ -30,10 +41,15 @@ SpmTokenizer::SpmTokenizer(TokenizerSpec spec)
     const int b = type == TokenType::Byte ? parse_byte_token(spec_.tokens[id]) : -1;
     if (b >= 0 && byte_id_[b] < 0) byte_id_[b] = int32_t(id);
   }
+  split_words_ = std::none_of(spec_.tokens.begin(), spec_.tokens.end(), [](const std::string& t) {
+    size_t i = 0;  // past the leading run of U+2581, none may follow
+    while (t.compare(i, kSpmSpace.size(), kSpmSpace) == 0) i += kSpmSpace.size();
+    return t.find(kSpmSpace, i) != std::string::npos;
+  });
 }
 
 int32_t SpmTokenizer::find(std::string_view piece) const {
-  auto it = token_to_id_.find(std::string(piece));
+  auto it = token_to_id_.find(piece);
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
@@ -62,13 +78,54 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_specia
   return out;
 }
 
-void SpmTokenizer::encode_fragment(const std::string& text, std::vector<int32_t>& out) const {
+void SpmTokenizer::encode_fragment(std::string_view text, std::vector<int32_t>& out) const {
+  if (!split_words_) {
+    merge(text, out);
+    return;
+  }
+  // Cut at character starts (as merge() walks them) that begin a run of U+2581.
+  size_t start = 0;
+  bool prev_space = false;
+  for (size_t i = 0; i < text.size();) {
+    const bool space = text.compare(i, kSpmSpace.size(), kSpmSpace) == 0;
+    if (space && !prev_space && i > start) {
+      encode_cached(text.substr(start, i - start), out);
+      start = i;
+    }
+    prev_space = space;
+    i += utf8_char_len(text, i);
+  }
+  encode_cached(text.substr(start), out);
+}
+
+void SpmTokenizer::encode_cached(std::string_view word, std::vector<int32_t>& out) const {
+  constexpr size_t kMaxCachedWordBytes = 64, kMaxCacheEntries = 1 << 16;
+  if (word.size() > kMaxCachedWordBytes) {
+    merge(word, out);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  const size_t start = out.size();
+  merge(word, out);
+  std::vector<int32_t> ids(out.begin() + long(start), out.end());
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+  cache_.emplace(std::string(word), std::move(ids));
+}
+
+void SpmTokenizer::merge(std::string_view text, std::vector<int32_t>& out) const {
   // Symbols are UTF-8 characters by lead byte (length clamped at the end, as llama.cpp).
   struct Sym { size_t pos, len; int32_t prev, next; };
   std::vector<Sym> syms;
   for (size_t i = 0; i < text.size();) {
-    static constexpr uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    const size_t len = std::min<size_t>(kLen[uint8_t(text[i]) >> 4], text.size() - i);
+    const size_t len = utf8_char_len(text, i);
     const int32_t k = int32_t(syms.size());
     syms.push_back({i, len, k - 1, -1});
     if (k > 0) syms[k - 1].next = k;
@@ -82,7 +139,7 @@ void SpmTokenizer::encode_fragment(const std::string& text, std::vector<int32_t>
   auto try_pair = [&](int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const size_t len = syms[l].len + syms[r].len;
-    const int32_t id = find(std::string_view(text).substr(syms[l].pos, len));
+    const int32_t id = find(text.substr(syms[l].pos, len));
     if (id < 0) return;
     heap.push({spec_.scores.empty() ? 0.0f : spec_.scores[id], l, r, len});
   };
@@ -101,7 +158,7 @@ void SpmTokenizer::encode_fragment(const std::string& text, std::vector<int32_t>
     try_pair(b.left, l.next);
   }
   for (int32_t i = 0; i >= 0; i = syms[i].next) {
-    const std::string_view piece = std::string_view(text).substr(syms[i].pos, syms[i].len);
+    const std::string_view piece = text.substr(syms[i].pos, syms[i].len);
     const int32_t id = find(piece);
     if (id >= 0) {
       out.push_back(id);

@@ -190,10 +190,40 @@ void nfc_run(const std::vector<uint32_t>& cps, std::string& out) {
   for (uint32_t cp : res) append_utf8(out, cp);
 }
 
+// Code points that can change under NFC or make a neighbour change (NFC_Quick_Check No or
+// Maybe, or a non-zero combining class). Text without any is already in NFC.
+bool nfc_unstable(uint32_t cp) {
+  static const std::vector<uint32_t> sorted = [] {
+    std::vector<uint32_t> v;
+    for (size_t i = 0; i < ut::kCombiningClassCount; ++i)
+      for (uint32_t c = ut::kCombiningClass[i].lo; c <= ut::kCombiningClass[i].hi; ++c) v.push_back(c);
+    const auto* ex = ut::kCompositionExcluded;
+    const auto* ex_end = ex + ut::kCompositionExcludedCount;
+    for (size_t i = 0; i < ut::kDecompositionCount; ++i) {
+      const auto& d = ut::kDecomposition[i];
+      if (!d.second || std::binary_search(ex, ex_end, d.cp)) v.push_back(d.cp);  // never in NFC
+      else v.push_back(d.second);                                               // may compose with its left
+    }
+    for (uint32_t c = kVBase; c < kVBase + kVCount; ++c) v.push_back(c);
+    for (uint32_t c = kTBase + 1; c < kTBase + kTCount; ++c) v.push_back(c);
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  }();
+  return cp >= 0x300 && std::binary_search(sorted.begin(), sorted.end(), cp);
+}
+
 }  // namespace
 
 std::string nfc(std::string_view s) {
-  if (std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) < 0x80; })) return std::string(s);
+  bool stable = true;
+  for (size_t i = 0; i < s.size() && stable;) {
+    if (uint8_t(s[i]) < 0x80) { ++i; continue; }
+    const auto [cp, len] = decode_utf8(s, i);
+    stable = cp == kInvalid || !nfc_unstable(cp);
+    i += len;
+  }
+  if (stable) return std::string(s);
   std::string out;
   out.reserve(s.size());
   std::vector<uint32_t> run;

@@ -26,7 +26,7 @@ enum class CharClass : uint8_t { Letter, Number, Space, Other };
 CharClass classify(uint32_t cp);
 
 // Canonical composition (NFC) as Hugging Face's NFC normalizer applies it. Invalid bytes
-// pass through unchanged. ASCII-only text is returned as is without work.
+// pass through unchanged. Text that is already NFC by the quick check is copied without work.
 std::string nfc(std::string_view s);
 
 }  // namespace mf::unicode

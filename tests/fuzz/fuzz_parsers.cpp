@@ -15,12 +15,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Touch every tensor's bytes so out-of-range views are caught by ASan.
       volatile uint8_t sink = 0;
       for (auto& t : g->tensors())
-        if (t.view.nbytes()) sink ^= static_cast<const uint8_t*>(t.view.data)[t.view.nbytes() - 1];
+        if (t.view.nbytes()) sink = sink ^ static_cast<const uint8_t*>(t.view.data)[t.view.nbytes() - 1];
     } else {
       auto tensors = mf::parse_safetensors(data + 1, size - 1, "fuzz.safetensors");
       volatile uint8_t sink = 0;
       for (auto& [name, v] : tensors)
-        if (v.nbytes()) sink ^= static_cast<const uint8_t*>(v.data)[v.nbytes() - 1];
+        if (v.nbytes()) sink = sink ^ static_cast<const uint8_t*>(v.data)[v.nbytes() - 1];
     }
   } catch (const mf::Error&) {
   }

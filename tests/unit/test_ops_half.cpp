@@ -80,7 +80,8 @@ TEST(OpsHalf, Fp16EdgeCases) {
   EXPECT_EQ(f32_to_fp16(0x1p-25f), 0x0000);                  // tie -> even zero
   EXPECT_EQ(f32_to_fp16(0x1.8p-25f), 0x0001);                // above the tie
   EXPECT_EQ(f32_to_fp16(0x1p-14f), 0x0400);                  // smallest normal
-  EXPECT_EQ(f32_to_fp16(0x1.ff8p-15f), 0x0400);              // subnormal rounding up into normal
+  EXPECT_EQ(f32_to_fp16(0x1.ff8p-15f), 0x03ff);              // largest subnormal
+  EXPECT_EQ(f32_to_fp16(0x1.ffcp-15f), 0x0400);              // tie -> even: up into the normals
   EXPECT_TRUE(std::isnan(fp16_to_f32(f32_to_fp16(NAN))));
   EXPECT_EQ(fp16_to_f32(0x0001), 0x1p-24f);
   EXPECT_EQ(fp16_to_f32(0x03ff), 0x3ffp-24f);
@@ -113,7 +114,9 @@ TEST(OpsHalf, Bf16RoundTripAndRounding) {
   }
   for (uint32_t h = 0; h < 65536; ++h) {  // every bf16 value survives a round trip
     const float f = bf16_to_f32(uint16_t(h));
-    if (!std::isnan(f)) ASSERT_EQ(f32_to_bf16(f), h);
+    if (!std::isnan(f)) {
+      ASSERT_EQ(f32_to_bf16(f), h);
+    }
   }
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(f32_to_bf16(from_bits(0x3f808000)), 0x3f80);  // tie -> even (down)

@@ -40,7 +40,7 @@ TEST(OpsQuant, Q4_0KnownBlock) {
   EXPECT_EQ(b.qs[0], 0 | 11 << 4);
   EXPECT_EQ(b.qs[1], 15 | 0 << 4);
   EXPECT_EQ(b.qs[2], 8 | 8 << 4);
-  EXPECT_EQ(b.qs[3], 4 | 8 << 4);  // -3.2 + 8.5 = 5.3 -> 5? no: trunc(5.3) = 5
+  EXPECT_EQ(b.qs[3], 5 | 8 << 4);  // trunc(-3.2 + 8.5) = 5
   EXPECT_EQ(b.qs[15], 8 | 15 << 4);  // 7.6 + 8.5 = 16.1 clamps to 15
   std::vector<float> back(32);
   ref::dequantize_row(DType::Q4_0, &b, back.data(), 32);
@@ -80,7 +80,7 @@ TEST(OpsQuant, RoundTripErrorBounds) {
   for (int64_t b = 0; b < n / 32; b += 7) x[size_t(b * 32 + 3)] *= 50.0f;  // some outliers
   std::vector<BlockQ8_0> q8(size_t(n / 32));
   std::vector<BlockQ4_0> q4(size_t(n / 32));
-  std::vector<float> back(size_t(n));
+  std::vector<float> back(static_cast<size_t>(n));
   ref::quantize_row(DType::Q8_0, x.data(), q8.data(), n);
   ref::dequantize_row(DType::Q8_0, q8.data(), back.data(), n);
   for (int64_t i = 0; i < n; ++i) {
@@ -125,7 +125,7 @@ TEST(OpsQuant, FastDequantizeMatchesReference) {
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
     std::vector<uint8_t> q(row_bytes(t, n));
     ref::quantize_row(t, x.data(), q.data(), n);
-    std::vector<float> a(size_t(n)), b(size_t(n));
+    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
     ref::dequantize_row(t, q.data(), a.data(), n);
     ops::dequantize_row(t, q.data(), b.data(), n);
     ASSERT_EQ(std::memcmp(a.data(), b.data(), size_t(n) * 4), 0) << dtype_name(t);

@@ -1,0 +1,102 @@
+// Google Benchmark of ops::matmul on the SmolLM2-135M shapes (hidden 576, ffn 1536,
+// vocab 49152) with 2 threads. Decode (1 token) reports weight bytes streamed per second;
+// prefill (128 tokens) reports FLOP/s (2 * n_out * n_in * n_tokens per call).
+// Decode cycles through enough copies of the weights (>= 256 MiB) that they come from
+// DRAM, as in a real forward pass; "hot" repeats one copy that stays in cache.
+//   build-ops/bin/bench_ops --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace {
+
+using mf::DType;
+
+mf::ThreadPool& pool() {
+  static mf::ThreadPool p(2);
+  return p;
+}
+
+const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
+
+// n_copies quantised copies of a random [n_out, n_in] weight matrix.
+std::vector<uint8_t> make_weights(DType t, int64_t n_out, int64_t n_in, int n_copies) {
+  const size_t rb = mf::row_bytes(t, n_in);
+  std::vector<uint8_t> w(rb * size_t(n_out) * size_t(n_copies));
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> row(static_cast<size_t>(n_in));
+  for (int64_t o = 0; o < n_out; ++o) {
+    for (auto& v : row) v = dist(rng);
+    mf::ref::quantize_row(t, row.data(), w.data() + size_t(o) * rb, n_in);
+  }
+  for (int c = 1; c < n_copies; ++c) std::memcpy(w.data() + c * rb * size_t(n_out), w.data(), rb * size_t(n_out));
+  return w;
+}
+
+// Args: dtype index, n_out, n_in, n_tokens, cold (1: weights from DRAM).
+void BM_matmul(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t n_out = state.range(1), n_in = state.range(2), nt = state.range(3);
+  const bool cold = state.range(4) != 0;
+  const size_t bytes = mf::row_bytes(t, n_in) * size_t(n_out);
+  const int n_copies = cold ? int((size_t(256) << 20) / bytes + 1) : 1;
+  const auto w = make_weights(t, n_out, n_in, n_copies);
+  std::vector<float> x(size_t(nt * n_in)), y(size_t(nt * n_out));
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto& v : x) v = dist(rng);
+  int c = 0;
+  for (auto _ : state) {
+    const auto view = mf::make_view(t, {n_out, n_in}, w.data() + size_t(c) * bytes);
+    mf::ops::matmul(view, x.data(), y.data(), nt, pool());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    c = (c + 1) % n_copies;
+  }
+  state.SetLabel(std::string(mf::dtype_name(t)) + (cold ? " cold" : " hot"));
+  state.counters["GB/s"] = benchmark::Counter(double(bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(n_out * n_in * nt), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void matmul_args(benchmark::internal::Benchmark* b) {
+  const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};  // {n_out, n_in}
+  for (int64_t nt : {1, 128})
+    for (int ti : {0, 1, 3, 4})  // f32, f16, q8_0, q4_0
+      for (const auto& s : shapes) {
+        if (nt == 1) b->Args({ti, s[0], s[1], nt, 1});
+        b->Args({ti, s[0], s[1], nt, 0});
+      }
+  for (const auto& s : shapes) b->Args({2, s[0], s[1], 1, 1}), b->Args({2, s[0], s[1], 128, 0});  // bf16
+  b->ArgNames({"type", "n_out", "n_in", "n_tokens", "cold"});
+  b->UseRealTime();
+}
+BENCHMARK(BM_matmul)->Apply(matmul_args);
+
+void BM_attention(benchmark::State& state) {
+  // SmolLM2-135M heads: 9 query, 3 kv, head_dim 64.
+  mf::AttentionParams p;
+  p.n_tokens = state.range(0), p.n_past = state.range(1), p.n_head = 9, p.n_head_kv = 3, p.head_dim = 64;
+  p.scale = 0.125f;
+  const int64_t n_kv = p.n_past + p.n_tokens;
+  std::vector<float> q(size_t(p.n_tokens * 9 * 64), 0.1f), k(size_t(n_kv * 3 * 64), 0.2f), v(k.size(), 0.3f),
+      out(q.size());
+  for (auto _ : state) {
+    mf::ops::attention(q.data(), k.data(), v.data(), out.data(), p, pool());
+    benchmark::DoNotOptimize(out.data());
+  }
+  // q.k and p.v: 2 FLOP each per (head, query, visible key, dim).
+  double flop = 0;
+  for (int64_t t = 0; t < p.n_tokens; ++t) flop += 4.0 * 9 * 64 * double(p.n_past + t + 1);
+  state.counters["GFLOP/s"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_attention)->Args({1, 511})->Args({128, 0})->Args({512, 0})->ArgNames({"n_tokens", "n_past"})->UseRealTime();
+
+}  // namespace
