@@ -90,6 +90,11 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& g) {
   s.add_eos = g.get_bool("tokenizer.ggml.add_eos_token", false);
   s.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix", s.model == "llama");
   s.chat_template = g.get_string("tokenizer.chat_template", "");
+  // llama.cpp's Llama-3 pre-tokenizer looks whole pre-tokens up before merging.
+  s.ignore_merges = g.get_bool("moeforge.tokenizer.ignore_merges", s.pre == "llama-bpe");
+  // Not in llama.cpp's schema: kept under our own keys so conversions round-trip.
+  s.normalizer = g.get_string("moeforge.tokenizer.normalizer", "");
+  s.add_prefix_space = g.get_bool("moeforge.tokenizer.add_prefix_space", false);
   return s;
 }
 
@@ -111,6 +116,11 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, GgufWriter& w) {
   w.set_bool("tokenizer.ggml.add_eos_token", s.add_eos);
   if (s.model == "llama") w.set_bool("tokenizer.ggml.add_space_prefix", s.add_space_prefix);
   if (!s.chat_template.empty()) w.set_string("tokenizer.chat_template", s.chat_template);
+  if (s.model == "gpt2") {
+    w.set_bool("moeforge.tokenizer.ignore_merges", s.ignore_merges);
+    w.set_bool("moeforge.tokenizer.add_prefix_space", s.add_prefix_space);
+    if (!s.normalizer.empty()) w.set_string("moeforge.tokenizer.normalizer", s.normalizer);
+  }
 }
 
 }  // namespace mf

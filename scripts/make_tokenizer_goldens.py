@@ -6,10 +6,16 @@ which needs both the repository and ../shared visible, so mount their parent:
 
     cd /work && ./shared/reference/run.sh python3 main/scripts/make_tokenizer_goldens.py
 
-Fixtures made here (each < 1 MB, deterministic for a given library version):
-  llama3/  byte-level BPE with Llama-3's Split regex, ignore_merges, BOS template
+(run.sh bind-mounts the current directory at the chroot's /work for everyone using the
+chroot; if another session holds that mount with a different directory, wait and retry.)
+
+Fixtures made here (each < 1 MB, byte-identical on reruns with the same library versions):
+  llama3/  byte-level BPE with Llama-3's Split regex, ignore_merges (plus two whole words
+           no merge reaches, so ignore_merges shows), BOS template
   qwen2/   Qwen2's Split regex (single digits) and NFC normalizer, ChatML special tokens
   smollm/  SmolLM's Digits(individual) + ByteLevel(regex) pre-tokenizer
+           (qwen2 and smollm learn their merges under the plain GPT-2 split so their vocabularies
+           hold multi-digit and " 1" pieces that their own splits must keep apart)
   gpt2_prefix/  GPT-2 ByteLevel with add_prefix_space and a non-special added token
   spm/     SentencePiece BPE .model (identity normalizer, byte fallback, a user-defined piece)
 and goldens for those plus ../shared/models/tiny-llama-a/tokenizer.json (HF tokenizers) and
@@ -23,6 +29,7 @@ A field is null where the reference cannot produce it."""
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -200,20 +207,26 @@ def make_spm(lines):
     import sentencepiece as spm
     d = OUT / "spm"
     d.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        for line in lines:
-            for part in line.split("\n"):
-                if part.strip():
-                    f.write(part + "\n")
-        corpus = f.name
-    spm.SentencePieceTrainer.train(
-        input=corpus, model_prefix=str(d / "tokenizer"), vocab_size=1000, model_type="bpe",
-        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
-        split_digits=True, character_coverage=0.9995, user_defined_symbols=["<custom>"],
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2,
-        allow_whitespace_only_pieces=True)
-    os.unlink(corpus)
-    (d / "tokenizer.vocab").unlink()
+    # Relative names inside a scratch directory: the trainer records them in the model file,
+    # which then comes out byte-identical on every run.
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            with open("corpus.txt", "w", encoding="utf-8") as f:
+                for line in lines:
+                    for part in line.split("\n"):
+                        if part.strip():
+                            f.write(part + "\n")
+            spm.SentencePieceTrainer.train(
+                input="corpus.txt", model_prefix="tokenizer", vocab_size=1000, model_type="bpe",
+                byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+                split_digits=True, character_coverage=0.9995, user_defined_symbols=["<custom>"],
+                unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2,
+                allow_whitespace_only_pieces=True)
+            shutil.copyfile("tokenizer.model", d / "tokenizer.model")
+        finally:
+            os.chdir(cwd)
     (d / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": True, "add_eos_token": False}, indent=2) + "\n")
     return "tests/golden/data/tokenizer/spm/tokenizer.model"
 

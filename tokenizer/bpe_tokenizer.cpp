@@ -140,7 +140,7 @@ void BpeTokenizer::bpe(std::string_view word, std::vector<int32_t>& out) const {
 std::string BpeTokenizer::token_to_piece(int32_t id) const {
   if (id < 0 || id >= n_vocab()) fail("tokenizer: token id ", id, " out of range [0, ", n_vocab(), ")");
   const TokenType type = spec_.types.empty() ? TokenType::Normal : spec_.types[id];
-  if (type == TokenType::Control) return "";
+  if (type == TokenType::Control || type == TokenType::Unused) return "";  // e.g. GGUF [PADn] fillers
   if (type == TokenType::UserDefined) return spec_.tokens[id];  // added tokens are stored as raw text
   return byte_level::decode(spec_.tokens[id]);
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "model/loaders.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -57,6 +58,17 @@ TEST_P(HfGolden, MatchesHuggingFaceTokenizers) {
   const json g = load_golden(GetParam());
   ASSERT_EQ(g["kind"], "hf");
   auto tok = mf::make_tokenizer(mf::load_hf_tokenizer_spec(tokenizer_path(g)));
+  check_cases(*tok, g);
+}
+
+// convert writes the vocabulary into GGUF; reading it back must tokenize identically.
+TEST_P(HfGolden, SurvivesGgufRoundTrip) {
+  const json g = load_golden(GetParam());
+  mf::GgufWriter w;
+  mf::tokenizer_spec_to_gguf(mf::load_hf_tokenizer_spec(tokenizer_path(g)), w);
+  const std::string path = mf::test::temp_dir() + "/tok.gguf";
+  w.write(path);
+  auto tok = mf::make_tokenizer(mf::tokenizer_spec_from_gguf(*mf::GgufFile::open(path)));
   check_cases(*tok, g);
 }
 
