@@ -6,6 +6,7 @@
 //   build-ops/bin/bench_ops --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -18,8 +19,9 @@ namespace {
 
 using mf::DType;
 
+// 2 threads (the target machine), or MF_BENCH_THREADS.
 mf::ThreadPool& pool() {
-  static mf::ThreadPool p(2);
+  static mf::ThreadPool p(std::getenv("MF_BENCH_THREADS") ? std::atoi(std::getenv("MF_BENCH_THREADS")) : 2);
   return p;
 }
 

@@ -77,7 +77,7 @@ void run_bench(const BenchOptions& o) {
                         {"gen_tokens", o.n_gen},       {"reps", o.reps},          {"prefill_tps", pp},
                         {"decode_tps", tg},            {"prefill_tps_all", prefill_tps}, {"decode_tps_all", decode_tps},
                         {"decode_weight_bytes", bytes}, {"decode_gbps", tg * double(bytes) / 1e9}};
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("model %s  threads %d\n", o.model.model.c_str(), pool.size());
     std::printf("prefill %d tokens: %.2f tok/s (median of %d)\n", o.n_prompt, pp, o.reps);

@@ -61,7 +61,7 @@ void run_generate(const GenerateOptions& o) {
                         {"tokens", out},
                         {"prefill_tps", prompt.size() / std::max(prefill_s, 1e-9)},
                         {"decode_tps", out.size() / std::max(decode_s, 1e-9)}};
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("\n");
   }

@@ -29,7 +29,7 @@ void run_inspect(const InspectOptions& o) {
   if (!hp.tied_embeddings) count(m->w.output);
   for (auto& l : m->w.layers)
     for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) count(*t);
-  nlohmann::json j = {
+  nlohmann::ordered_json j = {
       {"path", m->path},
       {"format", m->format},
       {"architecture", m->arch.name},
@@ -59,10 +59,10 @@ void run_inspect(const InspectOptions& o) {
     j["tokenizer"] = nullptr;
   }
   if (o.json) {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", dump_json(j, 2).c_str());
     return;
   }
-  for (auto& [k, v] : j.items()) std::printf("%-24s %s\n", k.c_str(), v.dump().c_str());
+  for (auto& [k, v] : j.items()) std::printf("%-24s %s\n", k.c_str(), dump_json(v).c_str());
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ void run_perplexity(const PerplexityOptions& o) {
   if (o.json) {
     nlohmann::json j = {{"tokens", r.tokens}, {"scored", r.scored}, {"windows", r.windows},
                         {"ctx", ctx},         {"nll", r.mean_nll},  {"ppl", r.ppl}};
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("tokens %lld  windows %lld  ctx %lld  mean nll %.6f  ppl %.6f\n", (long long)r.tokens,
                 (long long)r.windows, (long long)ctx, r.mean_nll, r.ppl);

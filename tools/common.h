@@ -4,6 +4,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "model/model.h"
 
@@ -18,6 +19,12 @@ struct ModelOptions {
 // Adds --model/-m, --tokenizer and --threads/-t to a subcommand.
 void add_model_options(CLI::App* cmd, ModelOptions& o);
 std::unique_ptr<Model> load(const ModelOptions& o);
+
+// JSON text for --json output; invalid UTF-8 (e.g. a partial multi-byte token) becomes U+FFFD.
+template <typename Json>
+std::string dump_json(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
 
 // Reads a whole text file; fails with a clear error if missing, empty or not UTF-8.
 std::string read_text_file(const std::string& path);

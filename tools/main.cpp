@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "moeforge: error: out of memory\n");
     return 1;
+  } catch (const std::exception& e) {  // a library's own exception: still one line, never abort
+    std::fprintf(stderr, "moeforge: error: %s\n", e.what());
+    return 1;
   }
   return 0;
 }
