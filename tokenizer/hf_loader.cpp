@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "tokenizer/hf_config.h"
+#include "tokenizer/split_regexes.h"
 #include "tokenizer/tokenizer.h"
 
 namespace mf {
@@ -12,13 +13,6 @@ namespace mf {
 namespace {
 
 using nlohmann::json;
-
-// The split regexes we implement (tokenizer.json spelling), by llama.cpp pre name.
-constexpr const char* kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-constexpr const char* kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kQwen2Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // Same regex, allowing the variant that ends in \s+(?!\S) without |\s+ (equivalent: the
 // unmatched single space becomes its own piece either way).

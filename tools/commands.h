@@ -9,5 +9,6 @@ void add_perplexity(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_train_tokenizer(CLI::App& app);
 
 }  // namespace mf::cli

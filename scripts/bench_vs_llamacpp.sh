@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# moeforge bench and llama.cpp's llama-bench side by side on the same GGUF files, threads
+# and token counts, interleaved round by round so machine noise hits both alike.
+# Needs the reference environment and the 135M-shape model:
+#   ../shared/reference/run.sh python3 scripts/make_bench_model.py build-ref/bench135m
+#   build/bin/moeforge convert build-ref/bench135m build-ref/bench135m-f16.gguf --type f16   (and q8_0)
+# Usage: scripts/bench_vs_llamacpp.sh [ROUNDS] [FILES...]   (prints a markdown table)
+set -euo pipefail
+REF=${REF:-../shared/reference/run.sh}
+BIN=${BIN:-build/bin/moeforge}
+ROUNDS=${1:-3}; shift || true
+FILES=("$@")
+[ ${#FILES[@]} -gt 0 ] || FILES=(build-ref/bench135m-f16.gguf build-ref/bench135m-q8_0.gguf)
+T=${THREADS:-2}; P=${PROMPT:-128}; N=${GEN:-64}; R=${REPS:-3}
+tmp=$(mktemp -d)
+for f in "${FILES[@]}"; do
+  for r in $(seq "$ROUNDS"); do
+    $BIN bench -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" --json 2>/dev/null >> "$tmp/$(basename "$f").mf"
+    $REF sh -c "llama-bench -m $f -t $T -p $P -n $N -r $R -o json 2>/dev/null" | python3 -c '
+import json,sys
+rows=json.load(sys.stdin)
+out={}
+for r in rows:
+    key="prefill_tps" if r["n_prompt"]>0 else "decode_tps"
+    out[key]=sorted(r["samples_ts"])[len(r["samples_ts"])//2]
+print(json.dumps(out))' >> "$tmp/$(basename "$f").lc"
+  done
+done
+python3 - "$tmp" "${FILES[@]}" <<'PY'
+import json, statistics, sys, os
+tmp, files = sys.argv[1], sys.argv[2:]
+print("| model | prefill moeforge | prefill llama.cpp | ratio | decode moeforge | decode llama.cpp | ratio | decode GB/s (moeforge) |")
+print("|---|---|---|---|---|---|---|---|")
+for f in files:
+    b = os.path.basename(f)
+    mf = [json.loads(l) for l in open(f"{tmp}/{b}.mf")]
+    lc = [json.loads(l) for l in open(f"{tmp}/{b}.lc")]
+    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    pm, pl, dm, dl = med(mf, "prefill_tps"), med(lc, "prefill_tps"), med(mf, "decode_tps"), med(lc, "decode_tps")
+    gbps = statistics.median(r["decode_gbps"] for r in mf)
+    print(f"| {b} | {pm:.1f} | {pl:.1f} | {pm/pl:.2f} | {dm:.1f} | {dl:.1f} | {dm/dl:.2f} | {gbps:.2f} |")
+PY
+rm -rf "$tmp"
