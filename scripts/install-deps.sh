@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev          # tests
   libbenchmark-dev                   # kernel benchmarks
   clang libclang-rt-14-dev           # libFuzzer targets
+  libtorch-dev libopenblas0-openmp   # trainer (train/ only); OpenBLAS or torch runs 30x slower
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,5 +10,6 @@ void add_bench(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_train_tokenizer(CLI::App& app);
+void add_train(CLI::App& app);
 
 }  // namespace mf::cli

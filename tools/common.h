@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/text_file.h"
 #include "model/model.h"
 
 namespace mf::cli {
@@ -26,7 +27,5 @@ std::string dump_json(const Json& j, int indent = -1) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
-// Reads a whole text file; fails with a clear error if missing, empty or not UTF-8.
-std::string read_text_file(const std::string& path);
 
 }  // namespace mf::cli

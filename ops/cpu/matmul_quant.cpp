@@ -1,9 +1,16 @@
 // q8_0 and q4_0-weight matmuls: x is quantised to q8_0 once per call (shared by all
 // threads), then each 32-block contributes d_w * d_x * (integer dot product).
-// Integer dot of int8 w and x with _mm256_maddubs_epi16 (unsigned x signed): |w| as the
-// unsigned operand and x carrying w's sign, then pairs of int16 summed by _mm256_madd_epi16.
-// No int16 overflow: |w|,|x| <= 127, so each pair sum is <= 2*127*127 < 32767.
+// Integer dots use _mm256_maddubs_epi16 (unsigned x signed bytes, adjacent pairs summed
+// to int16) then _mm256_madd_epi16 with ones (pairs of int16 summed to int32).
+//  * q8_0: |w| is the unsigned operand and x takes w's sign (sign trick); each pair sum is
+//    <= 2*127*127 < 32767, so no saturation.
+//  * q4_0: the raw codes 0..15 are the unsigned operand and x is used as is; the offset
+//    is removed exactly in int32: (q - 8).x = q.x - 8 sum(x).
+// Decode and short prompts use dot-product tiles straight on the weight rows; longer q4_0
+// prompts use 8-row groups repacked per call (gemm_q4_0.cpp), as prefill is compute-bound.
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 
 #include "core/half.h"
 #include "ops/cpu/matmul_impl.h"
@@ -16,25 +23,31 @@ namespace {
 
 struct WeightsQ8_0 {
   using Block = BlockQ8_0;
+  static constexpr bool kUnsigned = false;
   static __m256i load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
 };
 
 struct WeightsQ4_0 {
   using Block = BlockQ4_0;
-  // 16 bytes of nibble pairs -> 32 signed values in [-8, 7], element order restored.
+  static constexpr bool kUnsigned = true;
+  // 16 bytes of nibble pairs -> 32 codes 0..15 in element order (low nibbles first).
   static __m256i load(const Block& b) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
     const __m256i both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
   }
 };
 
 // Tokens per register tile for prefill.
 constexpr int kQTileTokens = 3;
-// Decode prefetch distance in rows (past the end of the matrix is harmless: prefetches never fault).
+// Decode prefetch distance in rows. Rows are short streams (576 values = 612 bytes of q8_0)
+// that the hardware prefetcher barely ramps up on; fetching the next tiles' rows explicitly
+// took q8_0 decode from 5 to 18 GB/s per core. Prefetching past the matrix never faults.
 constexpr int kPrefetchRows = 8;
+// q4_0 prompts of at least this many tokens use the repacked 8-row kernel.
+constexpr int64_t kRepackMinTokens = 8;
 
-// y[t, 0..NR) = sum over blocks of d_w d_x dot(w, x), an NR x NT tile.
+// y[t, 0..NR) = sum over blocks of d_w d_x dot(w, x), an NR x NT tile. w: NR rows of stride ldw.
 template <class W, int NR, int NT>
 inline void qtile(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t t0, float* y, int64_t ldy) {
   const int64_t nb = xa.n_blocks;
@@ -48,26 +61,34 @@ inline void qtile(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t
   for (int64_t b = 0; b < nb; ++b) {
     __m256i xq[NT];
     __m256 dx[NT];
+    [[maybe_unused]] __m256i xsum[NT];
 #pragma GCC unroll 4
     for (int t = 0; t < NT; ++t) {
       const int64_t i = (t0 + t) * nb + b;
       xq[t] = _mm256_load_si256(reinterpret_cast<const __m256i*>(xa.qs + i * kQBlock));
       dx[t] = _mm256_broadcast_ss(xa.d + i);
+      // Subtracting sum(x) from each of the 8 int32 lanes removes 8 sum(x) in total.
+      if constexpr (W::kUnsigned) xsum[t] = _mm256_set1_epi32(xa.sum[i]);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
-      // Rows are short streams (576 values = 612 bytes of q8_0) that the hardware prefetcher
-      // barely ramps up on: fetch the same block of the next tile's rows explicitly.
-      if constexpr (NT == 1) _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchRows + r) * ldw + b * sizeof(typename W::Block)), _MM_HINT_T0);
+      if constexpr (NT == 1)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchRows + r) * ldw + b * sizeof(typename W::Block)),
+                     _MM_HINT_T0);
       const auto& blk = reinterpret_cast<const typename W::Block*>(w + r * ldw)[b];
       const __m256i wq = W::load(blk);
-      const __m256i aw = _mm256_sign_epi8(wq, wq);
       const __m256 dw = _mm256_set1_ps(fp16_to_f32(blk.d));
+      [[maybe_unused]] __m256i aw;
+      if constexpr (!W::kUnsigned) aw = _mm256_sign_epi8(wq, wq);
 #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t) {
-        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq[t], wq));
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+        __m256i dot;
+        if constexpr (W::kUnsigned) {
+          dot = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq[t]), ones), xsum[t]);
+        } else {
+          dot = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq[t], wq)), ones);
+        }
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, dx[t]), acc[r][t]);
       }
     }
   }
@@ -97,6 +118,19 @@ void qrows_x_tokens(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64
   if (nt - t == 1) qtile<W, NR, 1>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
 }
 
+// Rows [r, r1) in dot-product tiles of 4 rows, then a tail of 1-3.
+template <class W>
+void qrows(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const QuantizedActs& xa, int64_t t0, int64_t nt,
+           float* yc, int64_t ldy) {
+  for (; r + 4 <= r1; r += 4) qrows_x_tokens<W, 4>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy);
+  switch (r1 - r) {
+    case 3: qrows_x_tokens<W, 3>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy); break;
+    case 2: qrows_x_tokens<W, 2>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy); break;
+    case 1: qrows_x_tokens<W, 1>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy); break;
+    default: break;
+  }
+}
+
 template <class W>
 void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   const int64_t n_out = w.rows(), n_in = w.cols();
@@ -107,18 +141,19 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
   thread_local QuantizedActs caller_acts;
   QuantizedActs& xa = caller_acts;
   quantize_acts(x, n_tokens, n_in, xa);
-  pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+  constexpr bool kCanRepack = std::is_same_v<W, WeightsQ4_0>;
+  const bool repack = kCanRepack && n_tokens >= kRepackMinTokens;
+  pool.parallel_for(n_out, repack ? 8 : kTileRows, [&](int, int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
       const int64_t nt = std::min(kTokenChunk, n_tokens - t0);
       float* yc = y + t0 * n_out;  // [nt, n_out]
       int64_t r = r0;
-      for (; r + 4 <= r1; r += 4) qrows_x_tokens<W, 4>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out);
-      switch (r1 - r) {
-        case 3: qrows_x_tokens<W, 3>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
-        case 2: qrows_x_tokens<W, 2>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
-        case 1: qrows_x_tokens<W, 1>(wd + r * ldw, ldw, xa, t0, nt, yc + r, n_out); break;
-        default: break;
+      if (repack) {
+        const int64_t n8 = (r1 - r0) / 8 * 8;
+        gemm_q4_0_x8(wd + r0 * ldw, ldw, n8, xa, t0, nt, yc + r0, n_out);
+        r += n8;
       }
+      qrows<W>(wd, ldw, r, r1, xa, t0, nt, yc, n_out);
     }
   });
 }

@@ -11,12 +11,17 @@ struct QuantizedActs {
   int64_t n_blocks = 0;      // blocks per token row
   int8_t* qs = nullptr;      // [n_tokens, n_blocks, 32]
   float* d = nullptr;        // [n_tokens, n_blocks] scale (the fp16-rounded value, as f32)
-  float* sd = nullptr;       // [n_tokens, n_blocks] d * sum(qs): corrections for offset formats
+  int32_t* sum = nullptr;    // [n_tokens, n_blocks] sum(qs): corrections for offset (unsigned) weight codes
   std::vector<uint8_t> storage;
 };
 
 // Quantises x[n_tokens, n] (n % 32 == 0) into acts, reusing its storage.
 void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& acts);
+
+// q4_0 prefill on 8-row groups repacked per call (gemm_q4_0.cpp): y[t, r] for r < n_rows
+// (a multiple of 8), t in [t0, t0 + nt). w: [n_rows] q4_0 rows of stride ldw; y: [nt, ldy].
+void gemm_q4_0_x8(const uint8_t* w, size_t ldw, int64_t n_rows, const QuantizedActs& xa, int64_t t0, int64_t nt,
+                  float* y, int64_t ldy);
 
 // One row of n floats to q8_0 blocks, bit-identical to ref::quantize_row(DType::Q8_0).
 void quantize_row_q8_0(const float* x, void* dst, int64_t n);

@@ -69,20 +69,20 @@ void quantize_row_q8_0(const float* x, void* dst, int64_t n) {
 void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& acts) {
   assert(n % kQBlock == 0);
   const int64_t nb = n / kQBlock, total = n_tokens * nb;
-  const size_t bytes = size_t(total) * (kQBlock + 8) + 64;
+  const size_t bytes = size_t(total) * (kQBlock + 8) + 64;  // qs, d, sum
   if (acts.storage.size() < bytes) acts.storage.resize(bytes);
   uint8_t* base = acts.storage.data();
   base += (32 - reinterpret_cast<uintptr_t>(base) % 32) % 32;  // 32-byte aligned qs
   acts.n_blocks = nb;
   acts.qs = reinterpret_cast<int8_t*>(base);
   acts.d = reinterpret_cast<float*>(base + total * kQBlock);
-  acts.sd = acts.d + total;
+  acts.sum = reinterpret_cast<int32_t*>(acts.d + total);
   for (int64_t i = 0; i < total; ++i) {
     int sum;
     // Round the scale through fp16 so results match the q8_0 reference format exactly.
     const float d = fp16_to_f32(f32_to_fp16(quantize_block(x + i * kQBlock, acts.qs + i * kQBlock, &sum)));
     acts.d[i] = d;
-    acts.sd[i] = d * float(sum);
+    acts.sum[i] = sum;
   }
 }
 

@@ -1,0 +1,43 @@
+// moeforge-train: the trainer executable (links libtorch; `moeforge train` runs it).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "core/error.h"
+#include "tools/progress.h"
+#include "train/trainer.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"moeforge train: train a Llama-architecture LM and write a Hugging Face directory"};
+  std::string config, out;
+  bool fresh = false;
+  app.add_option("-c,--config", config, "JSON training config (see configs/)")->required();
+  app.add_option("-o,--out", out, "Output directory (checkpoint.pt, train_log.csv, then the model)")->required();
+  app.add_flag("--fresh", fresh, "Ignore an existing checkpoint in OUT and start over");
+  try {
+    app.parse(argc, argv);
+    mf::TrainConfig cfg = mf::load_train_config(config);
+    mf::cli::Progress bar("train", cfg.steps);
+    mf::TrainRunOptions run;
+    run.resume = !fresh;
+    run.on_progress = [&](const mf::TrainProgress& p) {
+      if (p.phase != "training") {
+        std::fprintf(stderr, "%s...\n", p.phase.c_str());
+        return;
+      }
+      char extra[160];
+      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e %.0f tok/s", p.loss, p.lr, p.tokens_per_s);
+      std::string line = extra;
+      for (auto& [d, l] : p.valid_loss) line += " " + d + " " + std::to_string(l).substr(0, 6);
+      bar.update(p.step, line);
+    };
+    mf::TrainResult r = mf::run_training(cfg, out, run);
+    bar.finish();
+    std::fprintf(stderr, "wrote %s (steps %d..%d)\n", out.c_str(), r.first_step, cfg.steps);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moeforge: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,80 @@
+#include "train/export.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "formats/safetensors.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mf {
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f << text;
+    if (!f) fail(path, ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::string& dir) {
+  const TrainModelConfig& c = model->cfg;
+  TokenizerSpec tok = load_hf_tokenizer_spec(tokenizer_json);
+  fs::create_directories(dir);
+
+  std::vector<torch::Tensor> keep;  // contiguous f32 copies backing the views
+  std::vector<std::pair<std::string, TensorView>> tensors;
+  for (auto& p : model->named_parameters()) {
+    auto t = p.value().detach().to(torch::kFloat32).contiguous();
+    keep.push_back(t);
+    TensorView v;
+    v.dtype = DType::F32;
+    v.n_dims = int(t.dim());
+    for (int i = 0; i < v.n_dims; ++i) v.shape[i] = t.size(i);
+    v.data = t.data_ptr<float>();
+    tensors.emplace_back(p.key(), v);
+  }
+  write_safetensors(dir + "/model.safetensors", tensors);
+
+  nlohmann::ordered_json cfg = {
+      {"architectures", {"LlamaForCausalLM"}},
+      {"model_type", "llama"},
+      {"vocab_size", model->n_vocab},
+      {"hidden_size", c.n_embd},
+      {"intermediate_size", c.n_ff},
+      {"num_hidden_layers", c.n_layer},
+      {"num_attention_heads", c.n_head},
+      {"num_key_value_heads", c.n_head_kv},
+      {"head_dim", c.n_embd / c.n_head},
+      {"max_position_embeddings", c.n_ctx},
+      {"rms_norm_eps", c.rms_eps},
+      {"rope_theta", c.rope_theta},
+      {"hidden_act", "silu"},
+      {"attention_bias", false},
+      {"mlp_bias", false},
+      {"tie_word_embeddings", c.tied_embeddings},
+      {"bos_token_id", tok.bos_id},
+      {"eos_token_id", tok.eos_id},
+      {"torch_dtype", "float32"},
+  };
+  write_text_atomic(dir + "/config.json", cfg.dump(2) + "\n");
+  fs::path src = fs::path(tokenizer_json).parent_path();
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    fs::path from = f == std::string("tokenizer.json") ? fs::path(tokenizer_json) : src / f;
+    if (fs::exists(from) && fs::absolute(from) != fs::absolute(fs::path(dir) / f))
+      write_text_atomic(dir + "/" + f, [&] {
+        std::ifstream in(from, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+      }());
+  }
+}
+
+}  // namespace mf

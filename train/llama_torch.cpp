@@ -1,0 +1,116 @@
+#include "train/llama_torch.h"
+
+#include <cmath>
+
+namespace mf {
+
+namespace F = torch::nn::functional;
+
+RMSNormImpl::RMSNormImpl(int64_t n, double eps_) : eps(eps_) { weight = register_parameter("weight", torch::ones({n})); }
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;  // [B, T, E]
+}
+
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); }
+
+// Hugging Face rotate_half RoPE: pairs (i, i + head_dim/2).
+torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  int64_t half = x.size(-1) / 2;
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  return x * cos + torch::cat({-x2, x1}, -1) * sin;  // [B, H, T, D]
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(const TrainModelConfig& c)
+    : n_head(c.n_head), n_head_kv(c.n_head_kv), head_dim(c.n_embd / c.n_head) {
+  q_proj = register_module("q_proj", linear(c.n_embd, n_head * head_dim));
+  k_proj = register_module("k_proj", linear(c.n_embd, n_head_kv * head_dim));
+  v_proj = register_module("v_proj", linear(c.n_embd, n_head_kv * head_dim));
+  o_proj = register_module("o_proj", linear(n_head * head_dim, c.n_embd));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto q = q_proj(x).view({B, T, n_head, head_dim}).transpose(1, 2);     // [B, H, T, D]
+  auto k = k_proj(x).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  auto v = v_proj(x).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  q = rope(q, cos, sin);
+  k = rope(k, cos, sin);
+  if (n_head != n_head_kv) {  // GQA: each KV head serves n_head/n_head_kv query heads
+    k = k.repeat_interleave(n_head / n_head_kv, 1);  // [B, H, T, D]
+    v = v.repeat_interleave(n_head / n_head_kv, 1);  // [B, H, T, D]
+  }
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_dim));  // [B, H, T, T]
+  auto mask = torch::ones({T, T}, torch::kBool).triu(1);                              // [T, T] future
+  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  auto out = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, D]
+  return o_proj(out.transpose(1, 2).reshape({B, T, n_head * head_dim}));  // [B, T, E]
+}
+
+MlpImpl::MlpImpl(const TrainModelConfig& c) {
+  gate_proj = register_module("gate_proj", linear(c.n_embd, c.n_ff));
+  up_proj = register_module("up_proj", linear(c.n_embd, c.n_ff));
+  down_proj = register_module("down_proj", linear(c.n_ff, c.n_embd));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(F::silu(gate_proj(x)) * up_proj(x));  // [B, T, E]
+}
+
+BlockImpl::BlockImpl(const TrainModelConfig& c) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.n_embd, c.rms_eps));
+  self_attn = register_module("self_attn", Attention(c));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.n_embd, c.rms_eps));
+  mlp = register_module("mlp", Mlp(c));
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin);  // [B, T, E]
+  return h + mlp(post_attention_layernorm(h));           // [B, T, E]
+}
+
+LlamaBodyImpl::LlamaBodyImpl(const TrainModelConfig& c, int64_t n_vocab) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(n_vocab, c.n_embd));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int i = 0; i < c.n_layer; ++i) layers->push_back(Block(c));
+  norm = register_module("norm", RMSNorm(c.n_embd, c.rms_eps));
+}
+
+LlamaLMImpl::LlamaLMImpl(const TrainModelConfig& c, int64_t n_vocab_) : cfg(c), n_vocab(n_vocab_) {
+  model = register_module("model", LlamaBody(c, n_vocab));
+  if (!c.tied_embeddings) lm_head = register_module("lm_head", linear(c.n_embd, n_vocab));
+  int64_t head_dim = c.n_embd / c.n_head;
+  auto i = torch::arange(0, head_dim / 2, torch::kFloat64);
+  inv_freq = register_buffer("inv_freq", torch::pow(double(c.rope_theta), -2.0 * i / double(head_dim)).to(torch::kFloat32));
+}
+
+torch::Tensor LlamaLMImpl::forward(const torch::Tensor& tokens) {
+  const int64_t T = tokens.size(1);
+  auto pos = torch::arange(T, torch::kFloat32);                  // [T]
+  auto freqs = torch::outer(pos, inv_freq);                      // [T, D/2]
+  auto emb = torch::cat({freqs, freqs}, -1);                     // [T, D]
+  auto cos = emb.cos(), sin = emb.sin();
+  auto x = model->embed_tokens(tokens);                          // [B, T, E]
+  for (auto& layer : *model->layers) x = layer->as<Block>()->forward(x, cos, sin);
+  x = model->norm(x);                                            // [B, T, E]
+  if (lm_head) return lm_head(x);                                // [B, T, V]
+  return torch::matmul(x, model->embed_tokens->weight.t());      // [B, T, V]
+}
+
+void LlamaLMImpl::init_weights(uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard guard;
+  const double resid_std = 0.02 / std::sqrt(2.0 * cfg.n_layer);
+  for (auto& p : named_parameters()) {
+    const std::string& n = p.key();
+    if (n.find("norm") != std::string::npos) p.value().fill_(1.0);
+    else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos) p.value().normal_(0, resid_std);
+    else p.value().normal_(0, 0.02);
+  }
+}
+
+}  // namespace mf

@@ -1,0 +1,66 @@
+// The Llama architecture in libtorch, with parameter names equal to the Hugging Face names
+// the engine loads (model.layers.N.self_attn.q_proj.weight, ...), so export is a rename-free
+// dump and a test can compare the two forwards.
+#pragma once
+#include <torch/torch.h>
+
+#include "train/train_config.h"
+
+namespace mf {
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t n, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(const TrainModelConfig& c);
+  // x: [B, T, E]; cos, sin: [T, head_dim]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_head, n_head_kv, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(const TrainModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+struct BlockImpl : torch::nn::Module {
+  BlockImpl(const TrainModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+struct LlamaBodyImpl : torch::nn::Module {
+  LlamaBodyImpl(const TrainModelConfig& c, int64_t n_vocab);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaBody);
+
+struct LlamaLMImpl : torch::nn::Module {
+  LlamaLMImpl(const TrainModelConfig& c, int64_t n_vocab);
+  // tokens: [B, T] int64 -> logits [B, T, n_vocab]
+  torch::Tensor forward(const torch::Tensor& tokens);
+  // GPT-2-style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layer).
+  void init_weights(uint64_t seed);
+  TrainModelConfig cfg;
+  int64_t n_vocab;
+  LlamaBody model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tied to model.embed_tokens
+  torch::Tensor inv_freq;              // [head_dim/2], buffer
+};
+TORCH_MODULE(LlamaLM);
+
+}  // namespace mf

@@ -1,0 +1,94 @@
+#include "train/train_config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+
+namespace mf {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Reads keys of one JSON object into fields, rejecting keys it does not know.
+class Section {
+ public:
+  Section(const json& j, std::string where, const std::string& file) : j_(j), where_(std::move(where)), file_(file) {
+    if (!j_.is_object()) fail(file_, ": '", where_, "' must be an object");
+  }
+  template <typename T>
+  Section& get(const char* key, T& out) {
+    known_.insert(key);
+    if (!j_.contains(key)) return *this;
+    try {
+      out = j_[key].get<T>();
+    } catch (const json::exception&) {
+      fail(file_, ": '", where_, key, "' has the wrong type");
+    }
+    return *this;
+  }
+  void done() const {
+    for (auto& [k, v] : j_.items())
+      if (!known_.count(k)) fail(file_, ": unknown key '", where_, k, "'");
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+  const std::string& file_;
+  std::set<std::string> known_;
+};
+
+}  // namespace
+
+TrainConfig load_train_config(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) fail(path, ": cannot open");
+  json j = json::parse(f, nullptr, false);
+  if (j.is_discarded()) fail(path, ": malformed JSON");
+  TrainConfig c;
+  c.path = path;
+  Section top(j, "", path);
+  json model = j.value("model", json::object()), optim = j.value("optim", json::object());
+  top.get("tokenizer", c.tokenizer).get("train", c.train).get("valid", c.valid).get("batch_size", c.batch_size)
+      .get("seq_len", c.seq_len).get("grad_accum", c.grad_accum).get("steps", c.steps).get("eval_every", c.eval_every)
+      .get("eval_batches", c.eval_batches).get("checkpoint_every", c.checkpoint_every).get("log_every", c.log_every)
+      .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim);
+  top.done();
+  TrainModelConfig& m = c.model;
+  Section(model, "model.", path).get("n_embd", m.n_embd).get("n_layer", m.n_layer).get("n_head", m.n_head)
+      .get("n_head_kv", m.n_head_kv).get("n_ff", m.n_ff).get("n_ctx", m.n_ctx).get("rope_theta", m.rope_theta)
+      .get("rms_eps", m.rms_eps).get("tied_embeddings", m.tied_embeddings).done();
+  TrainOptimConfig& o = c.optim;
+  Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)
+      .get("beta1", o.beta1).get("beta2", o.beta2).get("grad_clip", o.grad_clip).get("warmup_steps", o.warmup_steps).done();
+
+  auto positive = [&](const char* what, double v) {
+    if (!(v > 0)) fail(path, ": '", what, "' must be positive");
+  };
+  positive("model.n_embd", m.n_embd);
+  positive("model.n_layer", m.n_layer);
+  positive("model.n_head", m.n_head);
+  positive("model.n_head_kv", m.n_head_kv);
+  positive("model.n_ff", m.n_ff);
+  positive("model.n_ctx", m.n_ctx);
+  positive("batch_size", c.batch_size);
+  positive("seq_len", c.seq_len);
+  positive("grad_accum", c.grad_accum);
+  positive("steps", c.steps);
+  positive("optim.lr", o.lr);
+  if (m.n_embd % m.n_head) fail(path, ": model.n_embd ", m.n_embd, " is not a multiple of model.n_head ", m.n_head);
+  if (m.n_head % m.n_head_kv) fail(path, ": model.n_head ", m.n_head, " is not a multiple of model.n_head_kv ", m.n_head_kv);
+  if ((m.n_embd / m.n_head) % 2) fail(path, ": head size ", m.n_embd / m.n_head, " must be even for RoPE");
+  if (c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
+  if (o.min_lr > o.lr || o.min_lr < 0) fail(path, ": optim.min_lr must lie in [0, optim.lr]");
+  if (c.tokenizer.empty()) fail(path, ": missing 'tokenizer'");
+  if (c.train.empty()) fail(path, ": 'train' must name at least one domain file");
+  if (c.eval_every <= 0 || c.checkpoint_every <= 0 || c.log_every <= 0 || c.eval_batches <= 0)
+    fail(path, ": eval_every, eval_batches, checkpoint_every and log_every must be positive");
+  return c;
+}
+
+}  // namespace mf
