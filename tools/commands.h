@@ -11,5 +11,6 @@ void add_inspect(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_train_tokenizer(CLI::App& app);
 void add_train(CLI::App& app);
+void add_logits(CLI::App& app);
 
 }  // namespace mf::cli

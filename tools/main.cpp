@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   mf::cli::add_convert(app);
   mf::cli::add_train_tokenizer(app);
   mf::cli::add_train(app);
+  mf::cli::add_logits(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

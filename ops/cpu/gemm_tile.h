@@ -57,6 +57,10 @@ inline void tile(const typename L::T* w, int64_t ldw, const float* x, int64_t ld
       for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + i + 8 * a);
 #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
+        // Decode streams each short weight row once: prefetch the rows two tiles ahead
+        // (the hardware prefetcher ramps up too slowly on 1-2 KB rows).
+        if constexpr (NT == 1)
+          _mm_prefetch(reinterpret_cast<const char*>(w + (8 + r) * ldw + i + 8 * a), _MM_HINT_T0);
         const __m256 wv = L::load(w + r * ldw + i + 8 * a);
 #pragma GCC unroll 4
         for (int t = 0; t < NT; ++t) acc[a][r][t] = _mm256_fmadd_ps(wv, xv[t], acc[a][r][t]);
