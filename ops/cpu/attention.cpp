@@ -1,7 +1,13 @@
-// Causal GQA attention over a position-major KV cache, parallel over (head, query token).
-// Each task: scores = q.K^T * scale over the visible positions, softmax, out = P.V.
+// Causal GQA attention over a position-major KV cache.
+// A task is (kv head, query token, key chunk): the G = n_head / n_head_kv query heads that
+// share a kv head are processed together, so every K and V row loaded serves G queries.
+// scores = scale * Q K^T over the visible keys, p = exp(scores - max), out = p V / sum(p).
+// Decode has too few (kv head, token) pairs to feed the threads, so the key range is then
+// split into chunks whose partial results (max, sum, unnormalised out) are merged after.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "ops/cpu/simd.h"
@@ -11,60 +17,125 @@ namespace mf::ops {
 
 namespace {
 
-// scores[j] = scale * dot(q, k[j*ks]) for j < n, four keys at a time to share horizontal sums.
-void qk_scores(const float* q, const float* k, int64_t ks, int64_t n, int hd, float scale, float* scores) {
+constexpr int kMaxTileQueries = 3;  // queries per register tile (3 x 4 accumulators)
+
+// s[g][j] = scale * dot(q[g], k[j]) for j < n, NQ queries against 4 keys at a time.
+template <int NQ>
+void qk_tile(const float* const* q, const float* k, int64_t ks, int64_t n, int hd, float scale, float* const* s) {
   const int hd8 = hd & ~7;
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float* k0 = k + j * ks;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float* kj = k + j * ks;
+    __m256 acc[NQ][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) acc[g][u] = _mm256_setzero_ps();
     for (int d = 0; d < hd8; d += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + d);
-      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + ks + d), a1);
-      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * ks + d), a2);
-      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * ks + d), a3);
+      __m256 kv[4];
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) kv[u] = _mm256_loadu_ps(kj + u * ks + d);
+#pragma GCC unroll 4
+      for (int g = 0; g < NQ; ++g) {
+        const __m256 qv = _mm256_loadu_ps(q[g] + d);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) acc[g][u] = _mm256_fmadd_ps(qv, kv[u], acc[g][u]);
+      }
     }
-    alignas(16) float s[4];
-    _mm_store_ps(s, simd::hsum4(a0, a1, a2, a3));
-    for (int d = hd8; d < hd; ++d)
-      for (int u = 0; u < 4; ++u) s[u] += q[d] * k0[u * ks + d];
-    for (int u = 0; u < 4; ++u) scores[j + u] = s[u] * scale;
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g) {
+      alignas(16) float t[4];
+      _mm_store_ps(t, simd::hsum4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]));
+      for (int d = hd8; d < hd; ++d)
+        for (int u = 0; u < 4; ++u) t[u] += q[g][d] * kj[u * ks + d];
+      for (int u = 0; u < 4; ++u) s[g][j + u] = t[u] * scale;
+    }
   }
   for (; j < n; ++j) {
     const float* kj = k + j * ks;
-    __m256 a = _mm256_setzero_ps();
-    for (int d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a);
-    float s = simd::hsum(a);
-    for (int d = hd8; d < hd; ++d) s += q[d] * kj[d];
-    scores[j] = s * scale;
+    for (int g = 0; g < NQ; ++g) {
+      __m256 a = _mm256_setzero_ps();
+      for (int d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + d), _mm256_loadu_ps(kj + d), a);
+      float t = simd::hsum(a);
+      for (int d = hd8; d < hd; ++d) t += q[g][d] * kj[d];
+      s[g][j] = t * scale;
+    }
   }
 }
 
-// out[0..hd) = sum_j p[j] * v[j*vs], accumulating 64 dims at a time in registers.
-void pv_accumulate(const float* p, const float* v, int64_t vs, int64_t n, int hd, float* out) {
+// out[g][d] = mul[g] * sum_j p[g][j] v[j][d], NQ queries x 32 dims per register tile.
+template <int NQ>
+void pv_tile(const float* const* p, const float* v, int64_t vs, int64_t n, int hd, const float* mul, float* const* out) {
   int d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) {
-    __m256 acc[8];
-    for (auto& a : acc) a = _mm256_setzero_ps();
+  for (; d0 + 32 <= hd; d0 += 32) {
+    __m256 acc[NQ][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) acc[g][u] = _mm256_setzero_ps();
     for (int64_t j = 0; j < n; ++j) {
-      const __m256 pj = _mm256_broadcast_ss(p + j);
       const float* vj = v + j * vs + d0;
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), acc[u]);
+      __m256 vv[4];
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) vv[u] = _mm256_loadu_ps(vj + 8 * u);
+#pragma GCC unroll 4
+      for (int g = 0; g < NQ; ++g) {
+        const __m256 pg = _mm256_broadcast_ss(p[g] + j);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) acc[g][u] = _mm256_fmadd_ps(pg, vv[u], acc[g][u]);
+      }
     }
-    for (int u = 0; u < 8; ++u) _mm256_storeu_ps(out + d0 + 8 * u, acc[u]);
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g) {
+      const __m256 m = _mm256_set1_ps(mul[g]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) _mm256_storeu_ps(out[g] + d0 + 8 * u, _mm256_mul_ps(acc[g][u], m));
+    }
   }
   for (; d0 + 8 <= hd; d0 += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(v + j * vs + d0), acc);
-    _mm256_storeu_ps(out + d0, acc);
+    for (int g = 0; g < NQ; ++g) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t j = 0; j < n; ++j)
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p[g] + j), _mm256_loadu_ps(v + j * vs + d0), acc);
+      _mm256_storeu_ps(out[g] + d0, _mm256_mul_ps(acc, _mm256_set1_ps(mul[g])));
+    }
   }
   for (; d0 < hd; ++d0) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < n; ++j) acc += p[j] * v[j * vs + d0];
-    out[d0] = acc;
+    for (int g = 0; g < NQ; ++g) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < n; ++j) acc += p[g][j] * v[j * vs + d0];
+      out[g][d0] = acc * mul[g];
+    }
   }
+}
+
+// x[i] = exp(x[i] - max) for i < n; returns the sum.
+float exp_sum(float* x, int64_t n, float max) {
+  const __m256 mv = _mm256_set1_ps(max);
+  __m256 sv = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    sv = _mm256_add_ps(sv, e);
+  }
+  float sum = simd::hsum(sv);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  return sum;
+}
+
+float max_of(const float* x, int64_t n) {
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, mv);
+  float m = *std::max_element(t, t + 8);
+  for (; i < n; ++i) m = std::fmax(m, x[i]);
+  return m;
 }
 
 }  // namespace
@@ -72,25 +143,94 @@ void pv_accumulate(const float* p, const float* v, int64_t vs, int64_t n, int hd
 void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p, ThreadPool& pool) {
   const int hd = p.head_dim;
   const int64_t ks = p.kv_stride ? p.kv_stride : int64_t(p.n_head_kv) * hd;
-  const int group = p.n_head / p.n_head_kv;
+  const int G = p.n_head / p.n_head_kv;
   const int64_t nt = p.n_tokens;
-  // Task i -> head i / nt and a zigzag token order (0, nt-1, 1, nt-2, ...), so that any
-  // contiguous range of tasks mixes short and long causal rows and threads stay balanced.
-  pool.parallel_for(int64_t(p.n_head) * nt, 1, [&](int, int64_t begin, int64_t end) {
+  const int64_t pairs = int64_t(p.n_head_kv) * nt;
+  // Key chunks per (kv head, token): enough tasks for every thread, chunks of >= 64 keys.
+  const int64_t want = (4 * int64_t(pool.size()) + pairs - 1) / pairs;
+  const int64_t n_split = std::max<int64_t>(1, std::min(want, (p.n_past + 1) / 64));
+  // Partial results of split tasks: [task, G] maxima and sums, [task, G, hd] outputs.
+  std::vector<float> part_ml, part_o;
+  if (n_split > 1) {
+    part_ml.resize(size_t(pairs * n_split * G * 2));
+    part_o.resize(size_t(pairs * n_split * G * hd));
+  }
+
+  // Task i -> kv head, zigzag token order (0, nt-1, 1, nt-2, ...) so that any contiguous
+  // range of tasks mixes short and long causal rows, then key chunk.
+  pool.parallel_for(pairs * n_split, 1, [&](int, int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
-    scores.resize(size_t(p.n_past + nt));  // [n_kv]
-    for (int64_t i = begin; i < end; ++i) {
-      const int h = int(i / nt);
-      const int64_t z = i % nt;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t pair = task / n_split, chunk = task % n_split;
+      const int hk = int(pair / nt);
+      const int64_t z = pair % nt;
       const int64_t t = z % 2 == 0 ? z / 2 : nt - 1 - z / 2;
-      const int64_t n_kv = p.n_past + t + 1;
-      const int64_t kv_off = int64_t(h / group) * hd;
-      const float* qh = q + (t * p.n_head + h) * hd;  // [head_dim]
-      qk_scores(qh, k + kv_off, ks, n_kv, hd, p.scale, scores.data());
-      softmax(scores.data(), n_kv);
-      pv_accumulate(scores.data(), v + kv_off, ks, n_kv, hd, out + (t * p.n_head + h) * hd);
+      const int64_t n_kv = p.n_past + t + 1;  // causal: positions 0..n_past+t
+      const int64_t j0 = n_kv * chunk / n_split, j1 = n_kv * (chunk + 1) / n_split, n = j1 - j0;
+      const float* kh = k + j0 * ks + int64_t(hk) * hd;
+      const float* vh = v + j0 * ks + int64_t(hk) * hd;
+      if (scores.size() < size_t(G * n)) scores.resize(size_t(G * n));
+
+      for (int g0 = 0; g0 < G; g0 += kMaxTileQueries) {
+        const int nq = std::min(kMaxTileQueries, G - g0);
+        const float* qg[kMaxTileQueries];
+        float* sg[kMaxTileQueries];
+        float* og[kMaxTileQueries];
+        float mul[kMaxTileQueries];
+        for (int i = 0; i < nq; ++i) {
+          const int h = hk * G + g0 + i;
+          qg[i] = q + (t * p.n_head + h) * hd;  // [head_dim]
+          sg[i] = scores.data() + (g0 + i) * n;
+          og[i] = n_split > 1 ? part_o.data() + (task * G + g0 + i) * hd : out + (t * p.n_head + h) * hd;
+        }
+        switch (nq) {
+          case 3: qk_tile<3>(qg, kh, ks, n, hd, p.scale, sg); break;
+          case 2: qk_tile<2>(qg, kh, ks, n, hd, p.scale, sg); break;
+          default: qk_tile<1>(qg, kh, ks, n, hd, p.scale, sg); break;
+        }
+        for (int i = 0; i < nq; ++i) {
+          const float m = max_of(sg[i], n);
+          const float sum = exp_sum(sg[i], n, m);
+          if (n_split > 1) {
+            part_ml[size_t((task * G + g0 + i) * 2)] = m;
+            part_ml[size_t((task * G + g0 + i) * 2 + 1)] = sum;
+            mul[i] = 1.0f;
+          } else {
+            mul[i] = 1.0f / sum;
+          }
+        }
+        switch (nq) {
+          case 3: pv_tile<3>(sg, vh, ks, n, hd, mul, og); break;
+          case 2: pv_tile<2>(sg, vh, ks, n, hd, mul, og); break;
+          default: pv_tile<1>(sg, vh, ks, n, hd, mul, og); break;
+        }
+      }
     }
   });
+
+  if (n_split == 1) return;
+  // Merge chunks: out = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c with M = max_c m_c.
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    const int hk = int(pair / nt);
+    const int64_t z = pair % nt;
+    const int64_t t = z % 2 == 0 ? z / 2 : nt - 1 - z / 2;
+    for (int g = 0; g < G; ++g) {
+      float M = -INFINITY;
+      for (int64_t c = 0; c < n_split; ++c) M = std::fmax(M, part_ml[size_t(((pair * n_split + c) * G + g) * 2)]);
+      float L = 0.0f;
+      float* o = out + (t * p.n_head + hk * G + g) * hd;  // [head_dim]
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t c = 0; c < n_split; ++c) {
+        const int64_t i = (pair * n_split + c) * G + g;
+        const float w = std::exp(part_ml[size_t(i * 2)] - M);
+        L += w * part_ml[size_t(i * 2 + 1)];
+        const float* oc = part_o.data() + i * hd;
+        for (int d = 0; d < hd; ++d) o[d] += w * oc[d];
+      }
+      const float inv = 1.0f / L;
+      for (int d = 0; d < hd; ++d) o[d] *= inv;
+    }
+  }
 }
 
 }  // namespace mf::ops

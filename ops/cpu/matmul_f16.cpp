@@ -22,11 +22,12 @@ void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens
     return;
   }
   const int64_t kc = k_slice(n_in);
+  const int64_t tc = token_chunk(n_tokens);
   pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
     thread_local std::vector<float> panel;  // [kTileRows, kc]
     panel.resize(size_t(kTileRows * kc));
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
-      const int64_t nt = std::min(kTokenChunk, n_tokens - t0);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += tc) {
+      const int64_t nt = std::min(tc, n_tokens - t0);
       for (int64_t k0 = 0; k0 < n_in; k0 += kc) {
         const int64_t kl = std::min(kc, n_in - k0);
         for (int64_t r = r0; r < r1; r += kTileRows) {

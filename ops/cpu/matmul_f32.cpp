@@ -11,9 +11,10 @@ void matmul_f32(const TensorView& w, const float* x, float* y, int64_t n_tokens,
   const float* wd = w.f32();  // [n_out, n_in]
   // Few tokens: x stays in L1 anyway, so one pass over k streams each weight row once.
   const int64_t kc = n_tokens <= 2 * kTileTokens ? n_in : k_slice(n_in);
+  const int64_t tc = token_chunk(n_tokens);
   pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenChunk) {
-      const int64_t nt = std::min(kTokenChunk, n_tokens - t0);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += tc) {
+      const int64_t nt = std::min(tc, n_tokens - t0);
       for (int64_t k0 = 0; k0 < n_in; k0 += kc) {
         gemm_rows<LoadF32>(wd + r0 * n_in + k0, n_in, r1 - r0, x + t0 * n_in + k0, n_in, nt, y + t0 * n_out + r0,
                            n_out, std::min(kc, n_in - k0), k0 > 0);

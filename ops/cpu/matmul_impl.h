@@ -19,8 +19,15 @@ void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens
 
 // Prefill blocking: tokens per pass over a thread's rows (x chunk stays in L2) and the
 // longest k slice per pass (a 4-row weight panel plus 3 activation rows stay in L1).
-inline constexpr int64_t kTokenChunk = 120;  // a multiple of the 3- and 5-token tiles
+inline constexpr int64_t kTokenChunk = 128;
 inline constexpr int64_t kMaxKSlice = 768;
+
+// Tokens per pass: n split into equal chunks of at most kTokenChunk (128 tokens is one
+// pass, not 120 + 8 with the weights streamed twice).
+inline int64_t token_chunk(int64_t n) {
+  const int64_t passes = (n + kTokenChunk - 1) / kTokenChunk;
+  return (n + passes - 1) / passes;
+}
 
 // Splits k into equal slices of at most kMaxKSlice, rounded up to a multiple of 8.
 inline int64_t k_slice(int64_t k) {

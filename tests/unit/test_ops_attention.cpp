@@ -63,7 +63,7 @@ TEST(OpsAttention, FastMatchesReference) {
   struct Heads { int n_head, n_head_kv; };
   for (Heads hs : {Heads{4, 4}, Heads{9, 3}, Heads{8, 2}}) {
     for (int hd : {8, 20, 64, 128}) {
-      for (int64_t n_past : {0, 7, 100}) {
+      for (int64_t n_past : {0, 7, 100, 300}) {  // 300: decode splits the keys into chunks
         for (int64_t nt : {1, 5, 33}) {
           for (int64_t extra_stride : {0, 8}) {
             AttentionParams p;
