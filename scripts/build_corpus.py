@@ -1017,11 +1017,16 @@ def build(args):
             if not (EVAL / rel).exists():
                 raise CorpusError(f"source {name}: {EVAL / rel} is missing (set MF_SHARED to the shared folder)")
     need_install = [p for s in sources for p in s[2]]
+    if any(s[0] == "man-pages" for s in sources):
+        need_install.append("groff-base")  # the renderer (a tool, not a text source)
     log(f"checking Debian packages: {' '.join(need_install)}")
     pm.install(list(dict.fromkeys(need_install)))
     for s in sources:
         for p in s[3]:
             pm.unpack(p)
+    if "groff-base" in need_install and not shutil.which("groff"):
+        raise CorpusError("man-pages needs groff (Debian package groff-base); as root: "
+                          "apt-get install -y --no-install-recommends groff-base")
     for s in sources:
         for p in s[2] + s[3]:
             if p not in pm.pkgs:
