@@ -1,9 +1,9 @@
 # moeforge: `make demo` and `make test` do all the set-up (Debian packages, build) themselves.
+SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
 SHARED ?= ../shared
-DEMO_MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
-DEMO_PROMPT ?= Once upon a time
+DEMO_MODEL ?= models/default
 
 .PHONY: deps build demo test test-all bench fuzz clean
 
@@ -17,7 +17,10 @@ build: deps
 # Main job on the built-in default model (see README).
 demo: build
 	$(BUILD)/bin/moeforge inspect $(DEMO_MODEL)
-	$(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p "$(DEMO_PROMPT)" -n 64 --temp 0
+	@echo "--- code"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'def read_config(path):' -n 48 --temp 0
+	@echo "--- math"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'Question: A shop sells 4 pens for 2 dollars each. How much do the pens cost?'$$'\n''Answer:' -n 48 --temp 0
+	@echo "--- prose"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'And it came to pass, when the' -n 48 --temp 0
+	@echo "--- reference"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'The module provides' -n 48 --temp 0
 	$(BUILD)/bin/moeforge bench -m $(DEMO_MODEL) -p 64 -n 32 -r 3
 
 # Everything that finishes in a few minutes on 2 cores (all labels but `slow`).

@@ -45,7 +45,7 @@ PY
   for d in code math prose reference; do
     v=$($BIN perplexity -m "$DIR" -f "data/corpus/$d/valid.txt" --ctx "$CTX" --json 2>/dev/null)
     t=$($BIN perplexity -m "$DIR" -f "data/corpus/$d/test.txt" --ctx "$CTX" --json 2>/dev/null)
-    python3 -c 'import json,sys; v=json.loads(sys.argv[2]); t=json.loads(sys.argv[3]); print(f"| {sys.argv[1]} | {v[\"ppl\"]:.2f} | {t[\"ppl\"]:.2f} | {t[\"tokens\"]} |")' "$d" "$v" "$t"
+    python3 -c 'import json,sys; v=json.loads(sys.argv[2]); t=json.loads(sys.argv[3]); print("| %s | %.2f | %.2f | %d |" % (sys.argv[1], v["ppl"], t["ppl"], t["tokens"]))' "$d" "$v" "$t"
   done
   echo
   echo "## Greedy samples"
@@ -68,6 +68,8 @@ math|Question: Tom has 3 boxes with 12 apples in each box. He gives away 10 appl
 prose|It was a dark and stormy night, and the
 reference|The function returns
 PROMPTS
+  # Run-specific notes written by whoever trained the model.
+  [ -f "$DIR/CARD_NOTES.md" ] && { echo; cat "$DIR/CARD_NOTES.md"; }
 } > "$card"
 mv "$card" "$DIR/MODEL_CARD.md"
 echo "wrote $DIR/MODEL_CARD.md"

@@ -149,8 +149,11 @@ void attention(const float* q, const float* k, const float* v, float* out, const
   // Key chunks per (kv head, token): enough tasks for every thread, chunks of >= 64 keys.
   const int64_t want = (4 * int64_t(pool.size()) + pairs - 1) / pairs;
   const int64_t n_split = std::max<int64_t>(1, std::min(want, (p.n_past + 1) / 64));
-  // Partial results of split tasks: [task, G] maxima and sums, [task, G, hd] outputs.
-  std::vector<float> part_ml, part_o;
+  // Partial results of split tasks: [task, G] maxima and sums, [task, G, hd] outputs. The
+  // caller's buffers, bound by reference (a thread_local named in the lambda would be the worker's).
+  thread_local std::vector<float> caller_ml, caller_o;
+  std::vector<float>& part_ml = caller_ml;
+  std::vector<float>& part_o = caller_o;
   if (n_split > 1) {
     part_ml.resize(size_t(pairs * n_split * G * 2));
     part_o.resize(size_t(pairs * n_split * G * hd));

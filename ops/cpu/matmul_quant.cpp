@@ -140,7 +140,9 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
   // thread_local inside the lambda would resolve to the worker's own instance.
   thread_local QuantizedActs caller_acts;
   QuantizedActs& xa = caller_acts;
-  quantize_acts(x, n_tokens, n_in, xa);
+  prepare_acts(n_tokens, n_in, xa);
+  // Prompts: quantising x is a few percent of the matmul's work, so share it across threads too.
+  pool.parallel_for(n_tokens, 1, [&](int, int64_t t0, int64_t t1) { quantize_acts(x, t0, t1, xa); });
   constexpr bool kCanRepack = std::is_same_v<W, WeightsQ4_0>;
   const bool repack = kCanRepack && n_tokens >= kRepackMinTokens;
   const int64_t tc = token_chunk(n_tokens);

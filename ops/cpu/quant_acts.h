@@ -15,8 +15,11 @@ struct QuantizedActs {
   std::vector<uint8_t> storage;
 };
 
-// Quantises x[n_tokens, n] (n % 32 == 0) into acts, reusing its storage.
-void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& acts);
+// Sizes acts for n_tokens rows of n (n % 32 == 0) values, reusing its storage.
+void prepare_acts(int64_t n_tokens, int64_t n, QuantizedActs& acts);
+// Quantises token rows [t0, t1) of x[n_tokens, n] into prepared acts (rows are independent,
+// so threads may fill disjoint ranges).
+void quantize_acts(const float* x, int64_t t0, int64_t t1, QuantizedActs& acts);
 
 // q4_0 prefill on 8-row groups repacked per call (gemm_q4_0.cpp): y[t, r] for r < n_rows
 // (a multiple of 8), t in [t0, t0 + nt). w: [n_rows] q4_0 rows of stride ldw; y: [nt, ldy].

@@ -66,7 +66,7 @@ void quantize_row_q8_0(const float* x, void* dst, int64_t n) {
   }
 }
 
-void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& acts) {
+void prepare_acts(int64_t n_tokens, int64_t n, QuantizedActs& acts) {
   assert(n % kQBlock == 0);
   const int64_t nb = n / kQBlock, total = n_tokens * nb;
   const size_t bytes = size_t(total) * (kQBlock + 8) + 64;  // qs, d, sum
@@ -77,7 +77,11 @@ void quantize_acts(const float* x, int64_t n_tokens, int64_t n, QuantizedActs& a
   acts.qs = reinterpret_cast<int8_t*>(base);
   acts.d = reinterpret_cast<float*>(base + total * kQBlock);
   acts.sum = reinterpret_cast<int32_t*>(acts.d + total);
-  for (int64_t i = 0; i < total; ++i) {
+}
+
+void quantize_acts(const float* x, int64_t t0, int64_t t1, QuantizedActs& acts) {
+  const int64_t nb = acts.n_blocks;
+  for (int64_t i = t0 * nb; i < t1 * nb; ++i) {
     int sum;
     // Round the scale through fp16 so results match the q8_0 reference format exactly.
     const float d = fp16_to_f32(f32_to_fp16(quantize_block(x + i * kQBlock, acts.qs + i * kQBlock, &sum)));
