@@ -18,6 +18,7 @@ namespace mf::ops {
 namespace {
 
 constexpr int kMaxTileQueries = 3;  // queries per register tile (3 x 4 accumulators)
+constexpr int64_t kSplitTasks = 8;  // decode: split keys until there are this many tasks
 
 // s[g][j] = scale * dot(q[g], k[j]) for j < n, NQ queries against 4 keys at a time.
 template <int NQ>
@@ -146,8 +147,9 @@ void attention(const float* q, const float* k, const float* v, float* out, const
   const int G = p.n_head / p.n_head_kv;
   const int64_t nt = p.n_tokens;
   const int64_t pairs = int64_t(p.n_head_kv) * nt;
-  // Key chunks per (kv head, token): enough tasks for every thread, chunks of >= 64 keys.
-  const int64_t want = (4 * int64_t(pool.size()) + pairs - 1) / pairs;
+  // Key chunks per (kv head, token): about kSplitTasks tasks, chunks of >= 64 keys. Not tied
+  // to the thread count, so results do not depend on it.
+  const int64_t want = (kSplitTasks + pairs - 1) / pairs;
   const int64_t n_split = std::max<int64_t>(1, std::min(want, (p.n_past + 1) / 64));
   // Partial results of split tasks: [task, G] maxima and sums, [task, G, hd] outputs. The
   // caller's buffers, bound by reference (a thread_local named in the lambda would be the worker's).

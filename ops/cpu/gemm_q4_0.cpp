@@ -27,8 +27,9 @@ inline void repack_block(const uint8_t* w, size_t ldw, int64_t b, uint8_t* out) 
   alignas(16) uint16_t d[8];
   for (int r = 0; r < 8; ++r) {
     const auto& blk = reinterpret_cast<const BlockQ4_0*>(w + r * ldw)[b];
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
-    u[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15));
+    // Low nibbles (elements 0-15) in the lower half, high nibbles (16-31) in the upper half.
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs)));
+    u[r] = _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
     d[r] = blk.d;
   }
   __m256i t[8], s[8];

@@ -110,6 +110,7 @@ inline void rows_x_tokens(const typename L::T* w, int64_t ldw, const float* x, i
   int64_t t = 0;
   for (; t + kTileTokens <= n_tokens; t += kTileTokens)
     tile<L, NR, kTileTokens>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  static_assert(kTileTokens == 3, "the tail below handles 1-2 tokens");
   if (n_tokens - t == 2) tile<L, NR, 2>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
   if (n_tokens - t == 1) tile<L, NR, 1>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
 }

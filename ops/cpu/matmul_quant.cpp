@@ -31,10 +31,11 @@ struct WeightsQ4_0 {
   using Block = BlockQ4_0;
   static constexpr bool kUnsigned = true;
   // 16 bytes of nibble pairs -> 32 codes 0..15 in element order (low nibbles first).
+  // The 16 bytes are loaded into both halves; shifting only the upper half right by 4 then
+  // masking leaves low nibbles below and high nibbles above (2 ALU ops).
   static __m256i load(const Block& b) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
-    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)));
+    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
   }
 };
 
@@ -72,9 +73,6 @@ inline void qtile(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
-      if constexpr (NT == 1)
-        _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchRows + r) * ldw + b * sizeof(typename W::Block)),
-                     _MM_HINT_T0);
       const auto& blk = reinterpret_cast<const typename W::Block*>(w + r * ldw)[b];
       const __m256i wq = W::load(blk);
       const __m256 dw = _mm256_set1_ps(fp16_to_f32(blk.d));
@@ -109,13 +107,67 @@ inline void qtile(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t
   }
 }
 
+// Decode (one token), up to 4 rows: instead of scaling each row's 8-lane block dot separately,
+// two rounds of hadd fold the 4 rows into one vector (lanes r and r+4 hold halves of row r),
+// so the int->float conversion, scale multiply and FMA happen once per 4 rows, with the 4
+// fp16 row scales converted together. About 30% fewer vector ops per block than qtile.
+// Fewer than 4 rows (a tail) leave the missing rows zero, so a row's arithmetic, and result,
+// is the same whichever tile it lands in.
+template <class W, int NR>
+inline void qtile_decode(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t t0, float* y) {
+  const int64_t nb = xa.n_blocks;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  const int8_t* xqs = xa.qs + t0 * nb * kQBlock;
+  const float* xd = xa.d + t0 * nb;
+  const int32_t* xsum = xa.sum + t0 * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i*>(xqs + b * kQBlock));
+    __m256i dot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    uint16_t d16[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchRows + r) * ldw + b * sizeof(typename W::Block)),
+                   _MM_HINT_T0);
+      const auto& blk = reinterpret_cast<const typename W::Block*>(w + r * ldw)[b];
+      const __m256i wq = W::load(blk);
+      d16[r] = blk.d;
+      if constexpr (W::kUnsigned) {
+        dot[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
+      } else {
+        dot[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq)), ones);
+      }
+    }
+    // [r0 r1 r2 r3 | r0 r1 r2 r3]: each lane sums 4 of a row's 8 lanes.
+    __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(dot[0], dot[1]), _mm256_hadd_epi32(dot[2], dot[3]));
+    // Offset codes: each row is split over 2 lanes, so each lane removes half of 8 sum(x).
+    if constexpr (W::kUnsigned) rows = _mm256_sub_epi32(rows, _mm256_set1_epi32(4 * xsum[b]));
+    const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(short(d16[0]), short(d16[1]), short(d16[2]), short(d16[3]), 0, 0, 0, 0));
+    const __m256 scale = _mm256_mul_ps(_mm256_set_m128(dw, dw), _mm256_set1_ps(xd[b]));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), scale, acc);
+  }
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  if constexpr (NR == 4) {
+    _mm_storeu_ps(y, s);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, s);
+    for (int r = 0; r < NR; ++r) y[r] = tmp[r];
+  }
+}
+
 template <class W, int NR>
 void qrows_x_tokens(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64_t t0, int64_t nt, float* y,
                     int64_t ldy) {
   int64_t t = 0;
   for (; t + kQTileTokens <= nt; t += kQTileTokens) qtile<W, NR, kQTileTokens>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
-  if (nt - t == 2) qtile<W, NR, 2>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
-  if (nt - t == 1) qtile<W, NR, 1>(w, ldw, xa, t0 + t, y + t * ldy, ldy);
+  static_assert(kQTileTokens == 4, "the tail below handles 1-3 tokens");
+  switch (nt - t) {
+    case 3: qtile<W, NR, 3>(w, ldw, xa, t0 + t, y + t * ldy, ldy); break;
+    case 2: qtile<W, NR, 2>(w, ldw, xa, t0 + t, y + t * ldy, ldy); break;
+    case 1: qtile_decode<W, NR>(w, ldw, xa, t0 + t, y + t * ldy); break;
+    default: break;
+  }
 }
 
 // Rows [r, r1) in dot-product tiles of 4 rows, then a tail of 1-3.

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,7 +97,8 @@ TEST_P(OpsMatmul, MatchesReference) {
     for (int64_t n_out : {1, 3, 7, 17, 100, 577}) {
       // The largest shapes only at a few token counts to keep the suite fast.
       const bool big = n_in * n_out > 200'000;
-      check_matmul(t, n_in, n_out, big ? std::vector<int64_t>{1, 5, 17} : std::vector<int64_t>{1, 2, 5, 17, 64},
+      // Token counts cover every tail of the 3-, 4- and 5-token tiles.
+      check_matmul(t, n_in, n_out, big ? std::vector<int64_t>{1, 7, 17} : std::vector<int64_t>{1, 2, 3, 5, 7, 17, 64},
                    {1, 2, 3});
     }
   }
@@ -109,19 +111,43 @@ TEST_P(OpsMatmul, LongPrefillCrossesTokenChunks) {
 }
 
 TEST_P(OpsMatmul, RowRangeView) {
-  // An expert's neuron range as a row_range view: same result as the matching rows of the full matmul.
+  // An expert's neuron range as a row_range view matches those rows of the full matmul (up to
+  // rounding: a row may land in a different register tile shape).
   const DType t = GetParam();
-  const int64_t n_in = 64, n_out = 40, nt = 5;
+  const int64_t n_in = 64, n_out = 40;
   const auto wf = test::random_floats(size_t(n_out * n_in), 5);
   std::vector<uint8_t> wq(size_t(n_out) * row_bytes(t, n_in));
   for (int64_t o = 0; o < n_out; ++o) ref::quantize_row(t, wf.data() + o * n_in, wq.data() + o * row_bytes(t, n_in), n_in);
   const TensorView w = make_view(t, {n_out, n_in}, wq.data());
-  const auto x = test::random_floats(size_t(nt * n_in), 6);
-  std::vector<float> full(static_cast<size_t>(nt * n_out)), part(static_cast<size_t>(nt * 13));
-  ops::matmul(w, x.data(), full.data(), nt, pool(2));
-  ops::matmul(w.row_range(9, 13), x.data(), part.data(), nt, pool(2));
-  for (int64_t tk = 0; tk < nt; ++tk)
-    for (int64_t o = 0; o < 13; ++o) EXPECT_EQ(part[size_t(tk * 13 + o)], full[size_t(tk * n_out + 9 + o)]);
+  for (int64_t nt : {1, 5, 9}) {
+    const auto x = test::random_floats(size_t(nt * n_in), 6);
+    std::vector<float> full(static_cast<size_t>(nt * n_out)), part(static_cast<size_t>(nt * 13));
+    ops::matmul(w, x.data(), full.data(), nt, pool(2));
+    ops::matmul(w.row_range(9, 13), x.data(), part.data(), nt, pool(2));
+    for (int64_t tk = 0; tk < nt; ++tk)
+      for (int64_t o = 0; o < 13; ++o)
+        EXPECT_NEAR(part[size_t(tk * 13 + o)], full[size_t(tk * n_out + 9 + o)], 1e-5f) << tk << " " << o;
+  }
+}
+
+TEST_P(OpsMatmul, DeterministicAcrossThreadCounts) {
+  // Chunk boundaries are multiples of the row tile, so each row's arithmetic, and result, is
+  // the same for any thread count.
+  const DType t = GetParam();
+  const int64_t n_in = 576, n_out = 103;
+  const auto wf = test::random_floats(size_t(n_out * n_in), 8);
+  std::vector<uint8_t> wq(size_t(n_out) * row_bytes(t, n_in));
+  for (int64_t o = 0; o < n_out; ++o) ref::quantize_row(t, wf.data() + o * n_in, wq.data() + o * row_bytes(t, n_in), n_in);
+  const TensorView w = make_view(t, {n_out, n_in}, wq.data());
+  for (int64_t nt : {1, 2, 19}) {
+    const auto x = test::random_floats(size_t(nt * n_in), 9);
+    std::vector<float> one(static_cast<size_t>(nt * n_out)), other(one.size());
+    ops::matmul(w, x.data(), one.data(), nt, pool(1));
+    for (int threads : {2, 3}) {
+      ops::matmul(w, x.data(), other.data(), nt, pool(threads));
+      ASSERT_EQ(std::memcmp(one.data(), other.data(), one.size() * 4), 0) << "n_tokens=" << nt << " threads=" << threads;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, OpsMatmul,
