@@ -110,35 +110,6 @@ void pv_tile(const float* const* p, const float* v, int64_t vs, int64_t n, int h
   }
 }
 
-// x[i] = exp(x[i] - max) for i < n; returns the sum.
-float exp_sum(float* x, int64_t n, float max) {
-  const __m256 mv = _mm256_set1_ps(max);
-  __m256 sv = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-    _mm256_storeu_ps(x + i, e);
-    sv = _mm256_add_ps(sv, e);
-  }
-  float sum = simd::hsum(sv);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  return sum;
-}
-
-float max_of(const float* x, int64_t n) {
-  __m256 mv = _mm256_set1_ps(-INFINITY);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
-  alignas(32) float t[8];
-  _mm256_store_ps(t, mv);
-  float m = *std::max_element(t, t + 8);
-  for (; i < n; ++i) m = std::fmax(m, x[i]);
-  return m;
-}
-
 }  // namespace
 
 void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p, ThreadPool& pool) {
@@ -194,8 +165,8 @@ void attention(const float* q, const float* k, const float* v, float* out, const
           default: qk_tile<1>(qg, kh, ks, n, hd, p.scale, sg); break;
         }
         for (int i = 0; i < nq; ++i) {
-          const float m = max_of(sg[i], n);
-          const float sum = exp_sum(sg[i], n, m);
+          const float m = simd::max_of(sg[i], n);
+          const float sum = simd::exp_sum(sg[i], n, m);
           if (n_split > 1) {
             part_ml[size_t((task * G + g0 + i) * 2)] = m;
             part_ml[size_t((task * G + g0 + i) * 2 + 1)] = sum;

@@ -1,6 +1,8 @@
 // AVX2/FMA/F16C helpers shared by the fast kernels (internal to ops/cpu).
 #pragma once
 #include <immintrin.h>
+#include <cmath>
+#include <algorithm>
 
 #include <cstdint>
 
@@ -55,6 +57,35 @@ inline __m256 exp(__m256 x) {
   // 2^n: n in [-126, 127] after the clamp, so the biased exponent stays normal.
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// x[i] = exp(x[i] - max) for i < n; returns the sum.
+inline float exp_sum(float* x, int64_t n, float max) {
+  const __m256 mv = _mm256_set1_ps(max);
+  __m256 sv = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    sv = _mm256_add_ps(sv, e);
+  }
+  float sum = hsum(sv);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  return sum;
+}
+
+inline float max_of(const float* x, int64_t n) {
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, mv);
+  float m = *std::max_element(t, t + 8);
+  for (; i < n; ++i) m = std::fmax(m, x[i]);
+  return m;
 }
 
 }  // namespace mf::ops::simd
