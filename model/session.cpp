@@ -26,6 +26,22 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool)
   pos_.resize(B);
 }
 
+void Session::set_layers(const std::vector<LayerWeights>* layers) {
+  if (layers) {
+    if (int64_t(layers->size()) != model_.hp.n_layer) fail("expert has ", layers->size(), " layers, the model ", model_.hp.n_layer);
+    const int64_t E = model_.hp.n_embd;
+    for (const LayerWeights& l : *layers) {
+      const int64_t F = l.ffn_gate.shape[0];
+      bool ok = F > 0 && F <= model_.hp.n_ff && l.ffn_gate.shape[1] == E && l.ffn_up.shape[0] == F &&
+                l.ffn_up.shape[1] == E && l.ffn_down.shape[0] == E && l.ffn_down.shape[1] == F;
+      if (!ok)
+        fail("expert FFN shapes gate ", l.ffn_gate.shape_str(), ", up ", l.ffn_up.shape_str(), ", down ",
+             l.ffn_down.shape_str(), " do not fit the model (n_embd ", E, ", n_ff ", model_.hp.n_ff, ")");
+    }
+  }
+  layers_ = layers;
+}
+
 const float* Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t n = int64_t(tokens.size());
   if (n == 0) fail("eval: no tokens");
@@ -46,7 +62,7 @@ const float* Session::eval(std::span<const int32_t> tokens, bool all_logits) {
 void Session::forward_batch(const int32_t* tokens, int64_t n_tokens, bool all_logits, float* logits_out) {
   const HParams& hp = model_.hp;
   const Weights& w = model_.w;
-  const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv(), F = hp.n_ff;
+  const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv();
   float* x = x_.data();      // [n_tokens, E] residual stream
   float* xn = xn_.data();    // [n_tokens, E] normed input
   float* q = q_.data();      // [n_tokens, Q]
@@ -74,7 +90,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n_tokens, bool all_lo
   ap.kv_stride = KV;
 
   for (int il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& l = w.layers[il];
+    const LayerWeights& l = layers_ ? (*layers_)[il] : w.layers[il];
+    const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
     float* k_cur = k_cache_[il].data() + n_past_ * KV;  // [n_tokens, KV] slots of this batch
     float* v_cur = v_cache_[il].data() + n_past_ * KV;  // [n_tokens, KV]
 
@@ -90,6 +107,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n_tokens, bool all_lo
     ops::rope(q, pos_.data(), n_tokens, hp.n_head, hp.head_dim, inv_freq_.data(), hp.rope_neox);
     ops::rope(k_cur, pos_.data(), n_tokens, hp.n_head_kv, hp.head_dim, inv_freq_.data(), hp.rope_neox);
     ops::attention(q, k_cache_[il].data(), v_cache_[il].data(), attn, ap, pool_);  // [n_tokens, Q]
+    emit("attn_out", il, attn, n_tokens, Q);
     ops::matmul(l.wo, attn, xn, n_tokens, pool_);  // [n_tokens, E]
     add_bias(xn, l.bo, E);
     for (int64_t i = 0; i < n_tokens * E; ++i) x[i] += xn[i];

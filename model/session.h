@@ -11,8 +11,10 @@
 namespace mf {
 
 // Named intermediate values of a block, reported to hooks during the forward pass.
-// Hook points: "attn_in" [n_tokens, n_embd] (normed attention input), "ffn_in" [n_tokens, n_embd]
-// (normed FFN input), "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up), "block_out" [n_tokens, n_embd].
+// Hook points: "attn_in" [n_tokens, n_embd] (normed attention input), "attn_out" [n_tokens, n_embd_q]
+// (attention output, the input of wo), "ffn_in" [n_tokens, n_embd] (normed FFN input),
+// "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
+// expert's width), "block_out" [n_tokens, n_embd].
 struct HookEvent {
   std::string_view name;
   int layer;
@@ -36,6 +38,12 @@ class Session {
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
   void set_hook(Hook hook) { hook_ = std::move(hook); }
+  // Runs the blocks with these weights instead of the model's (an expert: same shapes except a
+  // possibly narrower FFN, ffn_gate/up [n_ff_e, n_embd], ffn_down [n_embd, n_ff_e] with
+  // n_ff_e <= n_ff). nullptr restores the dense model. The vector must outlive its use; the
+  // KV cache is kept, so callers switching experts mid-sequence get the mixed computation.
+  void set_layers(const std::vector<LayerWeights>* layers);
+  const std::vector<LayerWeights>* layers_override() const { return layers_; }
   const Model& model() const { return model_; }
 
   // Largest number of tokens processed in one forward step; longer inputs are split.
@@ -57,6 +65,7 @@ class Session {
   std::vector<float> x_, xn_, q_, attn_, gate_, up_, logits_;
   std::vector<int32_t> pos_;
   Hook hook_;
+  const std::vector<LayerWeights>* layers_ = nullptr;
 };
 
 }  // namespace mf

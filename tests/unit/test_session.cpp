@@ -22,11 +22,12 @@ TEST(Session, HooksReportEveryBlockIntermediate) {
     EXPECT_EQ(e.n_tokens, 5);
     EXPECT_GE(e.layer, 0);
     EXPECT_LT(e.layer, m->hp.n_layer);
-    EXPECT_EQ(e.width, e.name == "ffn_gate_act" ? m->hp.n_ff : m->hp.n_embd) << e.name;
+    int64_t want = e.name == "ffn_gate_act" ? m->hp.n_ff : e.name == "attn_out" ? m->hp.n_embd_q() : m->hp.n_embd;
+    EXPECT_EQ(e.width, want) << e.name;
   });
   std::vector<int32_t> ids = {1, 2, 3, 4, 5};
   s.eval(ids, false);
-  for (const char* name : {"attn_in", "ffn_in", "ffn_gate_act", "block_out"}) EXPECT_EQ(seen[name], m->hp.n_layer) << name;
+  for (const char* name : {"attn_in", "attn_out", "ffn_in", "ffn_gate_act", "block_out"}) EXPECT_EQ(seen[name], m->hp.n_layer) << name;
 }
 
 TEST(Session, DecodeThroughCacheEqualsPrefill) {
@@ -43,6 +44,27 @@ TEST(Session, DecodeThroughCacheEqualsPrefill) {
   }
   EXPECT_THROW(stepwise.eval(std::vector<int32_t>(11, 1), false), Error);  // 6 + 11 > 16: context overflow
   EXPECT_THROW(stepwise.eval(std::vector<int32_t>{int32_t(V)}, false), Error);  // out of vocabulary
+}
+
+TEST(Session, LayerOverrideRunsTheGivenWeights) {
+  auto m = load_model(kFixture);
+  ThreadPool pool(2);
+  std::vector<int32_t> ids = {7, 100, 3};
+  Session dense(*m, 16, pool), same(*m, 16, pool);
+  const int64_t V = m->hp.n_vocab;
+  const float* d = dense.eval(ids, false);  // [1, V]
+  std::vector<float> want(d, d + V);
+  std::vector<LayerWeights> copy = m->w.layers;
+  same.set_layers(&copy);
+  const float* s = same.eval(ids, false);  // [1, V]
+  for (int64_t v = 0; v < V; ++v) ASSERT_EQ(s[v], want[v]);
+  // gate/up cut to half the neurons while down keeps all of them: inconsistent, refused.
+  std::vector<LayerWeights> half = m->w.layers;
+  half[0].ffn_gate = half[0].ffn_gate.row_range(0, m->hp.n_ff / 2);
+  half[0].ffn_up = half[0].ffn_up.row_range(0, m->hp.n_ff / 2);
+  EXPECT_THROW(same.set_layers(&half), Error);
+  std::vector<LayerWeights> wrong(1);
+  EXPECT_THROW(same.set_layers(&wrong), Error);
 }
 
 }  // namespace
