@@ -74,7 +74,7 @@ class Exporter {
     w_.add_tensor(name, out);
   }
 
-  void write(const std::string& path) {
+  void write(const std::string& path, const GgufExtra& extra) {
     const HParams& hp = m_.hp;
     const std::string a = m_.arch.name + ".";
     w_.set_string("general.architecture", m_.arch.name);
@@ -142,6 +142,7 @@ class Exporter {
       add(name(TensorRole::FfnUp), l.ffn_up);
       add(name(TensorRole::FfnDown), l.ffn_down);
     }
+    if (extra) extra(w_);
     w_.write(path);
   }
 
@@ -153,8 +154,8 @@ class Exporter {
 
 }  // namespace
 
-void export_gguf(const Model& model, const std::string& out_path, DType type) {
-  Exporter(model, type).write(out_path);
+void export_gguf(const Model& model, const std::string& out_path, DType type, const GgufExtra& extra) {
+  Exporter(model, type).write(out_path, extra);
 }
 
 }  // namespace mf

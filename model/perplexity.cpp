@@ -16,7 +16,8 @@ double token_nll(const float* logits, int32_t n_vocab, int32_t target) {
 }
 
 PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t ctx, ThreadPool& pool,
-                                    const std::function<void(int64_t, double)>& on_progress) {
+                                    const std::function<void(int64_t, double)>& on_progress,
+                                    const WindowLayers& layers) {
   if (ctx < 2) fail("perplexity: context must be at least 2 tokens (got ", ctx, ")");
   if (tokens.size() < 2) fail("perplexity: needs at least 2 tokens (got ", tokens.size(), ")");
   PerplexityResult r;
@@ -27,6 +28,7 @@ PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_
   for (int64_t start = 0; start + 1 < r.tokens; start += ctx) {
     int64_t len = std::min<int64_t>(ctx, r.tokens - start);
     session.reset();
+    if (layers) session.set_layers(layers({tokens.data() + start, size_t(len)}));
     ++r.windows;
     // Feed the window in chunks; logits at window position p predict token p+1.
     for (int64_t off = 0; off < len; off += Session::kMaxBatch) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -18,9 +19,13 @@ struct PerplexityResult {
   double ppl = 0;
 };
 
+// Layers to run a window with (nullptr: the dense model); lets a MoE route each window.
+using WindowLayers = std::function<const std::vector<LayerWeights>*(std::span<const int32_t> window)>;
+
 // on_progress(tokens_done, running_ppl) is called after each evaluated chunk.
 PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_t>& tokens, int64_t ctx, ThreadPool& pool,
-                                    const std::function<void(int64_t, double)>& on_progress = {});
+                                    const std::function<void(int64_t, double)>& on_progress = {},
+                                    const WindowLayers& layers = {});
 
 // -log softmax(logits)[target], accumulated in double.
 double token_nll(const float* logits, int32_t n_vocab, int32_t target);

@@ -6,9 +6,10 @@
 #include <random>
 
 #include "core/error.h"
-#include "model/session.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "tools/moe_cli.h"
+#include "model/throughput.h"
 #include "tools/progress.h"
 
 namespace mf::cli {
@@ -20,63 +21,34 @@ struct BenchOptions {
   int n_prompt = 128;
   int n_gen = 64;
   int reps = 5;
+  std::string domain;
   bool json = false;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Bytes of weights one decode step reads: every matrix once, plus one embedding row.
-int64_t decode_weight_bytes(const Model& m) {
-  int64_t b = int64_t(m.w.output.nbytes()) + int64_t(m.w.tok_embd.row_stride());
-  for (auto& l : m.w.layers)
-    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) b += int64_t(t->nbytes());
-  return b;
-}
-
 void run_bench(const BenchOptions& o) {
-  auto model = load(o.model);
+  LoadedModel lm = load_any(o.model);
+  const Model* model = &lm.model();
   ThreadPool pool(o.model.threads);
-  Session session(*model, o.n_prompt + o.n_gen, pool);
-  std::mt19937 rng(42);
-  std::vector<int32_t> prompt(o.n_prompt);
-  for (auto& t : prompt) t = int32_t(rng() % model->hp.n_vocab);
-  using clock = std::chrono::steady_clock;
-  auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
-
-  std::vector<double> prefill_tps, decode_tps;
+  // A MoE runs the expert --domain names; without it, the dense model.
+  Routing routing = resolve_routing(lm, o.domain.empty() ? "dense" : o.domain, {}, pool);
+  const std::vector<LayerWeights>* layers = routed_layers(lm, routing);
+  ThroughputOptions to;
+  to.n_prompt = o.n_prompt;
+  to.n_gen = o.n_gen;
+  to.reps = o.reps;
   Progress progress("bench", o.reps + 1);
-  for (int r = 0; r <= o.reps; ++r) {  // repetition 0 warms caches and is discarded
-    if (o.n_prompt > 0) {
-      session.reset();
-      auto t0 = clock::now();
-      session.eval(prompt, false);
-      if (r) prefill_tps.push_back(o.n_prompt / seconds(t0, clock::now()));
-    }
-    if (o.n_gen > 0) {  // like llama-bench's tg test: generation from an empty context
-      session.reset();
-      int32_t tok = prompt.empty() ? 1 : prompt[0];
-      auto t0 = clock::now();
-      for (int i = 0; i < o.n_gen; ++i) {
-        const float* logits = session.eval({&tok, 1}, false);
-        tok = int32_t(std::max_element(logits, logits + model->hp.n_vocab) - logits);
-      }
-      if (r) decode_tps.push_back(o.n_gen / seconds(t0, clock::now()));
-    }
-    progress.update(r + 1);
-  }
+  Throughput t = measure_throughput(*model, {layers}, to, pool, [&](int done, int) { progress.update(done); })[0];
   progress.finish();
-  double pp = prefill_tps.empty() ? 0 : median(prefill_tps);
-  double tg = decode_tps.empty() ? 0 : median(decode_tps);
-  int64_t bytes = decode_weight_bytes(*model);
+  const std::vector<double>& prefill_tps = t.prefill_all;
+  const std::vector<double>& decode_tps = t.decode_all;
+  double pp = t.prefill_tps, tg = t.decode_tps;
+  int64_t bytes = t.decode_weight_bytes;
   if (o.json) {
     nlohmann::json j = {{"model", o.model.model},     {"threads", pool.size()},  {"prompt_tokens", o.n_prompt},
                         {"gen_tokens", o.n_gen},       {"reps", o.reps},          {"prefill_tps", pp},
                         {"decode_tps", tg},            {"prefill_tps_all", prefill_tps}, {"decode_tps_all", decode_tps},
-                        {"decode_weight_bytes", bytes}, {"decode_gbps", tg * double(bytes) / 1e9}};
+                        {"decode_weight_bytes", bytes}, {"decode_gbps", tg * double(bytes) / 1e9},
+                        {"expert", routing.expert_name}};
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("model %s  threads %d\n", o.model.model.c_str(), pool.size());
@@ -95,6 +67,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("-p,--prompt-tokens", o->n_prompt, "Prompt tokens for the prefill test")->check(CLI::NonNegativeNumber);
   cmd->add_option("-n,--gen-tokens", o->n_gen, "Tokens for the decode test")->check(CLI::NonNegativeNumber);
   cmd->add_option("-r,--reps", o->reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
+  cmd->add_option("--domain", o->domain, "MoE models: the expert to measure (a domain, domain/k or 'dense'; default dense)");
   cmd->add_flag("--json", o->json, "Print {\"prefill_tps\", \"decode_tps\", ...} as JSON");
   cmd->callback([o] { run_bench(*o); });
 }

@@ -8,6 +8,7 @@
 #include "model/session.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "tools/moe_cli.h"
 
 namespace mf::cli {
 
@@ -19,11 +20,14 @@ struct GenerateOptions {
   int n_predict = 64;
   int n_ctx = 0;
   SamplerParams sampler;
+  std::string domain;
+  int reroute_every = -1;  // -1: the .moe file's setting
   bool json = false;
 };
 
 void run_generate(const GenerateOptions& o) {
-  auto model = load(o.model);
+  LoadedModel lm = load_any(o.model);
+  const Model* model = &lm.model();
   const Tokenizer& tok = model->require_tokenizer();
   std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true);
   if (prompt.empty()) fail("the prompt is empty and the tokenizer adds no BOS token");
@@ -33,6 +37,14 @@ void run_generate(const GenerateOptions& o) {
     fail("prompt (", prompt.size(), " tokens) + ", o.n_predict, " new tokens exceed the context of ", n_ctx);
   Session session(*model, n_ctx, pool);
   Sampler sampler(o.sampler);
+  Routing routing = resolve_routing(lm, o.domain, prompt, pool);
+  session.set_layers(routed_layers(lm, routing));
+  nlohmann::json routes = nlohmann::json::array({routing_json(lm, routing)});
+  if (lm.moe && !o.json)
+    std::fprintf(stderr, "routed to %s (domain %s, confidence %.3f)\n", routing.expert_name.c_str(),
+                 routing.domain.c_str(), routing.decision.confidence);
+  const int reroute = o.reroute_every >= 0 ? o.reroute_every : (lm.moe ? lm.moe->info().reroute_every : 0);
+  std::vector<int32_t> history = prompt;
 
   auto t0 = std::chrono::steady_clock::now();
   const float* logits = session.eval(prompt, false);
@@ -43,6 +55,19 @@ void run_generate(const GenerateOptions& o) {
     int32_t next = sampler.sample(logits, model->hp.n_vocab);
     if (next == tok.spec().eos_id) break;
     out.push_back(next);
+    history.push_back(next);
+    // Re-route on the most recent tokens; the KV cache is kept (attention is shared).
+    if (lm.moe && o.domain.empty() && reroute > 0 && int(out.size()) % reroute == 0) {
+      size_t window = std::min<size_t>(history.size(), 64);
+      Routing next_route = lm.moe->route({history.data() + history.size() - window, window}, pool);
+      if (next_route.expert != routing.expert) {
+        routing = next_route;
+        session.set_layers(routed_layers(lm, routing));
+        nlohmann::json jr = routing_json(lm, routing);
+        jr["at_token"] = out.size();
+        routes.push_back(jr);
+      }
+    }
     std::string piece = tok.token_to_piece(next);
     text += piece;
     if (!o.json) {
@@ -60,7 +85,9 @@ void run_generate(const GenerateOptions& o) {
                         {"completion_tokens", out.size()},
                         {"tokens", out},
                         {"prefill_tps", prompt.size() / std::max(prefill_s, 1e-9)},
-                        {"decode_tps", out.size() / std::max(decode_s, 1e-9)}};
+                        {"decode_tps", out.size() / std::max(decode_s, 1e-9)},
+                        {"route", routes[0]}};
+    if (routes.size() > 1) j["reroutes"] = routes;
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("\n");
@@ -80,7 +107,11 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-k", o->sampler.top_k, "Keep the K most likely tokens (0: all)");
   cmd->add_option("--top-p", o->sampler.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", o->sampler.seed, "Random seed");
-  cmd->add_flag("--json", o->json, "Print {text, tokens, prefill_tps, decode_tps, ...} as JSON");
+  add_domain_option(cmd, o->domain);
+  cmd->add_option("--reroute-every", o->reroute_every,
+                  "MoE models: re-route on the last 64 tokens every N generated tokens (0: route once;\n"
+                  "default: the .moe file's setting)");
+  cmd->add_flag("--json", o->json, "Print {text, tokens, prefill_tps, decode_tps, route, ...} as JSON");
   cmd->callback([o] { run_generate(*o); });
 }
 

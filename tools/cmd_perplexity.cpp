@@ -1,11 +1,13 @@
 // moeforge perplexity: exp(mean NLL) over consecutive windows of a text file.
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "model/perplexity.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "tools/moe_cli.h"
 #include "tools/progress.h"
 
 namespace mf::cli {
@@ -16,25 +18,39 @@ struct PerplexityOptions {
   ModelOptions model;
   std::string file;
   int n_ctx = 0;
+  std::string domain;
+  int route_tokens = 64;
   bool json = false;
 };
 
 void run_perplexity(const PerplexityOptions& o) {
   std::string text = read_text_file(o.file);
-  auto model = load(o.model);
+  LoadedModel lm = load_any(o.model);
+  const Model* model = &lm.model();
   const Tokenizer& tok = model->require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, /*add_special=*/false);
   int64_t ctx = o.n_ctx > 0 ? o.n_ctx : model->hp.n_ctx_train;
   if (tokens.size() < 2) fail(o.file, ": only ", tokens.size(), " token(s); perplexity needs at least 2");
   ThreadPool pool(o.model.threads);
   Progress progress("perplexity", int64_t(tokens.size()));
-  PerplexityResult r = compute_perplexity(*model, tokens, ctx, pool, [&](int64_t done, double ppl) {
-    progress.update(done, "ppl " + std::to_string(ppl));
-  });
+  // A MoE routes each window on its first --route-tokens tokens (the "prompt"), unless forced.
+  std::map<std::string, int64_t> windows_per_expert;
+  WindowLayers layers;
+  if (lm.moe || !o.domain.empty()) {
+    layers = [&](std::span<const int32_t> window) {
+      Routing r = resolve_routing(lm, o.domain, window.first(std::min<size_t>(window.size(), o.route_tokens)), pool);
+      windows_per_expert[r.expert_name]++;
+      return routed_layers(lm, r);
+    };
+  }
+  PerplexityResult r = compute_perplexity(
+      *model, tokens, ctx, pool, [&](int64_t done, double ppl) { progress.update(done, "ppl " + std::to_string(ppl)); },
+      layers);
   progress.finish();
   if (o.json) {
     nlohmann::json j = {{"tokens", r.tokens}, {"scored", r.scored}, {"windows", r.windows},
                         {"ctx", ctx},         {"nll", r.mean_nll},  {"ppl", r.ppl}};
+    if (!windows_per_expert.empty()) j["windows_per_expert"] = windows_per_expert;
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("tokens %lld  windows %lld  ctx %lld  mean nll %.6f  ppl %.6f\n", (long long)r.tokens,
@@ -53,6 +69,9 @@ void add_perplexity(CLI::App& app) {
   add_model_options(cmd, o->model);
   cmd->add_option("-f,--file", o->file, "UTF-8 text file")->required();
   cmd->add_option("-c,--ctx", o->n_ctx, "Window size in tokens (default: the model's context length)");
+  add_domain_option(cmd, o->domain);
+  cmd->add_option("--route-tokens", o->route_tokens, "MoE models: route each window on its first N tokens")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print {\"tokens\", \"ppl\", ...} as JSON");
   cmd->callback([o] { run_perplexity(*o); });
 }

@@ -12,5 +12,9 @@ void add_convert(CLI::App& app);
 void add_train_tokenizer(CLI::App& app);
 void add_train(CLI::App& app);
 void add_logits(CLI::App& app);
+void add_calibrate(CLI::App& app);
+void add_build_moe(CLI::App& app);
+void add_route(CLI::App& app);
+void add_eval_moe(CLI::App& app);
 
 }  // namespace mf::cli

@@ -1,0 +1,60 @@
+// Calibration statistics of one model on several domain corpora, and their file format.
+// The file is GGUF (tensors + metadata), versioned and tied to the model by fingerprint.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace mf {
+
+// Sums over the tokens of one (domain, micro-cluster); divide by n_tokens for means.
+struct LayerStats {
+  std::vector<float> attn_in_sq;   // [n_embd]   sum x^2 of the input channels of wq/wk/wv
+  std::vector<float> attn_out_sq;  // [n_embd_q] sum x^2 of the input channels of wo
+  std::vector<float> ffn_in_sq;    // [n_embd]   sum x^2 of the input channels of ffn_gate/up
+  std::vector<float> act_sq;       // [n_ff]     sum a^2 of the FFN activations (ffn_down's input)
+  std::vector<float> act_abs;      // [n_ff]     sum |a|
+
+  void resize(int64_t n_embd, int64_t n_embd_q, int64_t n_ff);
+  void add(const LayerStats& o);
+};
+
+// Calibration samples of a domain are grouped into micro-clusters by K-means on their
+// embeddings; build-moe merges micro-clusters into the requested number of sub-domains.
+struct ClusterStats {
+  int64_t n_tokens = 0, n_samples = 0;
+  std::vector<float> centroid;     // [dim]
+  std::vector<LayerStats> layers;  // [n_layer]
+};
+
+struct DomainStats {
+  std::string name;
+  std::vector<ClusterStats> clusters;
+  std::vector<float> embeddings;      // [n_samples, dim] one per calibration sample
+  std::vector<int32_t> sample_cluster;  // [n_samples]
+  int64_t n_samples() const { return int64_t(sample_cluster.size()); }
+  int64_t n_tokens() const;
+  LayerStats pooled_layer(int layer) const;  // sums over all clusters
+};
+
+struct CalibStats {
+  static constexpr int kVersion = 1;
+  std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
+  std::string model_path;         // informational
+  int embed_layer = 0;            // 0: mean of token embeddings; L>0: mean of block L-1's output
+  int sample_tokens = 0;          // tokens per calibration sample
+  int64_t dim = 0, n_layer = 0, n_embd = 0, n_embd_q = 0, n_ff = 0;
+  std::vector<DomainStats> domains;
+
+  // Throws mf::Error when the stats were computed on another model.
+  void check_model(const Model& model) const;
+  int domain_index(const std::string& name) const;  // -1 if absent
+};
+
+// Atomic write; load throws mf::Error naming the file on a bad or foreign file.
+void save_calib_stats(const CalibStats& s, const std::string& path);
+CalibStats load_calib_stats(const std::string& path);
+
+}  // namespace mf

@@ -1,0 +1,224 @@
+#include "calib/calibrate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "calib/fingerprint.h"
+#include "calib/kmeans.h"
+#include "core/error.h"
+#include "core/text_file.h"
+#include "model/session.h"
+#include "ops/ops.h"
+
+namespace mf {
+
+std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files, int64_t max_tokens) {
+  const Tokenizer& tok = model.require_tokenizer();
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::string text = read_text_file(files[i]);  // throws on missing, empty, non-UTF-8
+    if (i + 1 < files.size()) text += "\n\n";
+    // Tokenize in pieces cut after a newline, stopping once the budget is met.
+    const size_t kPiece = 1 << 16;
+    for (size_t pos = 0; pos < text.size() && int64_t(ids.size()) < max_tokens;) {
+      size_t end = pos + kPiece >= text.size() ? text.size() : text.find('\n', pos + kPiece);
+      end = end == std::string::npos ? text.size() : end + 1;
+      std::vector<int32_t> t = tok.encode(std::string_view(text).substr(pos, end - pos), /*add_special=*/false);
+      ids.insert(ids.end(), t.begin(), t.end());
+      pos = end;
+    }
+  }
+  if (int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
+  return ids;
+}
+
+namespace {
+
+// Accumulates one sample's statistics from the hooks, and its embedding.
+struct SampleAccumulator {
+  const CalibStats& shape;
+  int embed_layer;
+  std::vector<LayerStats> layers;  // [n_layer] sums over this sample's tokens
+  std::vector<double> embed_sum;   // [dim]
+  int64_t embed_tokens = 0;
+
+  explicit SampleAccumulator(const CalibStats& s, int embed_layer) : shape(s), embed_layer(embed_layer) {
+    layers.resize(s.n_layer);
+    for (LayerStats& l : layers) l.resize(s.n_embd, s.n_embd_q, s.n_ff);
+    embed_sum.assign(s.dim, 0.0);
+  }
+  void clear() {
+    for (LayerStats& l : layers) l.resize(shape.n_embd, shape.n_embd_q, shape.n_ff);
+    std::fill(embed_sum.begin(), embed_sum.end(), 0.0);
+    embed_tokens = 0;
+  }
+  static void add_sq(std::vector<float>& acc, const float* x, int64_t n_tokens, int64_t width) {
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t i = 0; i < width; ++i) acc[i] += x[t * width + i] * x[t * width + i];
+  }
+  void add_rows(const float* x, int64_t n_tokens, int64_t width) {
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t i = 0; i < width; ++i) embed_sum[i] += x[t * width + i];
+    embed_tokens += n_tokens;
+  }
+  void on_hook(const HookEvent& e) {
+    LayerStats& l = layers[e.layer];
+    if (e.name == "attn_in") {
+      add_sq(l.attn_in_sq, e.data, e.n_tokens, e.width);
+    } else if (e.name == "attn_out") {
+      add_sq(l.attn_out_sq, e.data, e.n_tokens, e.width);
+    } else if (e.name == "ffn_in") {
+      add_sq(l.ffn_in_sq, e.data, e.n_tokens, e.width);
+    } else if (e.name == "ffn_gate_act") {
+      add_sq(l.act_sq, e.data, e.n_tokens, e.width);
+      for (int64_t t = 0; t < e.n_tokens; ++t)
+        for (int64_t i = 0; i < e.width; ++i) l.act_abs[i] += std::fabs(e.data[t * e.width + i]);
+    } else if (e.name == "block_out" && e.layer == embed_layer - 1) {
+      add_rows(e.data, e.n_tokens, e.width);
+    }
+  }
+  std::vector<float> embedding() const {
+    std::vector<float> e(embed_sum.size());
+    for (size_t i = 0; i < e.size(); ++i) e[i] = float(embed_sum[i] / double(std::max<int64_t>(1, embed_tokens)));
+    return e;
+  }
+};
+
+void add_token_embeddings(const Model& m, std::span<const int32_t> tokens, SampleAccumulator& acc) {
+  std::vector<float> row(m.hp.n_embd);  // [n_embd]
+  for (int32_t t : tokens) {
+    ops::dequantize_row(m.w.tok_embd.dtype, m.w.tok_embd.row(t), row.data(), m.hp.n_embd);
+    acc.add_rows(row.data(), 1, m.hp.n_embd);
+  }
+}
+
+}  // namespace
+
+std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens, int embed_layer,
+                                      ThreadPool& pool) {
+  if (tokens.empty()) fail("cannot embed an empty prompt");
+  CalibStats shape;
+  shape.n_layer = 0;  // no layer statistics needed
+  shape.dim = model.hp.n_embd;
+  SampleAccumulator acc(shape, embed_layer);
+  if (embed_layer == 0) {
+    add_token_embeddings(model, tokens, acc);
+    return acc.embedding();
+  }
+  if (embed_layer < 0 || embed_layer > model.hp.n_layer)
+    fail("embedding layer ", embed_layer, " is outside 0..", model.hp.n_layer);
+  Session s(model, int(tokens.size()), pool);
+  s.set_hook([&](const HookEvent& e) {
+    if (e.name == "block_out" && e.layer == embed_layer - 1) acc.add_rows(e.data, e.n_tokens, e.width);
+  });
+  s.eval(tokens, false);
+  return acc.embedding();
+}
+
+CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domains, const CalibOptions& opts,
+                     ThreadPool& pool, const CalibProgress& progress) {
+  const HParams& hp = model.hp;
+  if (domains.empty()) fail("calibrate: no domains given");
+  if (opts.sample_tokens < 2) fail("calibrate: samples need at least 2 tokens");
+  if (opts.micro_clusters < 1) fail("calibrate: micro-clusters must be at least 1");
+  std::set<std::string> names;
+  for (const DomainCorpus& d : domains) {
+    if (d.name.empty()) fail("calibrate: a domain has an empty name");
+    if (!names.insert(d.name).second) fail("calibrate: domain '", d.name, "' is given twice");
+    if (d.files.empty()) fail("calibrate: domain '", d.name, "' has no files");
+  }
+  CalibStats s;
+  s.model_fingerprint = fingerprint_hex(model_fingerprint(model));
+  s.model_path = model.path;
+  s.embed_layer = opts.embed_layer < 0 ? int(hp.n_layer / 2) : opts.embed_layer;
+  if (s.embed_layer > hp.n_layer) fail("calibrate: embedding layer ", s.embed_layer, " > n_layer ", hp.n_layer);
+  s.sample_tokens = opts.sample_tokens;
+  s.dim = hp.n_embd;
+  s.n_layer = hp.n_layer;
+  s.n_embd = hp.n_embd;
+  s.n_embd_q = hp.n_embd_q();
+  s.n_ff = hp.n_ff;
+
+  // Tokenize everything first so that bad files fail before minutes of work.
+  std::vector<std::vector<int32_t>> corpora;
+  for (const DomainCorpus& d : domains) {
+    std::vector<int32_t> ids = tokenize_corpus(model, d.files, opts.tokens_per_domain);
+    int64_t n_samples = std::min<int64_t>(int64_t(ids.size()), opts.tokens_per_domain) / opts.sample_tokens;
+    if (n_samples < opts.micro_clusters)
+      fail("domain '", d.name, "' has ", ids.size(), " tokens: ", n_samples, " samples of ", opts.sample_tokens,
+           " tokens, fewer than the ", opts.micro_clusters, " micro-clusters (give more text or --micro-clusters)");
+    ids.resize(size_t(n_samples * opts.sample_tokens));
+    corpora.push_back(std::move(ids));
+  }
+
+  const int S = opts.sample_tokens;
+  Session session(model, S, pool);
+  SampleAccumulator acc(s, s.embed_layer);
+  session.set_hook([&](const HookEvent& e) { acc.on_hook(e); });
+  auto run_sample = [&](std::span<const int32_t> tokens) {
+    acc.clear();
+    session.reset();
+    if (s.embed_layer == 0) add_token_embeddings(model, tokens, acc);
+    session.eval(tokens, false);
+  };
+
+  for (size_t d = 0; d < domains.size(); ++d) {
+    const std::vector<int32_t>& ids = corpora[d];
+    const int64_t n = int64_t(ids.size()) / S;
+    const int M = opts.micro_clusters;
+    // Seed pass: micro-cluster centroids from the embeddings of samples spread over the corpus.
+    const int64_t n_seed = std::min<int64_t>(n, std::max<int64_t>(8 * M, 64));
+    std::vector<float> seed_emb(size_t(n_seed) * s.dim);  // [n_seed, dim]
+    for (int64_t i = 0; i < n_seed; ++i) {
+      int64_t sample = i * n / n_seed;
+      std::span<const int32_t> tokens(ids.data() + sample * S, S);
+      if (s.embed_layer == 0) {
+        acc.clear();
+        add_token_embeddings(model, tokens, acc);
+      } else {
+        run_sample(tokens);
+      }
+      std::vector<float> e = acc.embedding();
+      std::copy(e.begin(), e.end(), seed_emb.begin() + i * s.dim);
+    }
+    KMeansResult km = kmeans(seed_emb, n_seed, s.dim, M, opts.seed + d);
+
+    DomainStats ds;
+    ds.name = domains[d].name;
+    ds.clusters.resize(M);
+    for (ClusterStats& c : ds.clusters) {
+      c.layers.resize(s.n_layer);
+      for (LayerStats& l : c.layers) l.resize(s.n_embd, s.n_embd_q, s.n_ff);
+    }
+    ds.embeddings.resize(size_t(n) * s.dim);
+    ds.sample_cluster.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      run_sample(std::span<const int32_t>(ids.data() + i * S, S));
+      std::vector<float> e = acc.embedding();
+      int c = nearest_centroid(e.data(), km.centroids.data(), M, s.dim);
+      ClusterStats& cs = ds.clusters[c];
+      for (int64_t l = 0; l < s.n_layer; ++l) cs.layers[l].add(acc.layers[l]);
+      cs.n_tokens += S;
+      cs.n_samples += 1;
+      std::copy(e.begin(), e.end(), ds.embeddings.begin() + i * s.dim);
+      ds.sample_cluster[i] = c;
+      if (progress) progress(d, (i + 1) * S, n * S);
+    }
+    // Centroids become the means of the samples actually assigned (empty clusters keep the seed).
+    for (int c = 0; c < M; ++c) {
+      ClusterStats& cs = ds.clusters[c];
+      cs.centroid.assign(km.centroids.begin() + c * s.dim, km.centroids.begin() + (c + 1) * s.dim);
+      if (cs.n_samples == 0) continue;
+      std::vector<double> sum(s.dim, 0.0);
+      for (int64_t i = 0; i < n; ++i)
+        if (ds.sample_cluster[i] == c)
+          for (int64_t j = 0; j < s.dim; ++j) sum[j] += ds.embeddings[i * s.dim + j];
+      for (int64_t j = 0; j < s.dim; ++j) cs.centroid[j] = float(sum[j] / double(cs.n_samples));
+    }
+    s.domains.push_back(std::move(ds));
+  }
+  return s;
+}
+
+}  // namespace mf

@@ -1,0 +1,47 @@
+// Streams domain corpora through the engine and collects, through the forward hooks, the
+// statistics that expert construction and routing need (see calib_stats.h).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "calib/calib_stats.h"
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace mf {
+
+struct DomainCorpus {
+  std::string name;
+  std::vector<std::string> files;  // UTF-8 text, concatenated in order
+};
+
+struct CalibOptions {
+  int64_t tokens_per_domain = 65536;  // budget per domain (fewer if the corpus is shorter)
+  int sample_tokens = 64;             // tokens per calibration sample (one embedding each)
+  int micro_clusters = 16;            // K-means clusters per domain (upper bound on sub-domains)
+  int embed_layer = -1;               // -1: n_layer/2 (see CalibStats::embed_layer)
+  uint64_t seed = 1234;
+};
+
+// Called after each sample: domain index, tokens done in that domain, its token budget.
+using CalibProgress = std::function<void(size_t domain, int64_t done, int64_t total)>;
+
+// Throws mf::Error on an empty, unreadable or non-UTF-8 file, a duplicate domain, or a domain
+// with fewer samples than micro-clusters.
+CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domains, const CalibOptions& opts,
+                     ThreadPool& pool, const CalibProgress& progress = {});
+
+// Tokens of a domain's files (no special tokens), documents joined by a blank line, at most
+// max_tokens (later text is not tokenized). Every file is still checked to be non-empty UTF-8.
+std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files,
+                                     int64_t max_tokens = INT64_MAX);
+
+// The routing embedding of a token sequence: mean over tokens of the hidden state at
+// embed_layer (0: token embeddings; runs no forward pass). [n_embd]
+std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens, int embed_layer,
+                                      ThreadPool& pool);
+
+}  // namespace mf

@@ -1,0 +1,65 @@
+#include "model/throughput.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "model/session.h"
+
+namespace mf {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int64_t decode_weight_bytes(const Model& m, const std::vector<LayerWeights>* layers) {
+  int64_t b = int64_t(m.w.output.nbytes()) + int64_t(m.w.tok_embd.row_stride());
+  for (auto& l : layers ? *layers : m.w.layers)
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) b += int64_t(t->nbytes());
+  return b;
+}
+
+std::vector<Throughput> measure_throughput(const Model& model, const std::vector<const std::vector<LayerWeights>*>& configs,
+                                           const ThroughputOptions& o, ThreadPool& pool,
+                                           const std::function<void(int, int)>& on_rep) {
+  Session session(model, o.n_prompt + o.n_gen, pool);
+  std::mt19937 rng(42);
+  std::vector<int32_t> prompt(o.n_prompt);
+  for (auto& t : prompt) t = int32_t(rng() % model.hp.n_vocab);
+  using clock = std::chrono::steady_clock;
+  auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  std::vector<Throughput> out(configs.size());
+  for (int r = 0; r <= o.reps; ++r) {  // repetition 0 warms caches and is discarded
+    for (size_t c = 0; c < configs.size(); ++c) {
+      session.set_layers(configs[c]);
+      if (o.n_prompt > 0) {
+        session.reset();
+        auto t0 = clock::now();
+        session.eval(prompt, false);
+        if (r) out[c].prefill_all.push_back(o.n_prompt / seconds(t0, clock::now()));
+      }
+      if (o.n_gen > 0) {
+        session.reset();
+        int32_t tok = prompt.empty() ? 1 : prompt[0];
+        auto t0 = clock::now();
+        for (int i = 0; i < o.n_gen; ++i) {
+          const float* logits = session.eval({&tok, 1}, false);
+          tok = int32_t(std::max_element(logits, logits + model.hp.n_vocab) - logits);
+        }
+        if (r) out[c].decode_all.push_back(o.n_gen / seconds(t0, clock::now()));
+      }
+    }
+    if (on_rep) on_rep(r + 1, o.reps + 1);
+  }
+  for (size_t c = 0; c < configs.size(); ++c) {
+    out[c].prefill_tps = median(out[c].prefill_all);
+    out[c].decode_tps = median(out[c].decode_all);
+    out[c].decode_weight_bytes = decode_weight_bytes(model, configs[c]);
+  }
+  return out;
+}
+
+}  // namespace mf

@@ -1,0 +1,34 @@
+// Prefill and decode throughput of a model (or of experts run in its place), measured as
+// medians over repetitions, configurations interleaved so that they share machine noise.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace mf {
+
+struct ThroughputOptions {
+  int n_prompt = 128;  // prefill test: one batch of random tokens
+  int n_gen = 64;      // decode test: greedy tokens from an empty context (like llama-bench tg)
+  int reps = 5;        // after one discarded warm-up repetition
+};
+
+struct Throughput {
+  double prefill_tps = 0, decode_tps = 0;  // medians
+  std::vector<double> prefill_all, decode_all;
+  int64_t decode_weight_bytes = 0;         // weight bytes one decode step reads
+};
+
+// configs: layers to run (nullptr: dense). on_rep(done, total) reports progress.
+std::vector<Throughput> measure_throughput(const Model& model, const std::vector<const std::vector<LayerWeights>*>& configs,
+                                           const ThroughputOptions& opts, ThreadPool& pool,
+                                           const std::function<void(int, int)>& on_rep = {});
+
+// Bytes of weights one decode step reads: every matrix once, plus one embedding row.
+int64_t decode_weight_bytes(const Model& model, const std::vector<LayerWeights>* layers = nullptr);
+
+double median(std::vector<double> v);
+
+}  // namespace mf

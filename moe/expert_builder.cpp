@@ -1,0 +1,199 @@
+#include "moe/expert_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+namespace mf {
+
+namespace {
+
+std::vector<float> dequant(const TensorView& w, int64_t row) {
+  std::vector<float> r(w.cols());  // [n_in]
+  ops::dequantize_row(w.dtype, w.row(row), r.data(), w.cols());
+  return r;
+}
+
+double row_norm(const TensorView& w, int64_t row) {
+  double s = 0;
+  for (float x : dequant(w, row)) s += double(x) * x;
+  return std::sqrt(s);
+}
+
+// L2 norms of the columns of down [n_embd, n_ff]: [n_ff]
+std::vector<double> column_norms(const TensorView& down) {
+  std::vector<double> n(down.cols(), 0.0);
+  for (int64_t r = 0; r < down.rows(); ++r) {
+    std::vector<float> row = dequant(down, r);
+    for (int64_t j = 0; j < down.cols(); ++j) n[j] += double(row[j]) * row[j];
+  }
+  for (double& x : n) x = std::sqrt(x);
+  return n;
+}
+
+// A [rows, cols] matrix of `dtype` built from f32 rows.
+struct MatrixBuilder {
+  DType dtype;
+  int64_t rows, cols;
+  std::vector<uint8_t> bytes;
+  MatrixBuilder(DType t, int64_t r, int64_t c) : dtype(t), rows(r), cols(c), bytes(size_t(r) * row_bytes(t, c)) {}
+  void set_row(int64_t r, const float* x) { ops::quantize_row(dtype, x, bytes.data() + r * row_bytes(dtype, cols), cols); }
+  void copy_row(int64_t r, const uint8_t* src) { std::copy_n(src, row_bytes(dtype, cols), bytes.data() + r * row_bytes(dtype, cols)); }
+};
+
+// Unstructured purification of one matrix W [n_out, n_in] given its inputs' sum of squares
+// x_sq [n_in]: per output row ("patch"), score S_ij = |W_ij| * ||X_j||, keep the top
+// round(density*n_in) (theta_i = the smallest kept score), zero the rest, and with
+// DowpScale::Energy rescale survivors by alpha_i = sqrt(sum_j W_ij^2 x_j^2 / sum_kept W_ij^2 x_j^2).
+std::vector<uint8_t> purify(const TensorView& w, const std::vector<float>& x_sq, double density, DowpScale scale) {
+  const int64_t n_out = w.rows(), n_in = w.cols();
+  const int64_t keep = std::max<int64_t>(1, std::llround(density * double(n_in)));
+  MatrixBuilder out(w.dtype, n_out, n_in);
+  std::vector<double> score(n_in);
+  std::vector<int32_t> order(n_in);
+  for (int64_t i = 0; i < n_out; ++i) {
+    std::vector<float> row = dequant(w, i);  // [n_in]
+    for (int64_t j = 0; j < n_in; ++j) score[j] = std::fabs(row[j]) * std::sqrt(double(x_sq[j]));
+    std::iota(order.begin(), order.end(), 0);
+    std::nth_element(order.begin(), order.begin() + (keep - 1), order.end(),
+                     [&](int32_t a, int32_t b) { return score[a] > score[b] || (score[a] == score[b] && a < b); });
+    double total = 0, kept = 0;
+    for (int64_t j = 0; j < n_in; ++j) total += score[j] * score[j];
+    std::vector<float> pruned(n_in, 0.0f);
+    for (int64_t r = 0; r < keep; ++r) {
+      pruned[order[r]] = row[order[r]];
+      kept += score[order[r]] * score[order[r]];
+    }
+    if (scale == DowpScale::Energy && kept > 0) {
+      float alpha = float(std::sqrt(total / kept));
+      for (float& v : pruned) v *= alpha;
+    }
+    out.set_row(i, pruned.data());
+  }
+  return std::move(out.bytes);
+}
+
+}  // namespace
+
+void check_build_options(const BuildOptions& o) {
+  if (!(o.density > 0.0 && o.density <= 1.0)) fail("density ", o.density, " is outside (0, 1]");
+  if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
+  if (o.mode != "neurons" && o.mode != "dowp") fail("unknown mode '", o.mode, "' (expected neurons or dowp)");
+}
+
+int64_t Expert::ffn_bytes() const {
+  int64_t b = 0;
+  for (const auto& buf : buffers) b += int64_t(buf.size());
+  return b;
+}
+
+std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,
+                                  uint64_t seed) {
+  const LayerWeights& l = model.w.layers[layer];
+  const int64_t F = model.hp.n_ff;
+  std::vector<double> s(F);
+  if (score == NeuronScore::Random) {
+    std::mt19937_64 rng(seed * 1000003u + uint64_t(layer));
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (double& x : s) x = u(rng);
+    return s;
+  }
+  std::vector<double> down = column_norms(l.ffn_down);  // [n_ff]
+  if (score == NeuronScore::Magnitude) {
+    for (int64_t j = 0; j < F; ++j) s[j] = row_norm(l.ffn_gate, j) * row_norm(l.ffn_up, j) * down[j];
+    return s;
+  }
+  if (!stats || int64_t(stats->act_sq.size()) != F) fail("neuron scores: missing activation statistics for layer ", layer);
+  for (int64_t j = 0; j < F; ++j) s[j] = std::sqrt(double(stats->act_sq[j])) * down[j];
+  return s;
+}
+
+std::vector<int32_t> top_k_neurons(const std::vector<double>& scores, int64_t k, const std::vector<int32_t>& forced) {
+  const int64_t n = int64_t(scores.size());
+  k = std::min(k, n);
+  std::vector<char> taken(n, 0);
+  std::vector<int32_t> out;
+  for (int32_t j : forced)
+    if (int64_t(out.size()) < k && !taken[j]) taken[j] = 1, out.push_back(j);
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return scores[a] > scores[b]; });
+  for (int32_t j : order) {
+    if (int64_t(out.size()) >= k) break;
+    if (!taken[j]) taken[j] = 1, out.push_back(j);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int64_t neurons_for_density(const Model& model, double density) {
+  const int64_t F = model.hp.n_ff;
+  int64_t k = std::max<int64_t>(1, std::llround(density * double(F)));
+  const int blk = block_elems(model.w.layers[0].ffn_down.dtype);
+  if (blk > 1) k = std::min(F, (k + blk - 1) / blk * blk);
+  return k;
+}
+
+Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
+                    const std::vector<LayerStats>* pooled) {
+  check_build_options(opts);
+  const HParams& hp = model.hp;
+  Expert e;
+  e.name = spec.name;
+  e.domain = spec.domain;
+  e.subdomain = spec.subdomain;
+  e.layers = model.w.layers;
+  e.buffers.reserve(size_t(hp.n_layer) * 3);
+  const bool needs_stats = opts.mode == "dowp" || opts.score == NeuronScore::Activation;
+  if (needs_stats && int64_t(spec.stats.size()) != hp.n_layer) fail("expert '", spec.name, "': missing calibration statistics");
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const LayerWeights& d = model.w.layers[il];
+    LayerWeights& l = e.layers[il];
+    if (opts.mode == "dowp") {
+      const LayerStats& st = spec.stats[il];
+      e.buffers.push_back(purify(d.ffn_gate, st.ffn_in_sq, opts.density, opts.dowp_scale));
+      l.ffn_gate.data = e.buffers.back().data();
+      e.buffers.push_back(purify(d.ffn_up, st.ffn_in_sq, opts.density, opts.dowp_scale));
+      l.ffn_up.data = e.buffers.back().data();
+      e.buffers.push_back(purify(d.ffn_down, st.act_sq, opts.density, opts.dowp_scale));
+      l.ffn_down.data = e.buffers.back().data();
+      continue;
+    }
+    const int64_t k = neurons_for_density(model, opts.density);
+    std::vector<int32_t> forced;
+    if (opts.shared_fraction > 0) {
+      if (!pooled) fail("a shared fraction needs pooled statistics");
+      int64_t n_shared = std::llround(opts.shared_fraction * double(k));
+      forced = top_k_neurons(neuron_scores(model, il, &(*pooled)[il], NeuronScore::Activation, opts.seed), n_shared);
+    }
+    const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
+    std::vector<int32_t> idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed), k, forced);
+    // Compact copies: gate/up rows are whole rows of the dense matrices; down's columns are
+    // gathered row by row.
+    MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
+    for (int64_t r = 0; r < k; ++r) {
+      gate.copy_row(r, d.ffn_gate.row(idx[r]));
+      up.copy_row(r, d.ffn_up.row(idx[r]));
+    }
+    std::vector<float> cols(k);  // [k]
+    for (int64_t r = 0; r < hp.n_embd; ++r) {
+      std::vector<float> row = dequant(d.ffn_down, r);  // [n_ff]
+      for (int64_t c = 0; c < k; ++c) cols[c] = row[idx[c]];
+      down.set_row(r, cols.data());
+    }
+    e.buffers.push_back(std::move(gate.bytes));
+    l.ffn_gate = make_view(d.ffn_gate.dtype, {k, hp.n_embd}, e.buffers.back().data());
+    e.buffers.push_back(std::move(up.bytes));
+    l.ffn_up = make_view(d.ffn_up.dtype, {k, hp.n_embd}, e.buffers.back().data());
+    e.buffers.push_back(std::move(down.bytes));
+    l.ffn_down = make_view(d.ffn_down.dtype, {hp.n_embd, k}, e.buffers.back().data());
+    e.neurons.push_back(std::move(idx));
+  }
+  return e;
+}
+
+}  // namespace mf

@@ -1,0 +1,69 @@
+// Carving domain experts out of a dense model's FFNs from calibration statistics.
+//   neurons: structured; an expert keeps k = density*n_ff neurons per layer (rows of gate/up,
+//            columns of down), copied into compact dense matrices that run as plain matmuls.
+//   dowp:    unstructured (Free-MoE's Domain-Oriented Weight Purification, as documented in
+//            docs/moe.md); full-size FFN matrices with purified weights zeroed and survivors
+//            rescaled. The quality reference; no faster than dense.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "calib/calib_stats.h"
+#include "model/model.h"
+
+namespace mf {
+
+// How a neuron's importance is scored (neurons mode and the structured baselines).
+enum class NeuronScore {
+  Activation,  // sqrt(sum a_j^2) * ||down[:, j]|| on the expert's own calibration tokens
+  Magnitude,   // ||gate_j|| * ||up_j|| * ||down[:, j]||, no data
+  Random,      // seeded uniform
+};
+
+enum class DowpScale { None, Energy };
+
+struct ExpertSpec {
+  std::string name;           // "code/0"
+  int domain = -1;            // index into the domain list; -1 for pooled baselines
+  int subdomain = 0;
+  std::vector<LayerStats> stats;  // [n_layer] summed calibration stats (empty for Magnitude/Random)
+};
+
+struct BuildOptions {
+  std::string mode = "neurons";  // neurons | dowp
+  double density = 0.5;          // fraction of FFN neurons (neurons) or FFN weights (dowp) kept, in (0, 1]
+  double shared_fraction = 0.0;  // neurons: part of each expert's budget chosen from pooled importance
+  NeuronScore score = NeuronScore::Activation;
+  DowpScale dowp_scale = DowpScale::None;
+  uint64_t seed = 1;
+};
+
+// One expert's FFN weights (owned) and the per-layer views a Session runs.
+struct Expert {
+  std::string name;
+  int domain = -1, subdomain = 0;
+  std::vector<std::vector<int32_t>> neurons;  // [n_layer][k] kept dense neuron ids (neurons mode)
+  std::vector<std::vector<uint8_t>> buffers;  // gate, up, down bytes per layer
+  std::vector<LayerWeights> layers;           // attention views point into the dense model
+  int64_t ffn_bytes() const;                  // bytes of this expert's own FFN weights
+};
+
+// Neuron scores [n_ff] of a layer (higher = more important).
+std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,
+                                  uint64_t seed);
+// Indices of the k highest scores, ascending; `forced` ids come first in the budget.
+std::vector<int32_t> top_k_neurons(const std::vector<double>& scores, int64_t k, const std::vector<int32_t>& forced = {});
+// Neurons kept at a density: k = round(density*n_ff), at least 1, rounded up to whole
+// quantisation blocks when the weights are quantised (so compact rows stay whole blocks).
+int64_t neurons_for_density(const Model& model, double density);
+
+// Builds one expert. `pooled` (sum over all domains) is needed for shared_fraction > 0.
+Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
+                    const std::vector<LayerStats>* pooled = nullptr);
+
+// Throws mf::Error unless density is in (0, 1] and shared_fraction in [0, 1].
+void check_build_options(const BuildOptions& opts);
+
+}  // namespace mf

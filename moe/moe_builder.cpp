@@ -1,0 +1,43 @@
+#include "moe/moe_builder.h"
+
+#include "core/error.h"
+
+namespace mf {
+
+std::vector<LayerStats> pooled_stats(const CalibStats& stats) {
+  std::vector<LayerStats> p(stats.n_layer);
+  for (const DomainStats& d : stats.domains)
+    for (int64_t l = 0; l < stats.n_layer; ++l) p[l].add(d.pooled_layer(int(l)));
+  return p;
+}
+
+MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
+                   const std::function<void(int, int)>& on_expert) {
+  stats.check_model(model);
+  check_build_options(opts.build);
+  if (!(opts.threshold >= 0.0f && opts.threshold <= 1.0f)) fail("router threshold ", opts.threshold, " is outside [0, 1]");
+  MoeParts parts;
+  std::vector<std::vector<int>> micro_to_sub;
+  parts.router = train_router(stats, opts.subdomains, opts.router, &micro_to_sub);
+  parts.router.threshold = opts.threshold;
+  std::vector<LayerStats> pooled = pooled_stats(stats);
+  const int D = int(stats.domains.size()), K = opts.subdomains;
+  for (int d = 0; d < D; ++d) {
+    const DomainStats& ds = stats.domains[d];
+    for (int s = 0; s < K; ++s) {
+      ExpertSpec spec;
+      spec.name = ds.name + "/" + std::to_string(s);
+      spec.domain = d;
+      spec.subdomain = s;
+      spec.stats.resize(stats.n_layer);
+      for (size_t c = 0; c < ds.clusters.size(); ++c)
+        if (micro_to_sub[d][c] == s)
+          for (int64_t l = 0; l < stats.n_layer; ++l) spec.stats[l].add(ds.clusters[c].layers[l]);
+      parts.experts.push_back(build_expert(model, spec, opts.build, &pooled));
+      if (on_expert) on_expert(d * K + s + 1, D * K);
+    }
+  }
+  return parts;
+}
+
+}  // namespace mf

@@ -1,0 +1,33 @@
+// From calibration statistics to a complete MoE: router plus one expert per (domain,
+// sub-domain), each built from the statistics of its own calibration samples.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "calib/calib_stats.h"
+#include "moe/expert_builder.h"
+#include "moe/router.h"
+
+namespace mf {
+
+struct MoeBuildOptions {
+  BuildOptions build;
+  int subdomains = 1;
+  float threshold = 0.5f;
+  RouterTrainOptions router;
+};
+
+struct MoeParts {
+  Router router;
+  std::vector<Expert> experts;  // domain-major: d * K + s
+};
+
+// Throws mf::Error on stats from another model, bad options, or too few calibration
+// clusters for the sub-domain count.
+MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
+                   const std::function<void(int, int)>& on_expert = {});
+
+// Summed statistics of all domains ([n_layer]), for domain-agnostic baselines.
+std::vector<LayerStats> pooled_stats(const CalibStats& stats);
+
+}  // namespace mf

@@ -1,0 +1,104 @@
+// moeforge build-moe: carve domain experts and a router out of a dense model into a .moe file.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "calib/fingerprint.h"
+#include "core/error.h"
+#include "moe/moe_builder.h"
+#include "moe/moe_model.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/progress.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct BuildMoeOptions {
+  ModelOptions model;
+  std::string stats, out, dowp_scale = "none", score = "activation";
+  MoeBuildOptions moe;
+  int reroute_every = 0;
+  bool json = false;
+};
+
+void run_build_moe(BuildMoeOptions o) {
+  check_build_options(o.moe.build);  // before any loading
+  if (o.dowp_scale == "energy") o.moe.build.dowp_scale = DowpScale::Energy;
+  else if (o.dowp_scale != "none") fail("--dowp-scale must be none or energy");
+  if (o.score == "magnitude") o.moe.build.score = NeuronScore::Magnitude;
+  else if (o.score == "random") o.moe.build.score = NeuronScore::Random;
+  else if (o.score != "activation") fail("--score must be activation, magnitude or random");
+  CalibStats stats = load_calib_stats(o.stats);
+  auto model = load(o.model);
+  ThreadPool pool(o.model.threads);
+  auto t0 = std::chrono::steady_clock::now();
+  Progress progress("build experts", int64_t(stats.domains.size()) * o.moe.subdomains);
+  MoeParts parts = build_moe(*model, stats, o.moe, [&](int done, int) { progress.update(done); });
+  progress.finish();
+  MoeInfo info;
+  info.mode = o.moe.build.mode;
+  info.density = o.moe.build.density;
+  info.shared_fraction = o.moe.build.shared_fraction;
+  info.source_fingerprint = stats.model_fingerprint;
+  info.reroute_every = o.reroute_every;
+  MoeModel::write(*model, parts.router, parts.experts, info, o.out);
+
+  // Report what the experts cost, from the file just written.
+  auto moe = MoeModel::load(o.out);
+  int64_t file_bytes = int64_t(std::filesystem::file_size(o.out));
+  int64_t dense = moe->dense_bytes(), experts = moe->expert_bytes();
+  int64_t dense_ffn = 0;
+  for (const LayerWeights& l : moe->model().w.layers) dense_ffn += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json j = {{"out", o.out},
+                      {"mode", info.mode},
+                      {"density", info.density},
+                      {"subdomains", o.moe.subdomains},
+                      {"experts", parts.experts.size()},
+                      {"file_bytes", file_bytes},
+                      {"dense_weight_bytes", dense},
+                      {"dense_ffn_bytes", dense_ffn},
+                      {"expert_bytes", experts},
+                      {"memory_overhead", double(experts) / double(dense)},
+                      {"seconds", secs}};
+  if (o.json) {
+    std::printf("%s\n", dump_json(j).c_str());
+  } else {
+    std::printf("wrote %s: %zu %s experts at density %.2f (%d sub-domain(s) per domain) in %.1f s\n", o.out.c_str(),
+                parts.experts.size(), info.mode.c_str(), info.density, o.moe.subdomains, secs);
+    std::printf("memory: dense weights %.2f MB, experts %.2f MB (+%.0f%%), file %.2f MB\n", dense / 1e6, experts / 1e6,
+                100.0 * double(experts) / double(dense), file_bytes / 1e6);
+  }
+}
+
+}  // namespace
+
+void add_build_moe(CLI::App& app) {
+  auto o = std::make_shared<BuildMoeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "build-moe",
+      "Carve domain experts out of a dense model from calibration stats, train the multi-level router and\n"
+      "write one .moe file (the dense model + experts + router; see docs/moe.md)");
+  add_model_options(cmd, o->model);
+  cmd->add_option("-s,--stats", o->stats, "Statistics file from moeforge calibrate on this model")->required();
+  cmd->add_option("--density", o->moe.build.density, "Fraction of FFN neurons (neurons) or weights (dowp) kept, in (0, 1]")
+      ->required();
+  cmd->add_option("--subdomains", o->moe.subdomains, "K-means sub-domains (experts) per domain")->check(CLI::Range(1, 256));
+  cmd->add_option("--mode", o->moe.build.mode, "neurons (structured, faster) or dowp (unstructured purification)")
+      ->check(CLI::IsMember({"neurons", "dowp"}));
+  cmd->add_option("--shared-fraction", o->moe.build.shared_fraction,
+                  "neurons: part of each expert's neurons chosen from all domains pooled (always-on set)");
+  cmd->add_option("--score", o->score, "neurons: importance score: activation (default), magnitude or random (baselines)");
+  cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: none (default) or energy");
+  cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
+  cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", o->moe.build.seed, "Seed (random baseline)");
+  cmd->add_option("-o,--out", o->out, "Output .moe file")->required();
+  cmd->add_flag("--json", o->json, "Print a JSON summary with memory figures");
+  cmd->callback([o] { run_build_moe(*o); });
+}
+
+}  // namespace mf::cli

@@ -1,0 +1,101 @@
+// moeforge calibrate: per-domain activation statistics and routing embeddings of a model.
+#include <chrono>
+#include <cstdio>
+
+#include "calib/calibrate.h"
+#include "core/error.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/progress.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct CalibrateOptions {
+  ModelOptions model;
+  std::vector<std::string> domains;  // NAME=FILE[,FILE...]
+  std::string out;
+  CalibOptions calib;
+  bool json = false;
+};
+
+std::vector<DomainCorpus> parse_domains(const std::vector<std::string>& specs) {
+  std::vector<DomainCorpus> out;
+  for (const std::string& s : specs) {
+    size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
+      fail("--domain '", s, "': expected NAME=FILE[,FILE...]");
+    DomainCorpus d;
+    d.name = s.substr(0, eq);
+    if (d.name.find_first_of("/ ,") != std::string::npos) fail("domain name '", d.name, "' may not contain '/', ',' or spaces");
+    if (d.name == "dense") fail("'dense' is reserved and cannot name a domain");
+    std::string files = s.substr(eq + 1);
+    for (size_t pos = 0; pos <= files.size();) {
+      size_t comma = files.find(',', pos);
+      if (comma == std::string::npos) comma = files.size();
+      if (comma > pos) d.files.push_back(files.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+void run_calibrate(const CalibrateOptions& o) {
+  std::vector<DomainCorpus> domains = parse_domains(o.domains);
+  auto model = load(o.model);
+  ThreadPool pool(o.model.threads);
+  auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<Progress> progress;
+  size_t current = size_t(-1);
+  CalibStats stats = calibrate(*model, domains, o.calib, pool, [&](size_t d, int64_t done, int64_t total) {
+    if (d != current) {
+      if (progress) progress->finish();
+      progress = std::make_unique<Progress>("calibrate " + domains[d].name, total);
+      current = d;
+    }
+    progress->update(done);
+  });
+  if (progress) progress->finish();
+  save_calib_stats(stats, o.out);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json j = {{"out", o.out}, {"model_fingerprint", stats.model_fingerprint}, {"embed_layer", stats.embed_layer},
+                      {"sample_tokens", stats.sample_tokens}, {"seconds", secs}};
+  for (const DomainStats& d : stats.domains)
+    j["domains"].push_back({{"name", d.name}, {"tokens", d.n_tokens()}, {"samples", d.n_samples()},
+                            {"clusters", d.clusters.size()}});
+  if (o.json) {
+    std::printf("%s\n", dump_json(j).c_str());
+  } else {
+    for (const DomainStats& d : stats.domains)
+      std::printf("%-12s %8lld tokens  %5lld samples  %zu micro-clusters\n", d.name.c_str(), (long long)d.n_tokens(),
+                  (long long)d.n_samples(), d.clusters.size());
+    std::printf("wrote %s in %.1f s\n", o.out.c_str(), secs);
+  }
+}
+
+}  // namespace
+
+void add_calibrate(CLI::App& app) {
+  auto o = std::make_shared<CalibrateOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "calibrate",
+      "Stream domain corpora through a model and record, per layer and domain, the input-channel norms of every\n"
+      "linear layer, FFN neuron activation statistics and per-sample routing embeddings (input of build-moe)");
+  add_model_options(cmd, o->model);
+  cmd->add_option("-d,--domain", o->domains, "NAME=FILE[,FILE...] (repeat for each domain)")->required();
+  cmd->add_option("-o,--out", o->out, "Output statistics file (GGUF-based, tied to the model)")->required();
+  cmd->add_option("--tokens-per-domain", o->calib.tokens_per_domain, "Token budget per domain")->check(CLI::PositiveNumber);
+  cmd->add_option("--sample-tokens", o->calib.sample_tokens, "Tokens per calibration sample")->check(CLI::Range(2, 4096));
+  cmd->add_option("--micro-clusters", o->calib.micro_clusters,
+                  "K-means clusters per domain; build-moe --subdomains can be at most this")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--embed-layer", o->calib.embed_layer,
+                  "Routing embedding: mean of token embeddings (0) or of block L-1's output (L); default n_layer/2");
+  cmd->add_option("--seed", o->calib.seed, "K-means seed");
+  cmd->add_flag("--json", o->json, "Print a JSON summary");
+  cmd->callback([o] { run_calibrate(*o); });
+}
+
+}  // namespace mf::cli

@@ -1,0 +1,353 @@
+// moeforge eval-moe: per-domain perplexity of domain experts against dense and same-density
+// baselines, router accuracy, speed and memory; writes a markdown report, CSVs and SVG plots.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "calib/calibrate.h"
+#include "calib/kmeans.h"
+#include "core/error.h"
+#include "formats/atomic_file.h"
+#include "model/perplexity.h"
+#include "model/throughput.h"
+#include "moe/moe_builder.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/progress.h"
+#include "tools/svg_chart.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct EvalMoeOptions {
+  ModelOptions model;
+  std::string stats, out_dir;
+  std::vector<std::string> tests, unseen;  // NAME=FILE
+  std::vector<double> densities = {0.25, 0.5, 0.75};
+  int subdomains = 1;
+  int ctx = 128;
+  int64_t max_tokens = 16384;
+  int router_prompts = 100;
+  std::vector<int> prompt_lengths = {32, 128};
+  int bench_reps = 5;
+  float threshold = 0.0f;
+  bool json = false;
+};
+
+std::pair<std::string, std::string> split_spec(const std::string& s) {
+  size_t eq = s.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == s.size()) fail("'", s, "': expected NAME=FILE");
+  return {s.substr(0, eq), s.substr(eq + 1)};
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  AtomicFile f(path);
+  f.write(text.data(), text.size());
+  f.commit();
+}
+
+std::string num(double v, const char* f = "%.3f") {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+// The methods compared at each density. Structured ones run as compact experts.
+struct Method {
+  std::string name, description;
+  bool per_domain;  // one expert per domain (and sub-domain) vs one for all domains
+  bool routed;      // the router picks the domain (else the test domain is given)
+};
+
+const std::vector<Method> kMethods = {
+    {"neurons", "domain expert, structured (this work), test domain given, sub-domain routed", true, false},
+    {"neurons-routed", "the same experts, domain and sub-domain chosen by the router", true, true},
+    {"dowp", "domain expert, unstructured DOWP purification (quality reference)", true, false},
+    {"agnostic", "structured, activation importance of all domains pooled", false, false},
+    {"magnitude", "structured, weight magnitude only", false, false},
+    {"random", "structured, random neurons", false, false},
+    {"wanda", "unstructured Wanda (|W| * ||X||, all domains pooled)", false, false},
+};
+
+struct Built {
+  MoeParts parts;  // experts domain-major (per-domain methods) or a single expert
+};
+
+Built build_method(const Model& model, const CalibStats& stats, const std::string& method, double density, int K) {
+  MoeBuildOptions o;
+  o.build.density = density;
+  o.subdomains = K;
+  o.threshold = 0.0f;
+  if (method == "neurons" || method == "neurons-routed") return {build_moe(model, stats, o)};
+  if (method == "dowp") {
+    o.build.mode = "dowp";
+    return {build_moe(model, stats, o)};
+  }
+  ExpertSpec spec;
+  spec.name = method;
+  spec.stats = pooled_stats(stats);
+  BuildOptions b = o.build;
+  if (method == "magnitude") b.score = NeuronScore::Magnitude;
+  if (method == "random") b.score = NeuronScore::Random;
+  if (method == "wanda") b.mode = "dowp";
+  Built r;
+  r.parts.experts.push_back(build_expert(model, spec, b));
+  return r;
+}
+
+void run_eval_moe(const EvalMoeOptions& o) {
+  for (double d : o.densities)
+    if (!(d > 0 && d <= 1)) fail("density ", d, " is outside (0, 1]");
+  if (o.tests.empty()) fail("give at least one --test NAME=FILE");
+  CalibStats stats = load_calib_stats(o.stats);
+  auto model = load(o.model);
+  stats.check_model(*model);
+  ThreadPool pool(o.model.threads);
+  std::filesystem::create_directories(o.out_dir);
+  const int K = o.subdomains;
+
+  // Held-out text per calibrated domain, and optional unseen domains.
+  struct TestSet {
+    std::string name;
+    int domain;  // index into stats.domains, -1 if unseen
+    std::vector<int32_t> tokens;
+  };
+  std::vector<TestSet> tests;
+  for (const std::string& s : o.tests) {
+    auto [name, file] = split_spec(s);
+    int d = stats.domain_index(name);
+    if (d < 0) fail("--test domain '", name, "' was not calibrated (stats have: ", [&] {
+      std::string n;
+      for (auto& x : stats.domains) n += (n.empty() ? "" : ", ") + x.name;
+      return n;
+    }(), ")");
+    tests.push_back({name, d, tokenize_corpus(*model, {file}, o.max_tokens)});
+  }
+  for (const std::string& s : o.unseen) {
+    auto [name, file] = split_spec(s);
+    tests.push_back({name, -1, tokenize_corpus(*model, {file}, o.max_tokens)});
+  }
+  for (const TestSet& t : tests)
+    if (int64_t(t.tokens.size()) < o.ctx) fail("test text for '", t.name, "' has ", t.tokens.size(), " tokens, fewer than --ctx ", o.ctx);
+
+  auto t_start = std::chrono::steady_clock::now();
+  nlohmann::json report;
+  // ---- Perplexity: dense, then every method at every density.
+  std::map<std::string, std::map<std::string, std::map<double, double>>> ppl;  // test -> method -> density -> ppl
+  std::map<std::string, double> dense_ppl;
+  const int n_evals = int(tests.size()) * (1 + int(kMethods.size() * o.densities.size()));
+  Progress progress("eval-moe perplexity", n_evals);
+  int done = 0;
+  for (const TestSet& t : tests) {
+    dense_ppl[t.name] = compute_perplexity(*model, t.tokens, o.ctx, pool).ppl;
+    progress.update(++done);
+  }
+  std::map<std::string, std::map<double, int64_t>> method_bytes;  // bytes of one expert's FFN
+  for (double density : o.densities) {
+    for (const Method& m : kMethods) {
+      Built b = build_method(*model, stats, m.name, density, K);
+      method_bytes[m.name][density] = b.parts.experts[0].ffn_bytes();
+      for (const TestSet& t : tests) {
+        if (t.domain < 0 && !m.routed && m.per_domain) {  // unseen text: only routed or domain-agnostic methods apply
+          progress.update(++done);
+          continue;
+        }
+        WindowLayers layers = [&](std::span<const int32_t> window) -> const std::vector<LayerWeights>* {
+          if (!m.per_domain) return &b.parts.experts[0].layers;
+          std::span<const int32_t> head = window.first(std::min<size_t>(window.size(), 64));
+          std::vector<float> emb = sequence_embedding(*model, head, b.parts.router.embed_layer, pool);
+          int d = t.domain;
+          if (m.routed) d = b.parts.router.route(emb.data()).domain;
+          const Router& r = b.parts.router;
+          int s = nearest_centroid(emb.data(), r.centroids.data() + size_t(d) * K * r.dim, K, r.dim);
+          return &b.parts.experts[size_t(d) * K + s].layers;
+        };
+        ppl[t.name][m.name][density] = compute_perplexity(*model, t.tokens, o.ctx, pool, {}, layers).ppl;
+        progress.update(++done);
+      }
+    }
+  }
+  progress.finish();
+
+  // ---- Router accuracy on held-out prompts of several lengths.
+  MoeBuildOptions ro;
+  ro.subdomains = K;
+  std::vector<std::vector<int>> unused;
+  Router router = train_router(stats, K, ro.router, &unused);
+  const int D = int(stats.domains.size());
+  nlohmann::json router_json = nlohmann::json::object();
+  std::string confusion_csv = "prompt_tokens,true_domain";
+  for (const DomainStats& d : stats.domains) confusion_csv += "," + d.name;
+  confusion_csv += "\n";
+  for (int len : o.prompt_lengths) {
+    std::vector<std::vector<int64_t>> confusion(D, std::vector<int64_t>(D, 0));
+    int64_t correct = 0, total = 0;
+    for (const TestSet& t : tests) {
+      if (t.domain < 0 || int64_t(t.tokens.size()) < len) continue;
+      const int64_t span = int64_t(t.tokens.size()) - len;
+      for (int i = 0; i < o.router_prompts; ++i) {
+        int64_t off = span * i / std::max(1, o.router_prompts);
+        std::vector<float> emb =
+            sequence_embedding(*model, std::span<const int32_t>(t.tokens.data() + off, size_t(len)), router.embed_layer, pool);
+        int pred = router.route(emb.data()).domain;
+        confusion[t.domain][pred]++;
+        correct += pred == t.domain;
+        ++total;
+      }
+    }
+    double acc = total ? double(correct) / double(total) : 0;
+    router_json[std::to_string(len)] = {{"accuracy", acc}, {"prompts", total}, {"confusion", confusion}};
+    for (int a = 0; a < D; ++a) {
+      confusion_csv += std::to_string(len) + "," + stats.domains[a].name;
+      for (int b = 0; b < D; ++b) confusion_csv += "," + std::to_string(confusion[a][b]);
+      confusion_csv += "\n";
+    }
+  }
+
+  // ---- Speed and memory: dense against one domain expert per density, interleaved.
+  std::vector<Built> speed_built;
+  std::vector<std::string> speed_names = {"dense"};
+  std::vector<const std::vector<LayerWeights>*> configs = {nullptr};
+  speed_built.reserve(o.densities.size() + 1);
+  for (double density : o.densities) {
+    speed_built.push_back(build_method(*model, stats, "agnostic", density, 1));  // same shapes as a domain expert
+    configs.push_back(&speed_built.back().parts.experts[0].layers);
+    speed_names.push_back("neurons@" + num(density, "%.2f"));
+  }
+  speed_built.push_back(build_method(*model, stats, "wanda", o.densities[o.densities.size() / 2], 1));
+  configs.push_back(&speed_built.back().parts.experts[0].layers);
+  speed_names.push_back("dowp@" + num(o.densities[o.densities.size() / 2], "%.2f"));
+  ThroughputOptions to;
+  to.reps = o.bench_reps;
+  Progress bench_progress("eval-moe speed", o.bench_reps + 1);
+  std::vector<Throughput> speed = measure_throughput(*model, configs, to, pool, [&](int d, int) { bench_progress.update(d); });
+  bench_progress.finish();
+
+  // ---- Report.
+  int64_t dense_bytes = decode_weight_bytes(*model);
+  auto matmul_flops = [&](const std::vector<LayerWeights>* layers) {  // 2 * multiply-adds per decoded token
+    int64_t p = model->w.output.numel();
+    for (const LayerWeights& l : layers ? *layers : model->w.layers)
+      for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) p += t->numel();
+    return 2 * p;
+  };
+  std::string md = "# moeforge eval-moe\n\nModel `" + o.model.model + "`, stats `" + o.stats + "`, " + std::to_string(K) +
+                   " sub-domain(s) per domain, perplexity windows of " + std::to_string(o.ctx) + " tokens, at most " +
+                   std::to_string(o.max_tokens) + " test tokens per domain.\n\n## Perplexity (lower is better)\n\n";
+  std::string csv = "test,method,density,ppl,dense_ppl\n";
+  md += "| test | density | dense |";
+  for (const Method& m : kMethods) md += " " + m.name + " |";
+  md += "\n|---|---|---|";
+  for (size_t i = 0; i < kMethods.size(); ++i) md += "---|";
+  md += "\n";
+  for (const TestSet& t : tests) {
+    std::vector<ChartSeries> series;
+    for (const Method& m : kMethods) {
+      ChartSeries s{m.name, {}, {}, !m.per_domain};
+      for (double density : o.densities) {
+        auto it = ppl[t.name][m.name].find(density);
+        if (it == ppl[t.name][m.name].end()) continue;
+        s.x.push_back(density), s.y.push_back(it->second);
+        csv += t.name + "," + m.name + "," + num(density, "%.2f") + "," + num(it->second, "%.4f") + "," + num(dense_ppl[t.name], "%.4f") + "\n";
+      }
+      if (!s.x.empty()) series.push_back(s);
+    }
+    series.push_back({"dense", {o.densities.front(), o.densities.back()}, {dense_ppl[t.name], dense_ppl[t.name]}, true});
+    write_text(o.out_dir + "/ppl_" + t.name + ".svg",
+               svg_line_chart("perplexity on " + t.name + (t.domain < 0 ? " (unseen)" : ""), "FFN density", "perplexity", series));
+    for (double density : o.densities) {
+      md += "| " + t.name + (t.domain < 0 ? " (unseen)" : "") + " | " + num(density, "%.2f") + " | " + num(dense_ppl[t.name], "%.2f") + " |";
+      for (const Method& m : kMethods) {
+        auto it = ppl[t.name][m.name].find(density);
+        md += it == ppl[t.name][m.name].end() ? " - |" : " " + num(it->second, "%.2f") + " |";
+      }
+      md += "\n";
+    }
+  }
+  md += "\nMethods:\n";
+  for (const Method& m : kMethods) md += "- `" + m.name + "`: " + m.description + "\n";
+  md += "\nPlots: `ppl_<test>.svg`. All figures: `perplexity.csv`.\n\n## Router accuracy (held-out prompts)\n\n| prompt tokens | accuracy | prompts |\n|---|---|---|\n";
+  for (int len : o.prompt_lengths) {
+    const auto& r = router_json[std::to_string(len)];
+    md += "| " + std::to_string(len) + " | " + num(100.0 * r["accuracy"].get<double>(), "%.1f%%") + " | " +
+          std::to_string(r["prompts"].get<int64_t>()) + " |\n";
+  }
+  md += "\nConfusion matrices (rows: true domain, columns: routed domain): `router_confusion.csv`.\n\n";
+  md += "## Speed, memory, FLOPs (one expert against dense, same engine, medians of " + std::to_string(o.bench_reps) +
+        " interleaved runs, " + std::to_string(pool.size()) + " threads)\n\n";
+  md += "| config | decode tok/s | prefill tok/s | decode speed-up | bound (weight bytes) | speed-up / bound | weight bytes/token | matmul FLOPs/token |\n|---|---|---|---|---|---|---|---|\n";
+  std::string speed_csv = "config,decode_tps,prefill_tps,decode_speedup,prefill_speedup,bound,weight_bytes,flops\n";
+  nlohmann::json speed_json = nlohmann::json::array();
+  for (size_t c = 0; c < configs.size(); ++c) {
+    double su = speed[c].decode_tps / speed[0].decode_tps, psu = speed[c].prefill_tps / speed[0].prefill_tps;
+    double bound = double(dense_bytes) / double(speed[c].decode_weight_bytes);
+    // dowp keeps dense shapes: its bound is 1 (zeros are still read).
+    md += "| " + speed_names[c] + " | " + num(speed[c].decode_tps, "%.1f") + " | " + num(speed[c].prefill_tps, "%.1f") + " | " +
+          num(su, "%.3fx") + " | " + num(bound, "%.3fx") + " | " + num(su / bound, "%.3f") + " | " +
+          std::to_string(speed[c].decode_weight_bytes) + " | " + std::to_string(matmul_flops(configs[c])) + " |\n";
+    speed_csv += speed_names[c] + "," + num(speed[c].decode_tps, "%.2f") + "," + num(speed[c].prefill_tps, "%.2f") + "," +
+                 num(su, "%.4f") + "," + num(psu, "%.4f") + "," + num(bound, "%.4f") + "," +
+                 std::to_string(speed[c].decode_weight_bytes) + "," + std::to_string(matmul_flops(configs[c])) + "\n";
+    speed_json.push_back({{"config", speed_names[c]}, {"decode_tps", speed[c].decode_tps}, {"prefill_tps", speed[c].prefill_tps},
+                          {"decode_speedup", su}, {"prefill_speedup", psu}, {"bound", bound},
+                          {"weight_bytes", speed[c].decode_weight_bytes}, {"flops", matmul_flops(configs[c])}});
+  }
+  int64_t dense_ffn = 0;
+  for (const LayerWeights& l : model->w.layers) dense_ffn += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
+  md += "\n## Memory of the experts (all " + std::to_string(D * K) + " experts, copies of their FFN weights)\n\n";
+  md += "| method | density | one expert (MB) | all experts (MB) | overhead vs dense weights |\n|---|---|---|---|---|\n";
+  for (const std::string name : {"neurons", "dowp"})
+    for (double density : o.densities) {
+      int64_t one = method_bytes[name][density], all = one * D * K;
+      md += "| " + name + " | " + num(density, "%.2f") + " | " + num(one / 1e6, "%.3f") + " | " + num(all / 1e6, "%.3f") + " | +" +
+            num(100.0 * double(all) / double(dense_bytes), "%.0f%%") + " |\n";
+    }
+  md += "\nDense weights: " + num(dense_bytes / 1e6, "%.3f") + " MB, of which FFN " + num(dense_ffn / 1e6, "%.3f") + " MB.\n";
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  md += "\nEvaluation took " + num(secs, "%.0f") + " s.\n";
+
+  report["dense_ppl"] = dense_ppl;
+  for (auto& [test, methods] : ppl)
+    for (auto& [method, by_density] : methods)
+      for (auto& [density, value] : by_density) report["ppl"][test][method][num(density, "%.2f")] = value;
+  report["router"] = router_json;
+  report["speed"] = speed_json;
+  report["seconds"] = secs;
+  write_text(o.out_dir + "/perplexity.csv", csv);
+  write_text(o.out_dir + "/router_confusion.csv", confusion_csv);
+  write_text(o.out_dir + "/speed.csv", speed_csv);
+  write_text(o.out_dir + "/results.json", report.dump(2) + "\n");
+  write_text(o.out_dir + "/results.md", md);
+  if (o.json) std::printf("%s\n", dump_json(report).c_str());
+  else std::printf("%s", md.c_str());
+}
+
+}  // namespace
+
+void add_eval_moe(CLI::App& app) {
+  auto o = std::make_shared<EvalMoeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval-moe",
+      "Evaluate domain experts on held-out text: perplexity per domain of dense, neurons and dowp experts and\n"
+      "same-density baselines (random, magnitude, domain-agnostic, Wanda), router accuracy and confusion,\n"
+      "speed and memory. Writes results.md, CSVs, results.json and one SVG plot per test set to --out");
+  add_model_options(cmd, o->model);
+  cmd->add_option("-s,--stats", o->stats, "Statistics file from moeforge calibrate on this model")->required();
+  cmd->add_option("--test", o->tests, "NAME=FILE held-out text of a calibrated domain (repeat)")->required();
+  cmd->add_option("--unseen", o->unseen, "NAME=FILE text of a domain that was not calibrated (generalisation)");
+  cmd->add_option("--densities", o->densities, "FFN densities")->delimiter(',');
+  cmd->add_option("--subdomains", o->subdomains, "Sub-domains per domain")->check(CLI::Range(1, 256));
+  cmd->add_option("-c,--ctx", o->ctx, "Perplexity window in tokens")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--max-tokens", o->max_tokens, "Test tokens per domain")->check(CLI::PositiveNumber);
+  cmd->add_option("--router-prompts", o->router_prompts, "Held-out prompts per domain and length")->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-lengths", o->prompt_lengths, "Prompt lengths for router accuracy")->delimiter(',');
+  cmd->add_option("--bench-reps", o->bench_reps, "Speed repetitions")->check(CLI::PositiveNumber);
+  cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
+  cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
+  cmd->callback([o] { run_eval_moe(*o); });
+}
+
+}  // namespace mf::cli

@@ -1,0 +1,33 @@
+// What generate, perplexity, bench and inspect share for .moe models: loading a dense model
+// or a MoE through one path, --domain, and the routing decision as JSON.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/moe_model.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+
+struct LoadedModel {
+  std::unique_ptr<Model> dense;  // set for plain models
+  std::unique_ptr<MoeModel> moe;  // set for .moe files
+  const Model& model() const { return moe ? moe->model() : *dense; }
+};
+
+LoadedModel load_any(const ModelOptions& o);
+
+// Adds --domain NAME (a domain, an expert "domain/k", or "dense") to a subcommand.
+void add_domain_option(CLI::App* cmd, std::string& domain);
+
+// The routing of a prompt: forced by --domain, else the router's (MoE) or dense (plain
+// model; --domain is then an error).
+Routing resolve_routing(const LoadedModel& m, const std::string& domain, std::span<const int32_t> prompt, ThreadPool& pool);
+const std::vector<LayerWeights>* routed_layers(const LoadedModel& m, const Routing& r);
+
+nlohmann::json routing_json(const LoadedModel& m, const Routing& r);
+
+}  // namespace mf::cli
