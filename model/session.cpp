@@ -1,4 +1,5 @@
-// Llama-family forward pass: pre-norm attention with RoPE and GQA, then a SwiGLU FFN.
+// Llama-family forward pass: pre-norm attention with RoPE and GQA, then a SwiGLU FFN, over the
+// rows of one or several sequences (slots) at once.
 #include "model/session.h"
 
 #include <algorithm>
@@ -10,23 +11,29 @@
 
 namespace mf {
 
-Session::Session(const Model& model, int n_ctx, ThreadPool& pool)
+Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
     : model_(model), pool_(pool), n_ctx_(n_ctx > 0 ? n_ctx : model.hp.n_ctx_train) {
+  if (n_slots < 1) fail("a session needs at least one slot, got ", n_slots);
   const HParams& hp = model.hp;
+  slots_.resize(size_t(n_slots));
   inv_freq_ = model.inv_freq();
-  k_cache_.assign(hp.n_layer, std::vector<float>(size_t(n_ctx_) * hp.n_embd_kv()));
-  v_cache_.assign(hp.n_layer, std::vector<float>(size_t(n_ctx_) * hp.n_embd_kv()));
+  const size_t cache = size_t(n_slots) * size_t(n_ctx_) * size_t(hp.n_embd_kv());
+  k_cache_.assign(hp.n_layer, std::vector<float>(cache));
+  v_cache_.assign(hp.n_layer, std::vector<float>(cache));
   const size_t B = kMaxBatch;
   x_.resize(B * hp.n_embd);
   xn_.resize(B * std::max(hp.n_embd, hp.n_embd_q()));
   q_.resize(B * hp.n_embd_q());
+  k_.resize(B * hp.n_embd_kv());
+  v_.resize(B * hp.n_embd_kv());
   attn_.resize(B * hp.n_embd_q());
   gate_.resize(B * hp.n_ff);
   up_.resize(B * hp.n_ff);
   pos_.resize(B);
 }
 
-void Session::set_layers(const std::vector<LayerWeights>* layers) {
+void Session::set_layers(int slot, const std::vector<LayerWeights>* layers) {
+  if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
   if (layers) {
     if (int64_t(layers->size()) != model_.hp.n_layer) fail("expert has ", layers->size(), " layers, the model ", model_.hp.n_layer);
     const int64_t E = model_.hp.n_embd;
@@ -39,98 +46,189 @@ void Session::set_layers(const std::vector<LayerWeights>* layers) {
              l.ffn_down.shape_str(), " do not fit the model (n_embd ", E, ", n_ff ", model_.hp.n_ff, ")");
     }
   }
-  layers_ = layers;
+  slots_[size_t(slot)].layers = layers;
 }
 
 const float* Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t n = int64_t(tokens.size());
   if (n == 0) fail("eval: no tokens");
-  if (n_past_ + n > n_ctx_) fail("context overflow: ", n_past_, " + ", n, " tokens exceed the context of ", n_ctx_);
+  const int64_t n_past = slots_[0].n_past;
+  if (n_past + n > n_ctx_) fail("context overflow: ", n_past, " + ", n, " tokens exceed the context of ", n_ctx_);
   for (int32_t t : tokens)
     if (t < 0 || t >= model_.hp.n_vocab) fail("token id ", t, " is outside the vocabulary of ", model_.hp.n_vocab);
   const int64_t V = model_.hp.n_vocab;
   logits_.resize(size_t(all_logits ? n : 1) * V);
   for (int64_t start = 0; start < n; start += kMaxBatch) {
-    int64_t nb = std::min(kMaxBatch, n - start);
-    bool last = start + nb == n;
-    float* out = all_logits ? logits_.data() + start * V : (last ? logits_.data() : nullptr);
-    forward_batch(tokens.data() + start, nb, all_logits, out);
+    const int64_t nb = std::min(kMaxBatch, n - start);
+    const bool last = start + nb == n;
+    SeqInput in{0, tokens.subspan(size_t(start), size_t(nb)), all_logits ? LogitRows::All : last ? LogitRows::Last : LogitRows::None};
+    forward({&in, 1}, all_logits ? logits_.data() + start * V : logits_.data());
   }
   return logits_.data();
 }
 
-void Session::forward_batch(const int32_t* tokens, int64_t n_tokens, bool all_logits, float* logits_out) {
+const float* Session::step(std::span<const SeqInput> batch) {
+  validate(batch);
+  int64_t n_out = 0;
+  for (const SeqInput& in : batch)
+    n_out += in.logits == LogitRows::All ? int64_t(in.tokens.size()) : in.logits == LogitRows::Last ? 1 : 0;
+  logits_.resize(size_t(std::max<int64_t>(n_out, 1)) * model_.hp.n_vocab);
+  forward(batch, logits_.data());
+  return logits_.data();
+}
+
+void Session::validate(std::span<const SeqInput> batch) const {
+  if (batch.empty()) fail("step: no sequences");
+  std::vector<bool> used(slots_.size(), false);
+  int64_t total = 0;
+  for (const SeqInput& in : batch) {
+    if (in.slot < 0 || in.slot >= n_slots()) fail("step: slot ", in.slot, " is outside the session's ", n_slots(), " slots");
+    if (used[size_t(in.slot)]) fail("step: slot ", in.slot, " appears twice");
+    used[size_t(in.slot)] = true;
+    const int64_t n = int64_t(in.tokens.size());
+    if (n == 0) fail("step: slot ", in.slot, " has no tokens");
+    const int64_t n_past = slots_[size_t(in.slot)].n_past;
+    if (n_past + n > n_ctx_)
+      fail("context overflow in slot ", in.slot, ": ", n_past, " + ", n, " tokens exceed the context of ", n_ctx_);
+    for (int32_t t : in.tokens)
+      if (t < 0 || t >= model_.hp.n_vocab) fail("token id ", t, " is outside the vocabulary of ", model_.hp.n_vocab);
+    total += n;
+  }
+  if (total > kMaxBatch) fail("step: ", total, " tokens exceed the batch limit of ", kMaxBatch);
+}
+
+void Session::forward(std::span<const SeqInput> batch, float* logits_out) {
   const HParams& hp = model_.hp;
   const Weights& w = model_.w;
-  const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv();
-  float* x = x_.data();      // [n_tokens, E] residual stream
-  float* xn = xn_.data();    // [n_tokens, E] normed input
-  float* q = q_.data();      // [n_tokens, Q]
-  float* attn = attn_.data();  // [n_tokens, Q]
-  float* gate = gate_.data();  // [n_tokens, F]
-  float* up = up_.data();      // [n_tokens, F]
+  const int64_t E = hp.n_embd;
 
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    ops::dequantize_row(w.tok_embd.dtype, w.tok_embd.row(tokens[t]), x + t * E, E);  // [E]
-    pos_[t] = int32_t(n_past_ + t);
+  // Row layout: sequences sharing a layer override are adjacent (groups in order of first
+  // appearance, sequences in input order within a group), so each weight runs once per group.
+  placed_.clear();
+  groups_.clear();
+  std::vector<int64_t> input_row0(batch.size());
+  std::vector<bool> done(batch.size(), false);
+  int64_t rows = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (done[i]) continue;
+    const auto* layers = slots_[size_t(batch[i].slot)].layers;
+    const int64_t group_row0 = rows;
+    for (size_t j = i; j < batch.size(); ++j) {
+      if (done[j] || slots_[size_t(batch[j].slot)].layers != layers) continue;
+      done[j] = true;
+      const int64_t n = int64_t(batch[j].tokens.size());
+      placed_.push_back(Placed{batch[j].slot, rows, n, batch[j].tokens.data(), batch[j].logits});
+      input_row0[j] = rows;
+      rows += n;
+    }
+    groups_.push_back(Group{group_row0, rows, layers});
   }
-  auto add_bias = [&](float* y, const TensorView& b, int64_t width) {
+  n_rows_ = rows;
+
+  float* x = x_.data();  // [n_rows, E] residual stream
+  for (const Placed& p : placed_) {
+    const int64_t n_past = slots_[size_t(p.slot)].n_past;
+    for (int64_t t = 0; t < p.n; ++t) {
+      const int64_t r = p.row0 + t;
+      ops::dequantize_row(w.tok_embd.dtype, w.tok_embd.row(p.tokens[t]), x + r * E, E);  // [E]
+      pos_[size_t(r)] = int32_t(n_past + t);
+    }
+  }
+  for (int il = 0; il < hp.n_layer; ++il) run_layer(il);
+  for (const Placed& p : placed_) slots_[size_t(p.slot)].n_past += p.n;
+
+  if (!logits_out) return;
+  // Only the rows we need go through the (large) output projection, in input order.
+  float* sel = xn_.data();  // [n_out, E]
+  int64_t n_out = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const int64_t n = int64_t(batch[i].tokens.size());
+    if (batch[i].logits == LogitRows::None) continue;
+    const int64_t first = batch[i].logits == LogitRows::All ? 0 : n - 1;
+    const int64_t count = n - first;
+    std::memcpy(sel + n_out * E, x + (input_row0[i] + first) * E, size_t(count * E) * sizeof(float));
+    n_out += count;
+  }
+  if (n_out == 0) return;
+  ops::rmsnorm(sel, w.output_norm.f32(), sel, n_out, E, hp.rms_eps);  // [n_out, E]
+  ops::matmul(w.output, sel, logits_out, n_out, pool_);               // [n_out, n_vocab]
+}
+
+void Session::run_layer(int il) {
+  const HParams& hp = model_.hp;
+  const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv();
+  float* x = x_.data();        // [n_rows, E] residual stream
+  float* xn = xn_.data();      // [n_rows, E] normed input / block output
+  float* q = q_.data();        // [n_rows, Q]
+  float* k = k_.data();        // [n_rows, KV] this step's keys
+  float* v = v_.data();        // [n_rows, KV] this step's values
+  float* attn = attn_.data();  // [n_rows, Q]
+  auto add_bias = [](float* y, const TensorView& b, int64_t n_tokens, int64_t width) {
     if (!b.data) return;
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t i = 0; i < width; ++i) y[t * width + i] += b.f32()[i];
   };
+  auto add_residual = [&](int64_t r0, int64_t n) {
+    for (int64_t i = r0 * E; i < (r0 + n) * E; ++i) x[i] += xn[i];
+  };
 
+  // Attention block: projections per group, RoPE over all rows, attention per sequence.
+  for (const Group& g : groups_) {
+    const LayerWeights& l = layer(g, il);
+    const int64_t r = g.row0, n = g.row1 - g.row0;
+    ops::rmsnorm(x + r * E, l.attn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
+    emit("attn_in", il, xn + r * E, n, E);
+    ops::matmul(l.wq, xn + r * E, q + r * Q, n, pool_);   // [n, Q]
+    ops::matmul(l.wk, xn + r * E, k + r * KV, n, pool_);  // [n, KV]
+    ops::matmul(l.wv, xn + r * E, v + r * KV, n, pool_);  // [n, KV]
+    add_bias(q + r * Q, l.bq, n, Q);
+    add_bias(k + r * KV, l.bk, n, KV);
+    add_bias(v + r * KV, l.bv, n, KV);
+  }
+  ops::rope(q, pos_.data(), n_rows_, hp.n_head, hp.head_dim, inv_freq_.data(), hp.rope_neox);
+  ops::rope(k, pos_.data(), n_rows_, hp.n_head_kv, hp.head_dim, inv_freq_.data(), hp.rope_neox);
   AttentionParams ap;
-  ap.n_tokens = n_tokens;
-  ap.n_past = n_past_;
   ap.n_head = hp.n_head;
   ap.n_head_kv = hp.n_head_kv;
   ap.head_dim = hp.head_dim;
   ap.scale = 1.0f / std::sqrt(float(hp.head_dim));
   ap.kv_stride = KV;
-
-  for (int il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& l = layers_ ? (*layers_)[il] : w.layers[il];
-    const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
-    float* k_cur = k_cache_[il].data() + n_past_ * KV;  // [n_tokens, KV] slots of this batch
-    float* v_cur = v_cache_[il].data() + n_past_ * KV;  // [n_tokens, KV]
-
-    // Attention block.
-    ops::rmsnorm(x, l.attn_norm.f32(), xn, n_tokens, E, hp.rms_eps);  // [n_tokens, E]
-    emit("attn_in", il, xn, n_tokens, E);
-    ops::matmul(l.wq, xn, q, n_tokens, pool_);      // [n_tokens, Q]
-    ops::matmul(l.wk, xn, k_cur, n_tokens, pool_);  // [n_tokens, KV]
-    ops::matmul(l.wv, xn, v_cur, n_tokens, pool_);  // [n_tokens, KV]
-    add_bias(q, l.bq, Q);
-    add_bias(k_cur, l.bk, KV);
-    add_bias(v_cur, l.bv, KV);
-    ops::rope(q, pos_.data(), n_tokens, hp.n_head, hp.head_dim, inv_freq_.data(), hp.rope_neox);
-    ops::rope(k_cur, pos_.data(), n_tokens, hp.n_head_kv, hp.head_dim, inv_freq_.data(), hp.rope_neox);
-    ops::attention(q, k_cache_[il].data(), v_cache_[il].data(), attn, ap, pool_);  // [n_tokens, Q]
-    emit("attn_out", il, attn, n_tokens, Q);
-    ops::matmul(l.wo, attn, xn, n_tokens, pool_);  // [n_tokens, E]
-    add_bias(xn, l.bo, E);
-    for (int64_t i = 0; i < n_tokens * E; ++i) x[i] += xn[i];
-
-    // SwiGLU FFN block.
-    ops::rmsnorm(x, l.ffn_norm.f32(), xn, n_tokens, E, hp.rms_eps);  // [n_tokens, E]
-    emit("ffn_in", il, xn, n_tokens, E);
-    ops::matmul(l.ffn_gate, xn, gate, n_tokens, pool_);  // [n_tokens, F]
-    ops::matmul(l.ffn_up, xn, up, n_tokens, pool_);      // [n_tokens, F]
-    ops::swiglu(gate, up, gate, n_tokens * F);           // [n_tokens, F]
-    emit("ffn_gate_act", il, gate, n_tokens, F);
-    ops::matmul(l.ffn_down, gate, xn, n_tokens, pool_);  // [n_tokens, E]
-    for (int64_t i = 0; i < n_tokens * E; ++i) x[i] += xn[i];
-    emit("block_out", il, x, n_tokens, E);
+  for (const Placed& p : placed_) {
+    const int64_t n_past = slots_[size_t(p.slot)].n_past;
+    float* kc = k_cache(il, p.slot);  // [n_ctx, KV]
+    float* vc = v_cache(il, p.slot);  // [n_ctx, KV]
+    std::memcpy(kc + n_past * KV, k + p.row0 * KV, size_t(p.n * KV) * sizeof(float));  // [n, KV]
+    std::memcpy(vc + n_past * KV, v + p.row0 * KV, size_t(p.n * KV) * sizeof(float));  // [n, KV]
+    ap.n_tokens = p.n;
+    ap.n_past = n_past;
+    ops::attention(q + p.row0 * Q, kc, vc, attn + p.row0 * Q, ap, pool_);  // [n, Q]
   }
-  n_past_ += n_tokens;
+  for (const Group& g : groups_) {
+    const LayerWeights& l = layer(g, il);
+    const int64_t r = g.row0, n = g.row1 - g.row0;
+    emit("attn_out", il, attn + r * Q, n, Q);
+    ops::matmul(l.wo, attn + r * Q, xn + r * E, n, pool_);  // [n, E]
+    add_bias(xn + r * E, l.bo, n, E);
+    add_residual(r, n);
+  }
 
-  if (!logits_out) return;
-  // Only the rows we need go through the (large) output projection.
-  const float* rows = all_logits ? x : x + (n_tokens - 1) * E;
-  int64_t n_rows = all_logits ? n_tokens : 1;
-  ops::rmsnorm(rows, w.output_norm.f32(), xn, n_rows, E, hp.rms_eps);  // [n_rows, E]
-  ops::matmul(w.output, xn, logits_out, n_rows, pool_);                 // [n_rows, n_vocab]
+  // SwiGLU FFN block, per group (an expert's n_ff may be narrower than the model's).
+  for (const Group& g : groups_) {
+    const LayerWeights& l = layer(g, il);
+    const int64_t r = g.row0, n = g.row1 - g.row0;
+    const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
+    float* gate = gate_.data();             // [n, F]
+    float* up = up_.data();                 // [n, F]
+    ops::rmsnorm(x + r * E, l.ffn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
+    emit("ffn_in", il, xn + r * E, n, E);
+    ops::matmul(l.ffn_gate, xn + r * E, gate, n, pool_);  // [n, F]
+    ops::matmul(l.ffn_up, xn + r * E, up, n, pool_);      // [n, F]
+    ops::swiglu(gate, up, gate, n * F);                   // [n, F]
+    emit("ffn_gate_act", il, gate, n, F);
+    ops::matmul(l.ffn_down, gate, xn + r * E, n, pool_);  // [n, E]
+    add_residual(r, n);
+    emit("block_out", il, x + r * E, n, E);
+  }
 }
 
 }  // namespace mf

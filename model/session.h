@@ -1,4 +1,7 @@
 // An inference session over a Model: KV cache, scratch buffers, forward pass and hooks.
+// A session holds n_slots independent sequences (each its own KV cache region, position and
+// optional layer override); step() runs tokens of several of them in one batched forward pass
+// (continuous batching), eval() is the single-sequence API on slot 0.
 #pragma once
 #include <functional>
 #include <span>
@@ -15,6 +18,8 @@ namespace mf {
 // (attention output, the input of wo), "ffn_in" [n_tokens, n_embd] (normed FFN input),
 // "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
 // expert's width), "block_out" [n_tokens, n_embd].
+// A step over several slots reports each point once per group of slots sharing a layer
+// override (the rows of those slots, in step order); a single sequence gives one event.
 struct HookEvent {
   std::string_view name;
   int layer;
@@ -24,48 +29,100 @@ struct HookEvent {
 };
 using Hook = std::function<void(const HookEvent&)>;
 
+// Which logits a step returns for one sequence.
+enum class LogitRows { None, Last, All };
+
+// One sequence's part of a batched step: tokens appended at its slot's position.
+struct SeqInput {
+  int slot = 0;
+  std::span<const int32_t> tokens;
+  LogitRows logits = LogitRows::Last;
+};
+
 class Session {
  public:
-  // n_ctx: KV cache capacity in tokens (<= 0: the model's training context).
-  Session(const Model& model, int n_ctx, ThreadPool& pool);
+  // n_ctx: KV cache capacity in tokens per slot (<= 0: the model's training context).
+  // n_slots: independent sequences (KV memory grows linearly with it).
+  Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots = 1);
 
-  // Runs tokens at positions n_past().. and appends them to the cache. Returns logits
+  // Runs tokens at positions n_past().. of slot 0 and appends them to its cache. Returns logits
   // [n_tokens, n_vocab] if all_logits, else [1, n_vocab] for the last token; valid until the
   // next call. Throws mf::Error if the cache would overflow or a token id is out of range.
   const float* eval(std::span<const int32_t> tokens, bool all_logits);
 
-  int64_t n_past() const { return n_past_; }
+  // One batched forward step over several slots (each slot at most once, total tokens at
+  // most kMaxBatch). The matmuls run over the concatenated rows of all sequences (one group
+  // per distinct layer override), attention runs per slot against its own cache. Returns
+  // logits [n_rows_out, n_vocab]: for each input in order, all its tokens' rows (All), its last
+  // token's row (Last) or none (None); valid until the next call. Validates everything before
+  // running: on mf::Error (bad slot, repeated slot, overflow, token id, too many tokens) no
+  // slot has changed.
+  const float* step(std::span<const SeqInput> batch);
+
+  int n_slots() const { return int(slots_.size()); }
+  int64_t n_past(int slot = 0) const { return slots_.at(slot).n_past; }
   int64_t n_ctx() const { return n_ctx_; }
-  void reset() { n_past_ = 0; }
+  // Empties a slot's cache (its layer override stays).
+  void reset(int slot = 0) { slots_.at(slot).n_past = 0; }
   void set_hook(Hook hook) { hook_ = std::move(hook); }
   // Runs the blocks with these weights instead of the model's (an expert: same shapes except a
   // possibly narrower FFN, ffn_gate/up [n_ff_e, n_embd], ffn_down [n_embd, n_ff_e] with
   // n_ff_e <= n_ff). nullptr restores the dense model. The vector must outlive its use; the
   // KV cache is kept, so callers switching experts mid-sequence get the mixed computation.
-  void set_layers(const std::vector<LayerWeights>* layers);
-  const std::vector<LayerWeights>* layers_override() const { return layers_; }
+  // Without a slot: slot 0 (the single-sequence API).
+  void set_layers(const std::vector<LayerWeights>* layers) { set_layers(0, layers); }
+  void set_layers(int slot, const std::vector<LayerWeights>* layers);
+  const std::vector<LayerWeights>* layers_override(int slot = 0) const { return slots_.at(slot).layers; }
   const Model& model() const { return model_; }
 
-  // Largest number of tokens processed in one forward step; longer inputs are split.
+  // Largest number of tokens processed in one forward step; eval() splits longer inputs.
   static constexpr int64_t kMaxBatch = 256;
 
  private:
-  void forward_batch(const int32_t* tokens, int64_t n_tokens, bool all_logits, float* logits_out);
+  struct Slot {
+    int64_t n_past = 0;
+    const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the model's own
+  };
+  // Rows [row0, row0 + n) of the step belong to one sequence.
+  struct Placed {
+    int slot;
+    int64_t row0, n;
+    const int32_t* tokens;
+    LogitRows logits;
+  };
+  // Rows [row0, row1) share one layer override.
+  struct Group {
+    int64_t row0, row1;
+    const std::vector<LayerWeights>* layers;
+  };
+
+  void validate(std::span<const SeqInput> batch) const;
+  // Lays the inputs out as rows grouped by override, runs all blocks, writes logits (in input
+  // order, as step() documents) to logits_out when it is not null.
+  void forward(std::span<const SeqInput> batch, float* logits_out);
+  void run_layer(int il);
+  const LayerWeights& layer(const Group& g, int il) const {
+    return g.layers ? (*g.layers)[il] : model_.w.layers[il];
+  }
   void emit(std::string_view name, int layer, const float* data, int64_t n_tokens, int64_t width) const {
     if (hook_) hook_(HookEvent{name, layer, data, n_tokens, width});
   }
+  float* k_cache(int il, int slot) { return k_cache_[il].data() + size_t(slot) * n_ctx_ * model_.hp.n_embd_kv(); }
+  float* v_cache(int il, int slot) { return v_cache_[il].data() + size_t(slot) * n_ctx_ * model_.hp.n_embd_kv(); }
 
   const Model& model_;
   ThreadPool& pool_;
   int64_t n_ctx_;
-  int64_t n_past_ = 0;
-  std::vector<float> inv_freq_;                    // [head_dim/2]
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [n_ctx, n_embd_kv]
-  // Scratch for one batch of up to kMaxBatch tokens.
-  std::vector<float> x_, xn_, q_, attn_, gate_, up_, logits_;
+  std::vector<Slot> slots_;
+  std::vector<float> inv_freq_;                        // [head_dim/2]
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [n_slots, n_ctx, n_embd_kv]
+  // Scratch for one step of up to kMaxBatch rows.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_;
   std::vector<int32_t> pos_;
+  std::vector<Placed> placed_;  // layout of the current step, grouped by override
+  std::vector<Group> groups_;
+  int64_t n_rows_ = 0;
   Hook hook_;
-  const std::vector<LayerWeights>* layers_ = nullptr;
 };
 
 }  // namespace mf
