@@ -12,6 +12,7 @@ void add_convert(CLI::App& app);
 void add_train_tokenizer(CLI::App& app);
 void add_train(CLI::App& app);
 void add_logits(CLI::App& app);
+void add_serve(CLI::App& app);
 void add_calibrate(CLI::App& app);
 void add_build_moe(CLI::App& app);
 void add_route(CLI::App& app);

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   mf::cli::add_train_tokenizer(app);
   mf::cli::add_train(app);
   mf::cli::add_logits(app);
+  mf::cli::add_serve(app);
   mf::cli::add_calibrate(app);
   mf::cli::add_build_moe(app);
   mf::cli::add_route(app);

@@ -1,0 +1,77 @@
+#include "serve/openai_json.h"
+
+namespace mf::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* object_name(Endpoint e, bool chunk) {
+  if (e == Endpoint::Chat) return chunk ? "chat.completion.chunk" : "chat.completion";
+  return "text_completion";
+}
+
+json envelope(const ResponseMeta& m, bool chunk) {
+  return {{"id", m.id}, {"object", object_name(m.endpoint, chunk)}, {"created", m.created}, {"model", m.model}};
+}
+
+json finish_value(const std::string& reason) { return reason.empty() ? json(nullptr) : json(reason); }
+
+}  // namespace
+
+json route_extension(const RouteInfo& r) {
+  return {{"route",
+           {{"domain", r.domain},
+            {"subdomain", r.subdomain},
+            {"expert", r.expert()},
+            {"confidence", r.confidence},
+            {"density", r.density},
+            {"forced", r.forced}}}};
+}
+
+json usage_json(int prompt_tokens, int completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+json completion_body(const ResponseMeta& m, const std::string& text, const std::string& finish_reason,
+                     int prompt_tokens, int completion_tokens) {
+  json j = envelope(m, false);
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_value(finish_reason)}};
+  if (m.endpoint == Endpoint::Chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else choice["text"] = text;
+  j["choices"] = json::array({choice});
+  j["usage"] = usage_json(prompt_tokens, completion_tokens);
+  if (m.route) j["moeforge"] = route_extension(*m.route);
+  return j;
+}
+
+json stream_chunk(const ResponseMeta& m, const std::string& text, const std::string& finish_reason, bool first) {
+  json j = envelope(m, true);
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_value(finish_reason)}};
+  if (m.endpoint == Endpoint::Chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (first || !text.empty()) delta["content"] = text;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = text;
+  }
+  j["choices"] = json::array({choice});
+  if (first && m.route) j["moeforge"] = route_extension(*m.route);
+  return j;
+}
+
+json usage_chunk(const ResponseMeta& m, int prompt_tokens, int completion_tokens) {
+  json j = envelope(m, true);
+  j["choices"] = json::array();
+  j["usage"] = usage_json(prompt_tokens, completion_tokens);
+  return j;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string sse_event(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+}  // namespace mf::serve

@@ -1,0 +1,49 @@
+// Parsing and validation of OpenAI request bodies (/v1/completions, /v1/chat/completions).
+// Every problem becomes an ApiError (400) naming the offending field.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mf::serve {
+
+enum class Endpoint { Completions, Chat };
+
+struct ChatMessage {
+  std::string role;  // system, developer, user, assistant, tool
+  std::string content;
+};
+
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::Completions;
+  std::string model;  // "" when the request names none
+  // Completions: a text prompt, or token ids when prompt_is_tokens.
+  std::string prompt;
+  std::vector<int32_t> prompt_tokens;
+  bool prompt_is_tokens = false;
+  std::vector<ChatMessage> messages;  // Chat
+  std::optional<int> max_tokens;      // max_tokens / max_completion_tokens
+  float temperature = 1.0f;           // 0: greedy
+  float top_p = 1.0f;
+  int top_k = 0;                      // extension; 0: whole vocabulary
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;      // up to 4 strings
+  bool stream = false;
+  bool include_usage = false;         // stream_options.include_usage
+  std::string expert;                 // extension "moeforge": {"expert": NAME}; "" automatic
+};
+
+// Largest nesting of arrays/objects accepted (deeper bodies are refused before parsing).
+constexpr int kMaxJsonDepth = 32;
+constexpr size_t kMaxStopStrings = 4;
+
+// Parses a request body for the endpoint. Throws ApiError for malformed JSON, wrong types,
+// out-of-range values and unsupported options (n > 1, logprobs, tools, ...).
+ApiRequest parse_request(std::string_view body, Endpoint endpoint);
+
+// Deepest nesting of [ and { outside strings (a cheap guard run before the JSON parser).
+int json_depth(std::string_view body);
+
+}  // namespace mf::serve

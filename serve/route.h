@@ -1,0 +1,40 @@
+// The routing seam between the server and a Mixture-of-Experts runtime: the server asks a
+// RouteFn which weights a prompt runs with and reports the decision to the client.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace mf::serve {
+
+// One routing decision for a prompt.
+struct RouteInfo {
+  std::string domain;     // e.g. "code"; "dense" when the dense model runs
+  std::string subdomain;  // e.g. a cluster name inside the domain; "" when none
+  double confidence = 1.0;  // router's probability of the chosen domain (1 when forced)
+  double density = 1.0;     // fraction of the dense FFN neurons the expert keeps
+  // Layers the sequence runs with (same shapes as the model's, FFN possibly narrower), or
+  // nullptr for the dense model. Must stay valid while the server runs.
+  const std::vector<LayerWeights>* layers = nullptr;
+  bool forced = false;  // the request chose the expert (set by the server)
+
+  // "domain" or "domain/subdomain": the expert's name in responses and metrics.
+  std::string expert() const { return subdomain.empty() ? domain : domain + "/" + subdomain; }
+};
+
+// forced: "" for automatic routing, "dense" for the dense model, or an expert name the
+// router knows (a domain, or "domain/subdomain"). Throws mf::Error for an unknown name (the
+// server answers 400). Called from HTTP handler threads, one call at a time.
+using RouteFn = std::function<RouteInfo(std::span<const int32_t> prompt_tokens, const std::string& forced)>;
+
+struct Router {
+  RouteFn route;                      // empty: no routing (a dense model)
+  std::vector<std::string> experts;   // names a request may force, listed in /v1/models
+  explicit operator bool() const { return bool(route); }
+};
+
+}  // namespace mf::serve

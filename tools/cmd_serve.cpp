@@ -1,0 +1,120 @@
+// moeforge serve: the OpenAI-compatible HTTP server (see docs/serving.md).
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "core/error.h"
+#include "serve/server.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+
+namespace {
+
+struct ServeOptions {
+  ModelOptions model;
+  serve::ServerOptions server;
+  std::string alias;
+  bool quiet = false;
+};
+
+// "models/default/" -> "default", "x/llama.q8_0.gguf" -> "llama.q8_0".
+std::string model_name(const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.filename().empty()) p = p.parent_path();
+  std::string name = p.filename().string();
+  for (const char* ext : {".gguf", ".bin", ".moe", ".safetensors"})
+    if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::string::npos, ext) == 0)
+      return name.substr(0, name.size() - std::strlen(ext));
+  return name.empty() ? "moeforge" : name;
+}
+
+void run_serve(ServeOptions o) {
+  // SIGTERM/SIGINT go to one thread that starts the graceful shutdown: block them before any
+  // other thread exists so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // wakes the signal thread when the server stops by itself
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (o.server.api_key.empty())
+    if (const char* key = std::getenv("MOEFORGE_API_KEY")) o.server.api_key = key;
+  auto model = load(o.model);
+  o.server.model_id = o.alias.empty() ? model_name(o.model.model) : o.alias;
+  o.server.log_requests = !o.quiet;
+  ThreadPool pool(o.model.threads);
+  serve::Server server(*model, pool, o.server);
+  const int port = server.bind();
+  const auto& so = server.options();
+  std::fprintf(stderr,
+               "moeforge serve: listening on http://%s:%d (model '%s', %d slots x %lld tokens, chat template %s, %s)\n",
+               so.host.c_str(), port, so.model_id.c_str(), server.scheduler().n_parallel(),
+               static_cast<long long>(server.scheduler().n_ctx()), serve::chat_format_name(server.chat_format()).c_str(),
+               so.api_key.empty() ? "no API key" : "API key required");
+
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGUSR1) return;
+    std::fprintf(stderr, "moeforge serve: %s: draining in-flight requests\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    server.shutdown();
+  });
+  server.run();
+  pthread_kill(signal_thread.native_handle(), SIGUSR1);
+  signal_thread.join();
+  std::fprintf(stderr, "moeforge serve: stopped\n");
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  serve::ServerOptions& s = o->server;
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Serve a model over an OpenAI-compatible HTTP API with continuous batching\n"
+      "  POST /v1/completions, POST /v1/chat/completions (stream: true for Server-Sent Events),\n"
+      "  GET /v1/models, /health (never needs the key), /metrics (Prometheus). See docs/serving.md.\n"
+      "  SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.");
+  add_model_options(cmd, o->model);
+  cmd->add_option("--host", s.host, "Address to listen on (default loopback; 0.0.0.0 exposes the server)")->capture_default_str();
+  cmd->add_option("--port", s.port, "TCP port (0: any free port, printed at start)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("-P,--parallel", s.scheduler.n_parallel, "Sequences decoded together in one batched step (slots)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("-c,--ctx", s.scheduler.n_ctx, "Context per slot in tokens, prompt + completion (default: the model's)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--api-key", s.api_key,
+                  "Require 'Authorization: Bearer KEY' on every endpoint but /health (default: $MOEFORGE_API_KEY, else none)");
+  cmd->add_option("--queue", s.scheduler.max_queue, "Requests that may wait for a free slot; more get 429 with Retry-After")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  cmd->add_option("--max-body", s.max_body_bytes, "Largest request body in bytes; larger ones get 413")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t(1024), size_t(1) << 30));
+  cmd->add_option("--http-threads", s.http_threads, "Connection threads (default: parallel + queue + 16)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout", s.timeout_s, "Seconds a slow client may stall reading or sending before it is dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--chat-template", s.chat_template,
+                  "Chat format: default, chatml, llama3, llama2 or zephyr (default: recognised from the model's template)");
+  cmd->add_option("--alias", o->alias, "Model name clients use (default: the model file or folder name)");
+  cmd->add_option("--drain-timeout", s.drain_timeout_s, "Seconds to let in-flight requests finish after SIGTERM")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  cmd->add_flag("-q,--quiet", o->quiet, "No access log on stderr");
+  cmd->add_option("--debug-step-delay-ms", s.scheduler.step_delay_ms,
+                  "Testing: sleep this long after every batched step (slows generation down)")
+      ->group("Testing")
+      ->check(CLI::Range(0, 10000));
+  cmd->callback([o] { run_serve(*o); });
+}
+
+}  // namespace mf::cli
