@@ -1,0 +1,259 @@
+// Calibration statistics, K-means, expert construction, the router and .moe files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "calib/calibrate.h"
+#include "calib/fingerprint.h"
+#include "calib/kmeans.h"
+#include "core/error.h"
+#include "model/session.h"
+#include "moe/moe_builder.h"
+#include "moe/moe_model.h"
+#include "test_util.h"
+
+namespace mf {
+namespace {
+
+const char* kModel = "models/default";
+
+std::vector<DomainCorpus> small_domains() {
+  std::vector<DomainCorpus> d;
+  for (const char* n : {"code", "math", "prose", "reference"}) d.push_back({n, {std::string("tests/data/moe/") + n + ".txt"}});
+  return d;
+}
+
+CalibOptions small_opts() {
+  CalibOptions o;
+  o.tokens_per_domain = 1024;
+  o.sample_tokens = 32;
+  o.micro_clusters = 4;
+  return o;
+}
+
+// One calibration shared by the tests below (a few seconds).
+const CalibStats& shared_stats(const Model& m) {
+  static CalibStats s = [&] {
+    ThreadPool pool(2);
+    return calibrate(m, small_domains(), small_opts(), pool);
+  }();
+  return s;
+}
+
+const Model& shared_model() {
+  static std::unique_ptr<Model> m = load_model(kModel);
+  return *m;
+}
+
+std::vector<float> last_logits(const Model& m, const std::vector<LayerWeights>* layers, const std::vector<int32_t>& ids) {
+  ThreadPool pool(2);
+  Session s(m, 64, pool);
+  s.set_layers(layers);
+  const float* l = s.eval(ids, false);  // [1, V]
+  return std::vector<float>(l, l + m.hp.n_vocab);
+}
+
+TEST(KMeans, RecoversSeparatedClustersDeterministically) {
+  std::vector<float> pts;
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < 20; ++i) pts.push_back(10.0f * c + 0.01f * i), pts.push_back(-5.0f * c);
+  KMeansResult a = kmeans(pts, 60, 2, 3, 9), b = kmeans(pts, 60, 2, 3, 9);
+  EXPECT_EQ(a.assignment, b.assignment);
+  for (int c = 0; c < 3; ++c)
+    for (int i = 1; i < 20; ++i) EXPECT_EQ(a.assignment[c * 20 + i], a.assignment[c * 20]);
+  EXPECT_NE(a.assignment[0], a.assignment[20]);
+  EXPECT_NE(a.assignment[20], a.assignment[40]);
+}
+
+TEST(Calibrate, StatisticsMatchTheHooksByHand) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ASSERT_EQ(s.domains.size(), 4u);
+  EXPECT_EQ(s.model_fingerprint, fingerprint_hex(model_fingerprint(m)));
+  for (const DomainStats& d : s.domains) {
+    EXPECT_EQ(d.n_samples(), 1024 / 32);
+    EXPECT_EQ(d.n_tokens(), 1024);
+    int64_t samples = 0;
+    for (const ClusterStats& c : d.clusters) samples += c.n_samples;
+    EXPECT_EQ(samples, d.n_samples());
+  }
+  // The code domain's summed act^2 of layer 2 equals what a hook sees over the same samples.
+  std::vector<int32_t> ids = tokenize_corpus(m, {"tests/data/moe/code.txt"}, 1024);
+  ThreadPool pool(2);
+  Session sess(m, 32, pool);
+  std::vector<double> want(m.hp.n_ff, 0.0);
+  sess.set_hook([&](const HookEvent& e) {
+    if (e.name != "ffn_gate_act" || e.layer != 2) return;
+    for (int64_t t = 0; t < e.n_tokens; ++t)
+      for (int64_t j = 0; j < e.width; ++j) want[j] += double(e.data[t * e.width + j]) * e.data[t * e.width + j];
+  });
+  for (size_t off = 0; off < ids.size(); off += 32) {
+    sess.reset();
+    sess.eval(std::span<const int32_t>(ids.data() + off, 32), false);
+  }
+  LayerStats got = s.domains[0].pooled_layer(2);
+  for (int64_t j = 0; j < m.hp.n_ff; ++j) EXPECT_NEAR(got.act_sq[j], want[j], 1e-3 * (1 + want[j])) << j;
+}
+
+TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  std::string path = test::temp_dir() + "/stats.gguf";
+  save_calib_stats(s, path);
+  CalibStats r = load_calib_stats(path);
+  ASSERT_EQ(r.domains.size(), s.domains.size());
+  EXPECT_EQ(r.domains[1].embeddings, s.domains[1].embeddings);
+  EXPECT_EQ(r.domains[2].clusters[1].layers[3].act_abs, s.domains[2].clusters[1].layers[3].act_abs);
+  EXPECT_NO_THROW(r.check_model(m));
+  auto other = load_model("tests/golden/data/models/llama-gqa4-untied");
+  EXPECT_THROW(r.check_model(*other), Error);
+  // Truncated file: a clear error.
+  std::string bytes = test::read_file(path);
+  test::write_file(path, bytes.substr(0, bytes.size() / 2));
+  EXPECT_THROW(load_calib_stats(path), Error);
+}
+
+TEST(Calibrate, RejectsBadCorpora) {
+  const Model& m = shared_model();
+  ThreadPool pool(2);
+  std::string dir = test::temp_dir();
+  test::write_file(dir + "/empty.txt", "");
+  test::write_file(dir + "/bad.txt", std::string("abc\xff\xfe def", 9));
+  EXPECT_THROW(calibrate(m, {{"a", {dir + "/empty.txt"}}}, small_opts(), pool), Error);
+  EXPECT_THROW(calibrate(m, {{"a", {dir + "/bad.txt"}}}, small_opts(), pool), Error);
+  test::write_file(dir + "/short.txt", "just a few words");
+  EXPECT_THROW(calibrate(m, {{"a", {dir + "/short.txt"}}}, small_opts(), pool), Error);  // fewer samples than clusters
+  EXPECT_THROW(calibrate(m, {{"a", {"tests/data/moe/code.txt"}}, {"a", {"tests/data/moe/math.txt"}}}, small_opts(), pool), Error);
+}
+
+TEST(Experts, FullDensityEqualsDenseAndNeuronsEqualMaskedDense) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  std::vector<int32_t> ids = {5, 77, 1200, 9, 300, 41};
+  std::vector<float> dense = last_logits(m, nullptr, ids);
+  MoeBuildOptions o;
+  o.build.density = 1.0;
+  MoeParts full = build_moe(m, s, o);
+  std::vector<float> got = last_logits(m, &full.experts[0].layers, ids);
+  for (size_t v = 0; v < got.size(); ++v) ASSERT_EQ(got[v], dense[v]);
+
+  // A compact expert computes exactly the dense FFN with the other neurons' outputs removed.
+  o.build.density = 0.3;
+  MoeParts part = build_moe(m, s, o);
+  const Expert& e = part.experts[1];
+  std::vector<std::vector<float>> masked_down(m.hp.n_layer);
+  std::vector<LayerWeights> masked = m.w.layers;
+  for (int il = 0; il < m.hp.n_layer; ++il) {
+    const TensorView& d = m.w.layers[il].ffn_down;  // f32 [n_embd, n_ff]
+    ASSERT_EQ(d.dtype, DType::F32);
+    masked_down[il].assign(d.f32(), d.f32() + d.numel());
+    std::vector<char> keep(m.hp.n_ff, 0);
+    for (int32_t j : e.neurons[il]) keep[j] = 1;
+    EXPECT_EQ(int64_t(e.neurons[il].size()), neurons_for_density(m, 0.3));
+    for (int64_t r = 0; r < m.hp.n_embd; ++r)
+      for (int64_t j = 0; j < m.hp.n_ff; ++j)
+        if (!keep[j]) masked_down[il][r * m.hp.n_ff + j] = 0.0f;
+    masked[il].ffn_down.data = masked_down[il].data();
+  }
+  std::vector<float> want = last_logits(m, &masked, ids), compact = last_logits(m, &e.layers, ids);
+  for (size_t v = 0; v < want.size(); ++v) ASSERT_NEAR(compact[v], want[v], 1e-4f * (1 + std::fabs(want[v])));
+}
+
+TEST(Experts, TopKAndDensityChecks) {
+  std::vector<double> scores = {0.1, 0.9, 0.5, 0.7, 0.2};
+  EXPECT_EQ(top_k_neurons(scores, 2), (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(top_k_neurons(scores, 3, {4}), (std::vector<int32_t>{1, 3, 4}));
+  BuildOptions b;
+  for (double bad : {0.0, -0.5, 1.5, std::nan("")}) {
+    b.density = bad;
+    EXPECT_THROW(check_build_options(b), Error) << bad;
+  }
+}
+
+TEST(Experts, DowpKeepsTheTopScoresOfEachRow) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  MoeBuildOptions o;
+  o.build.mode = "dowp";
+  o.build.density = 0.25;
+  MoeParts p = build_moe(m, s, o);
+  const TensorView& dense = m.w.layers[0].ffn_gate;      // [n_ff, n_embd]
+  const TensorView& pure = p.experts[2].layers[0].ffn_gate;  // same shape, purified
+  ASSERT_EQ(pure.shape, dense.shape);
+  std::vector<float> x_sq = s.domains[2].pooled_layer(0).ffn_in_sq;
+  const int64_t E = m.hp.n_embd, keep = std::llround(0.25 * double(E));
+  for (int64_t r = 0; r < 8; ++r) {
+    const float* w = dense.f32() + r * E;
+    const float* q = pure.f32() + r * E;
+    int64_t nonzero = 0;
+    float min_kept = INFINITY, max_dropped = 0;
+    for (int64_t j = 0; j < E; ++j) {
+      float score = std::fabs(w[j]) * std::sqrt(x_sq[j]);
+      if (q[j] != 0.0f) {
+        ++nonzero;
+        EXPECT_EQ(q[j], w[j]);  // no rescaling by default
+        min_kept = std::min(min_kept, score);
+      } else {
+        max_dropped = std::max(max_dropped, score);
+      }
+    }
+    EXPECT_EQ(nonzero, keep);
+    EXPECT_GE(min_kept, max_dropped);
+  }
+}
+
+TEST(Router, LearnsSeparableDomainsAndFallsBackWhenUnsure) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  std::vector<std::vector<int>> micro;
+  Router r = train_router(s, 2, {}, &micro);
+  int correct = 0, total = 0;
+  for (size_t d = 0; d < s.domains.size(); ++d)
+    for (int64_t i = 0; i < s.domains[d].n_samples(); ++i, ++total)
+      correct += r.route(&s.domains[d].embeddings[i * s.dim]).domain == int(d);
+  EXPECT_GE(double(correct) / total, 0.9);  // training accuracy on 32-token samples
+  r.threshold = 1.01f;
+  EXPECT_TRUE(r.route(&s.domains[0].embeddings[0]).dense);
+  EXPECT_THROW(train_router(s, 5, {}, &micro), Error);  // 4 micro-clusters cannot make 5 sub-domains
+}
+
+TEST(MoeFile, RoundTripsAndRejectsCorruption) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.subdomains = 2;
+  MoeParts p = build_moe(m, s, o);
+  MoeInfo info;
+  info.mode = "neurons";
+  info.density = 0.5;
+  info.source_fingerprint = s.model_fingerprint;
+  std::string path = test::temp_dir() + "/x.moe";
+  MoeModel::write(m, p.router, p.experts, info, path);
+  ASSERT_TRUE(MoeModel::is_moe_file(path));
+  auto moe = MoeModel::load(path);
+  ASSERT_EQ(moe->experts().size(), 8u);
+  EXPECT_EQ(moe->experts()[5].name, "prose/1");
+  std::vector<int32_t> ids = {5, 77, 1200, 9};
+  std::vector<float> want = last_logits(m, &p.experts[5].layers, ids);
+  std::vector<float> got = last_logits(moe->model(), &moe->experts()[5].layers, ids);
+  for (size_t v = 0; v < want.size(); ++v) ASSERT_NEAR(got[v], want[v], 1e-5f * (1 + std::fabs(want[v])));
+  ThreadPool pool(2);
+  Routing r = moe->force("math", ids, pool);
+  EXPECT_EQ(r.domain, "math");
+  EXPECT_THROW(moe->force("cooking", ids, pool), Error);
+  EXPECT_EQ(moe->force("dense", ids, pool).expert, -1);
+
+  std::string bytes = test::read_file(path);
+  test::write_file(path, bytes.substr(0, bytes.size() - 1000));
+  EXPECT_THROW(MoeModel::load(path), Error);
+  std::string flipped = bytes;
+  flipped.replace(flipped.find("moeforge.moe.mode"), 17, "moeforge.moe.xxxx");
+  test::write_file(path, flipped);
+  EXPECT_THROW(MoeModel::load(path), Error);
+}
+
+}  // namespace
+}  // namespace mf
