@@ -6,6 +6,7 @@
 #include "model/model.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "moe/moe_model.h"
 
 namespace mf::cli {
 
@@ -19,7 +20,9 @@ struct InspectOptions {
 void run_inspect(const InspectOptions& o) {
   LoadOptions lo;
   lo.tokenizer_path = o.tokenizer;
-  auto m = load_model(o.path, lo);
+  std::unique_ptr<MoeModel> moe = MoeModel::is_moe_file(o.path) ? MoeModel::load(o.path) : nullptr;
+  std::unique_ptr<Model> dense = moe ? nullptr : load_model(o.path, lo);
+  const Model* m = moe ? &moe->model() : dense.get();
   const HParams& hp = m->hp;
   std::map<std::string, int64_t> dtype_params;
   auto count = [&](const TensorView& t) {
@@ -57,6 +60,27 @@ void run_inspect(const InspectOptions& o) {
                       {"add_bos", s.add_bos}, {"chat_template", !m->chat_template.empty()}};
   } else {
     j["tokenizer"] = nullptr;
+  }
+  if (moe) {
+    nlohmann::ordered_json experts = nlohmann::ordered_json::array();
+    for (const Expert& e : moe->experts())
+      experts.push_back({{"name", e.name}, {"n_ff", e.layers[0].ffn_gate.shape[0]}, {"ffn_bytes", [&] {
+                           int64_t b = 0;
+                           for (const LayerWeights& l : e.layers) b += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
+                           return b;
+                         }()}});
+    const Router& r = moe->router();
+    j["moe"] = {{"mode", moe->info().mode},
+                {"density", moe->info().density},
+                {"shared_fraction", moe->info().shared_fraction},
+                {"domains", r.domains},
+                {"subdomains", r.subdomains},
+                {"router_embed_layer", r.embed_layer},
+                {"router_threshold", r.threshold},
+                {"reroute_every", moe->info().reroute_every},
+                {"dense_weight_bytes", moe->dense_bytes()},
+                {"expert_bytes", moe->expert_bytes()},
+                {"experts", experts}};
   }
   if (o.json) {
     std::printf("%s\n", dump_json(j, 2).c_str());

@@ -1,0 +1,182 @@
+// calibrate -> build-moe -> route / generate / perplexity / bench / inspect / eval-moe, end to
+// end on the default model and small committed domain texts, plus bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace mf {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using test::run_cli;
+
+const std::string kModel = "models/default";
+std::string domains() {
+  std::string s;
+  for (const char* d : {"code", "math", "prose", "reference"})
+    s += std::string(" --domain ") + d + "=tests/data/moe/" + d + ".txt";
+  return s;
+}
+const std::string kSmall = " --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 4";
+
+// Stats and a .moe built once for the whole suite.
+struct Built {
+  std::string dir, stats, moe;
+};
+const Built& built() {
+  static Built b = [] {
+    Built x;
+    x.dir = test::temp_dir();
+    x.stats = x.dir + "/stats.gguf";
+    x.moe = x.dir + "/n50.moe";
+    auto c = run_cli("calibrate -m " + kModel + domains() + kSmall + " -o " + x.stats + " --json");
+    EXPECT_EQ(c.code, 0) << c.err;
+    auto b2 = run_cli("build-moe -m " + kModel + " -s " + x.stats + " --density 0.5 --subdomains 2 -o " + x.moe + " --json");
+    EXPECT_EQ(b2.code, 0) << b2.err;
+    return x;
+  }();
+  return b;
+}
+
+TEST(MoeCli, CalibrateAndBuildReportJson) {
+  std::string dir = test::temp_dir();
+  auto c = run_cli("calibrate -m " + kModel + domains() + kSmall + " -o " + dir + "/s.gguf --json");
+  ASSERT_EQ(c.code, 0) << c.err;
+  json j = json::parse(c.out);
+  ASSERT_EQ(j["domains"].size(), 4u);
+  EXPECT_EQ(j["domains"][1]["name"], "math");
+  EXPECT_EQ(j["domains"][1]["tokens"], 2048);
+  auto b = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.25 --mode dowp -o " + dir + "/d.moe --json");
+  ASSERT_EQ(b.code, 0) << b.err;
+  json bj = json::parse(b.out);
+  EXPECT_EQ(bj["experts"], 4);
+  EXPECT_EQ(bj["mode"], "dowp");
+  EXPECT_GT(bj["expert_bytes"].get<int64_t>(), 0);
+}
+
+TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
+  const Built& b = built();
+  // Held-out prompts of about 100 tokens: the start of each quarter of a domain's test text.
+  // The router was calibrated on only 2048 tokens per domain, so allow one miss per domain.
+  std::string dir = test::temp_dir();
+  int correct_total = 0;
+  for (const char* d : {"code", "math", "prose", "reference"}) {
+    std::string text = test::read_file(std::string("tests/data/moe/") + d + "_test.txt");
+    int correct = 0;
+    for (int q = 0; q < 4; ++q) {
+      std::string prompt = text.substr(text.size() * q / 4, 400);
+      while (!prompt.empty() && (prompt.back() & 0xC0) == 0x80) prompt.pop_back();  // whole UTF-8 characters
+      if (!prompt.empty() && (prompt.back() & 0x80)) prompt.pop_back();
+      test::write_file(dir + "/p.txt", prompt);
+      auto r = run_cli("route --moe " + b.moe + " --file " + dir + "/p.txt --json");
+      ASSERT_EQ(r.code, 0) << r.err;
+      json j = json::parse(r.out);
+      correct += j["domain"] == d;
+      EXPECT_GT(j["confidence"].get<double>(), 0.25);
+      EXPECT_TRUE(j["subdomain"] == 0 || j["subdomain"] == 1);
+    }
+    EXPECT_GE(correct, 3) << d;
+    correct_total += correct;
+  }
+  EXPECT_GE(correct_total, 14);
+}
+
+TEST(MoeCli, GeneratePerplexityBenchInspectUseTheExperts) {
+  const Built& b = built();
+  auto dense = run_cli("generate -m " + b.moe + " -p 'def parse(args):' -n 12 --temp 0 --domain dense --json");
+  auto code = run_cli("generate -m " + b.moe + " -p 'def parse(args):' -n 12 --temp 0 --domain code/0 --json");
+  auto routed = run_cli("generate -m " + b.moe + " -p 'def parse(args):' -n 12 --temp 0 --json");
+  ASSERT_EQ(dense.code, 0) << dense.err;
+  ASSERT_EQ(code.code, 0) << code.err;
+  ASSERT_EQ(routed.code, 0) << routed.err;
+  EXPECT_EQ(json::parse(code.out)["route"]["expert"], "code/0");
+  EXPECT_EQ(json::parse(dense.out)["route"]["expert"], "dense");
+  EXPECT_TRUE(json::parse(routed.out)["route"].contains("confidence"));
+
+  std::string ppl = "perplexity -m " + b.moe + " -f tests/data/moe/math_test.txt -c 64 --json";
+  auto pd = run_cli(ppl + " --domain dense"), pm = run_cli(ppl + " --domain math"), pr = run_cli(ppl);
+  ASSERT_EQ(pd.code, 0) << pd.err;
+  ASSERT_EQ(pm.code, 0) << pm.err;
+  ASSERT_EQ(pr.code, 0) << pr.err;
+  double d = json::parse(pd.out)["ppl"], m = json::parse(pm.out)["ppl"];
+  EXPECT_NE(d, m);  // the expert is a different function
+  auto dense_model = run_cli("perplexity -m " + kModel + " -f tests/data/moe/math_test.txt -c 64 --json");
+  EXPECT_NEAR(json::parse(dense_model.out)["ppl"].get<double>(), d, 1e-4 * d);  // .moe keeps the dense model
+  EXPECT_TRUE(json::parse(pr.out).contains("windows_per_expert"));
+
+  auto bench = run_cli("bench -m " + b.moe + " --domain prose -p 16 -n 8 -r 1 --json");
+  ASSERT_EQ(bench.code, 0) << bench.err;
+  EXPECT_EQ(json::parse(bench.out)["expert"], "prose/0");
+
+  auto ins = run_cli("inspect " + b.moe + " --json");
+  ASSERT_EQ(ins.code, 0) << ins.err;
+  json ij = json::parse(ins.out);
+  EXPECT_EQ(ij["moe"]["experts"].size(), 8u);
+  EXPECT_EQ(ij["moe"]["subdomains"], 2);
+}
+
+TEST(MoeCli, EvalMoeWritesTheReport) {
+  const Built& b = built();
+  std::string out = test::temp_dir() + "/eval";
+  std::string tests;
+  for (const char* d : {"code", "math", "prose", "reference"})
+    tests += std::string(" --test ") + d + "=tests/data/moe/" + d + "_test.txt";
+  auto r = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
+                   " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 -o " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"results.md", "perplexity.csv", "router_confusion.csv", "speed.csv", "results.json", "ppl_code.svg"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  json j = json::parse(test::read_file(out + "/results.json"));
+  for (const char* m : {"neurons", "dowp", "random", "magnitude", "agnostic", "wanda"})
+    EXPECT_GT(j["ppl"]["math"][m]["0.50"].get<double>(), 1.0) << m;
+  EXPECT_EQ(j["router"]["32"]["prompts"], 20);
+}
+
+// A one-line error naming `needle`, exit code 1, no output file.
+void expect_failure(const std::string& args, const std::string& needle, const std::string& must_not_exist = "") {
+  auto r = run_cli(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.find("terminate"), std::string::npos);
+  if (!must_not_exist.empty()) {
+    EXPECT_FALSE(fs::exists(must_not_exist));
+    EXPECT_FALSE(fs::exists(must_not_exist + ".tmp"));
+  }
+}
+
+TEST(MoeCli, BadInputFailsCleanly) {
+  const Built& b = built();
+  std::string dir = test::temp_dir();
+  test::write_file(dir + "/empty.txt", "");
+  test::write_file(dir + "/latin1.txt", std::string("caf\xe9 au lait\n", 13));
+  expect_failure("calibrate -m " + kModel + " --domain a=" + dir + "/empty.txt -o " + dir + "/s.gguf", "empty", dir + "/s.gguf");
+  expect_failure("calibrate -m " + kModel + " --domain a=" + dir + "/latin1.txt -o " + dir + "/s.gguf", "UTF-8", dir + "/s.gguf");
+  expect_failure("calibrate -m " + kModel + " --domain a=tests/data/moe/math.txt --micro-clusters 200 -o " + dir + "/s.gguf",
+                 "micro-clusters", dir + "/s.gguf");
+  expect_failure("calibrate -m " + kModel + " --domain nofile -o " + dir + "/s.gguf", "NAME=FILE", dir + "/s.gguf");
+  // A domain with too few calibration clusters for its sub-domain count.
+  expect_failure("build-moe -m " + kModel + " -s " + b.stats + " --density 0.5 --subdomains 5 -o " + dir + "/x.moe",
+                 "too few for 5 sub-domains", dir + "/x.moe");
+  for (const char* d : {"0", "1.5", "-0.2"})
+    expect_failure("build-moe -m " + kModel + " -s " + b.stats + " --density " + d + " -o " + dir + "/x.moe", "density",
+                   dir + "/x.moe");
+  // Stats from another model.
+  expect_failure("build-moe -m tests/golden/data/models/llama-gqa4-untied -s " + b.stats + " --density 0.5 -o " + dir + "/x.moe",
+                 "another model", dir + "/x.moe");
+  expect_failure("build-moe -m " + kModel + " -s tests/data/moe/code.txt --density 0.5 -o " + dir + "/x.moe", "code.txt",
+                 dir + "/x.moe");
+  // A corrupted .moe file.
+  std::string bytes = test::read_file(b.moe);
+  test::write_file(dir + "/cut.moe", bytes.substr(0, bytes.size() / 3));
+  expect_failure("route --moe " + dir + "/cut.moe -p hello", "cut.moe");
+  expect_failure("generate -m " + dir + "/cut.moe -p hello -n 2", "cut.moe");
+  expect_failure("generate -m " + b.moe + " -p hello -n 2 --domain cooking", "unknown expert 'cooking'");
+  expect_failure("generate -m " + kModel + " -p hello -n 2 --domain code", "needs a .moe model");
+}
+
+}  // namespace
+}  // namespace mf
