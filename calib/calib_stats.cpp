@@ -12,6 +12,8 @@ void LayerStats::resize(int64_t n_embd, int64_t n_embd_q, int64_t n_ff) {
   ffn_in_sq.assign(n_embd, 0.0f);
   act_sq.assign(n_ff, 0.0f);
   act_abs.assign(n_ff, 0.0f);
+  act_sum.assign(n_ff, 0.0f);
+  tokens = 0;
 }
 
 void LayerStats::add(const LayerStats& o) {
@@ -24,6 +26,8 @@ void LayerStats::add(const LayerStats& o) {
   acc(ffn_in_sq, o.ffn_in_sq);
   acc(act_sq, o.act_sq);
   acc(act_abs, o.act_abs);
+  acc(act_sum, o.act_sum);
+  tokens += o.tokens;
 }
 
 int64_t DomainStats::n_tokens() const {
@@ -53,10 +57,11 @@ int CalibStats::domain_index(const std::string& name) const {
 
 namespace {
 
-const char* kLayerFields[] = {"attn_in_sq", "attn_out_sq", "ffn_in_sq", "act_sq", "act_abs"};
+constexpr int kNumFields = 6;
+const char* kLayerFields[kNumFields] = {"attn_in_sq", "attn_out_sq", "ffn_in_sq", "act_sq", "act_abs", "act_sum"};
 
 std::vector<float>* field(LayerStats& s, int i) {
-  std::vector<float>* f[] = {&s.attn_in_sq, &s.attn_out_sq, &s.ffn_in_sq, &s.act_sq, &s.act_abs};
+  std::vector<float>* f[kNumFields] = {&s.attn_in_sq, &s.attn_out_sq, &s.ffn_in_sq, &s.act_sq, &s.act_abs, &s.act_sum};
   return f[i];
 }
 
@@ -95,7 +100,7 @@ void save_calib_stats(const CalibStats& s, const std::string& path) {
       w.set_array("moeforge." + p + "count", GgufType::I64, nlohmann::json::array({cs.n_tokens, cs.n_samples}));
       f32(p + "centroid", cs.centroid, 1);
       for (size_t l = 0; l < cs.layers.size(); ++l)
-        for (int k = 0; k < 5; ++k)
+        for (int k = 0; k < kNumFields; ++k)
           f32(p + "blk." + std::to_string(l) + "." + kLayerFields[k], *field(const_cast<LayerStats&>(cs.layers[l]), k), 1);
     }
   }
@@ -134,7 +139,7 @@ CalibStats load_calib_stats(const std::string& path) {
     const float* p = v.f32();
     return std::vector<float>(p, p + numel);
   };
-  const int64_t sizes[] = {s.n_embd, s.n_embd_q, s.n_embd, s.n_ff, s.n_ff};
+  const int64_t sizes[kNumFields] = {s.n_embd, s.n_embd_q, s.n_embd, s.n_ff, s.n_ff, s.n_ff};
   for (size_t d = 0; d < names.size(); ++d) {
     DomainStats ds;
     ds.name = names[d].get<std::string>();
@@ -156,8 +161,9 @@ CalibStats load_calib_stats(const std::string& path) {
       cs.n_samples = cnt[1].get<int64_t>();
       cs.centroid = floats(p + "centroid", s.dim);
       cs.layers.resize(s.n_layer);
+      for (LayerStats& ls : cs.layers) ls.tokens = cs.n_tokens;
       for (int64_t l = 0; l < s.n_layer; ++l)
-        for (int f = 0; f < 5; ++f)
+        for (int f = 0; f < kNumFields; ++f)
           *field(cs.layers[l], f) = floats(p + "blk." + std::to_string(l) + "." + kLayerFields[f], sizes[f]);
       ds.clusters.push_back(std::move(cs));
     }

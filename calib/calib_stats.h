@@ -16,6 +16,8 @@ struct LayerStats {
   std::vector<float> ffn_in_sq;    // [n_embd]   sum x^2 of the input channels of ffn_gate/up
   std::vector<float> act_sq;       // [n_ff]     sum a^2 of the FFN activations (ffn_down's input)
   std::vector<float> act_abs;      // [n_ff]     sum |a|
+  std::vector<float> act_sum;      // [n_ff]     sum a (signed: the mean that compensation restores)
+  int64_t tokens = 0;              // tokens summed
 
   void resize(int64_t n_embd, int64_t n_embd_q, int64_t n_ff);
   void add(const LayerStats& o);
@@ -40,7 +42,7 @@ struct DomainStats {
 };
 
 struct CalibStats {
-  static constexpr int kVersion = 1;
+  static constexpr int kVersion = 2;
   std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
   std::string model_path;         // informational
   int embed_layer = 0;            // 0: mean of token embeddings; L>0: mean of block L-1's output

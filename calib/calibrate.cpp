@@ -73,7 +73,11 @@ struct SampleAccumulator {
     } else if (e.name == "ffn_gate_act") {
       add_sq(l.act_sq, e.data, e.n_tokens, e.width);
       for (int64_t t = 0; t < e.n_tokens; ++t)
-        for (int64_t i = 0; i < e.width; ++i) l.act_abs[i] += std::fabs(e.data[t * e.width + i]);
+        for (int64_t i = 0; i < e.width; ++i) {
+          l.act_abs[i] += std::fabs(e.data[t * e.width + i]);
+          l.act_sum[i] += e.data[t * e.width + i];
+        }
+      l.tokens += e.n_tokens;
     } else if (e.name == "block_out" && e.layer == embed_layer - 1) {
       add_rows(e.data, e.n_tokens, e.width);
     }

@@ -18,6 +18,7 @@ struct LayerWeights {
   TensorView ffn_norm;           // [n_embd] f32
   TensorView ffn_gate, ffn_up;   // [n_ff, n_embd]
   TensorView ffn_down;           // [n_embd, n_ff]
+  TensorView ffn_down_b;         // [n_embd] f32 or absent: only experts that compensate pruned neurons
 };
 
 struct Weights {

@@ -226,6 +226,7 @@ void Session::run_layer(int il) {
     ops::swiglu(gate, up, gate, n * F);                   // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
     ops::matmul(l.ffn_down, gate, xn + r * E, n, pool_);  // [n, E]
+    add_bias(xn + r * E, l.ffn_down_b, n, E);
     add_residual(r, n);
     emit("block_out", il, x + r * E, n, E);
   }

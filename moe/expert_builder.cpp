@@ -92,7 +92,7 @@ int64_t Expert::ffn_bytes() const {
 }
 
 std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,
-                                  uint64_t seed) {
+                                  uint64_t seed, bool centered) {
   const LayerWeights& l = model.w.layers[layer];
   const int64_t F = model.hp.n_ff;
   std::vector<double> s(F);
@@ -107,8 +107,13 @@ std::vector<double> neuron_scores(const Model& model, int layer, const LayerStat
     for (int64_t j = 0; j < F; ++j) s[j] = row_norm(l.ffn_gate, j) * row_norm(l.ffn_up, j) * down[j];
     return s;
   }
-  if (!stats || int64_t(stats->act_sq.size()) != F) fail("neuron scores: missing activation statistics for layer ", layer);
-  for (int64_t j = 0; j < F; ++j) s[j] = std::sqrt(double(stats->act_sq[j])) * down[j];
+  if (!stats || int64_t(stats->act_sq.size()) != F || stats->tokens <= 0)
+    fail("neuron scores: missing activation statistics for layer ", layer);
+  const double n = double(stats->tokens);
+  for (int64_t j = 0; j < F; ++j) {
+    double second = stats->act_sq[j] / n, mean = stats->act_sum[j] / n;
+    s[j] = std::sqrt(std::max(0.0, centered ? second - mean * mean : second)) * down[j];
+  }
   return s;
 }
 
@@ -171,7 +176,8 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       forced = top_k_neurons(neuron_scores(model, il, &(*pooled)[il], NeuronScore::Activation, opts.seed), n_shared);
     }
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-    std::vector<int32_t> idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed), k, forced);
+    const bool compensate = opts.compensate && opts.score == NeuronScore::Activation;
+    std::vector<int32_t> idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, compensate), k, forced);
     // Compact copies: gate/up rows are whole rows of the dense matrices; down's columns are
     // gathered row by row.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
@@ -191,6 +197,22 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     l.ffn_up = make_view(d.ffn_up.dtype, {k, hp.n_embd}, e.buffers.back().data());
     e.buffers.push_back(std::move(down.bytes));
     l.ffn_down = make_view(d.ffn_down.dtype, {hp.n_embd, k}, e.buffers.back().data());
+    if (compensate) {  // bias[r] = sum over pruned neurons j of mean(a_j) * down[r, j]
+      std::vector<char> kept(hp.n_ff, 0);
+      for (int32_t j : idx) kept[j] = 1;
+      std::vector<uint8_t> bias(size_t(hp.n_embd) * sizeof(float));
+      float* b = reinterpret_cast<float*>(bias.data());
+      const double n = double(st->tokens);
+      for (int64_t r = 0; r < hp.n_embd; ++r) {
+        std::vector<float> row = dequant(d.ffn_down, r);  // [n_ff]
+        double acc = 0;
+        for (int64_t j = 0; j < hp.n_ff; ++j)
+          if (!kept[j]) acc += (st->act_sum[j] / n) * row[j];
+        b[r] = float(acc);
+      }
+      e.buffers.push_back(std::move(bias));
+      l.ffn_down_b = make_view(DType::F32, {hp.n_embd}, e.buffers.back().data());
+    }
     e.neurons.push_back(std::move(idx));
   }
   return e;

@@ -17,7 +17,8 @@ namespace mf {
 
 // How a neuron's importance is scored (neurons mode and the structured baselines).
 enum class NeuronScore {
-  Activation,  // sqrt(sum a_j^2) * ||down[:, j]|| on the expert's own calibration tokens
+  Activation,  // on the expert's own calibration tokens: sqrt(E[a_j^2]) * ||down[:, j]||, or with
+               // compensation sqrt(Var[a_j]) * ||down[:, j]|| (the error left once the mean is restored)
   Magnitude,   // ||gate_j|| * ||up_j|| * ||down[:, j]||, no data
   Random,      // seeded uniform
 };
@@ -37,6 +38,9 @@ struct BuildOptions {
   double shared_fraction = 0.0;  // neurons: part of each expert's budget chosen from pooled importance
   NeuronScore score = NeuronScore::Activation;
   DowpScale dowp_scale = DowpScale::None;
+  // neurons + Activation: replace each pruned neuron by its mean output, folded into one
+  // ffn_down bias per layer (as FLAP does for structured pruning).
+  bool compensate = true;
   uint64_t seed = 1;
 };
 
@@ -51,8 +55,9 @@ struct Expert {
 };
 
 // Neuron scores [n_ff] of a layer (higher = more important).
+// centered: Activation scores use the variance instead of the second moment.
 std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,
-                                  uint64_t seed);
+                                  uint64_t seed, bool centered = false);
 // Indices of the k highest scores, ascending; `forced` ids come first in the budget.
 std::vector<int32_t> top_k_neurons(const std::vector<double>& scores, int64_t k, const std::vector<int32_t>& forced = {});
 // Neurons kept at a density: k = round(density*n_ff), at least 1, rounded up to whole

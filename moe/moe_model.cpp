@@ -42,6 +42,7 @@ void MoeModel::write(const Model& model, const Router& router, const std::vector
         w.add_tensor(expert_tensor(e, il, "ffn_gate.weight"), l.ffn_gate);
         w.add_tensor(expert_tensor(e, il, "ffn_up.weight"), l.ffn_up);
         w.add_tensor(expert_tensor(e, il, "ffn_down.weight"), l.ffn_down);
+        if (l.ffn_down_b.data) w.add_tensor(expert_tensor(e, il, "ffn_down.bias"), l.ffn_down_b);
         if (!x.neurons.empty())
           w.add_tensor(expert_tensor(e, il, "neurons"),
                        make_view(DType::I32, {int64_t(x.neurons[il].size())}, x.neurons[il].data()));
@@ -102,6 +103,11 @@ std::unique_ptr<MoeModel> MoeModel::load(const std::string& path) {
       l.ffn_gate = tensor(expert_tensor(e, il, "ffn_gate.weight"));
       l.ffn_up = tensor(expert_tensor(e, il, "ffn_up.weight"));
       l.ffn_down = tensor(expert_tensor(e, il, "ffn_down.weight"));
+      if (const GgufTensorInfo* b = g.find_tensor(expert_tensor(e, il, "ffn_down.bias"))) {
+        if (b->view.dtype != DType::F32 || b->view.numel() != hp.n_embd)
+          fail(path, ": expert '", x.name, "' layer ", il, " has a bad ffn_down bias ", b->view.shape_str());
+        l.ffn_down_b = b->view;
+      }
       const int64_t k = l.ffn_gate.shape[0];
       bool ok = l.ffn_gate.n_dims == 2 && l.ffn_up.n_dims == 2 && l.ffn_down.n_dims == 2 && k > 0 && k <= hp.n_ff &&
                 l.ffn_gate.shape[1] == hp.n_embd && l.ffn_up.shape[0] == k && l.ffn_up.shape[1] == hp.n_embd &&

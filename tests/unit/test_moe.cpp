@@ -141,6 +141,7 @@ TEST(Experts, FullDensityEqualsDenseAndNeuronsEqualMaskedDense) {
 
   // A compact expert computes exactly the dense FFN with the other neurons' outputs removed.
   o.build.density = 0.3;
+  o.build.compensate = false;  // no mean-restoring bias: exactly the masked dense FFN
   MoeParts part = build_moe(m, s, o);
   const Expert& e = part.experts[1];
   std::vector<std::vector<float>> masked_down(m.hp.n_layer);
