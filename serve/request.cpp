@@ -194,11 +194,11 @@ ApiRequest parse_request(std::string_view body, Endpoint endpoint) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
-    // nlohmann's message names the byte offset: "parse error at line 1, column 3: ...".
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for numbers like 1e999
+    // nlohmann's message names the position: "[json.exception.parse_error.101] parse error at line 1, column 3: ...".
     std::string what = e.what();
-    auto pos = what.find("parse error");
-    throw ApiError(400, "invalid JSON body: " + (pos == std::string::npos ? what : what.substr(pos)));
+    auto pos = what.find("] ");
+    throw ApiError(400, "invalid JSON body: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
   }
   if (!j.is_object()) throw ApiError(400, std::string("request body must be a JSON object, got ") + j.type_name());
 

@@ -240,16 +240,19 @@ bool Scheduler::advance(Sequence& s, const float* logits) {
 }
 
 void Scheduler::finish(Sequence& s, const std::string& reason, const std::string& error) {
-  s.gen->finish(reason, error);
+  // Metrics and the slot first: a client that has its answer sees them updated.
   if (metrics_) {
     metrics_->finished(reason);
     metrics_->tokens(int64_t(s.job.prompt.size()), s.n_generated);
   }
-  const int slot = s.slot;
-  slots_[size_t(slot)].reset();  // s is gone from here on
-  std::lock_guard<std::mutex> lock(mu_);
-  --active_;
-  if (queue_.empty() && active_ == 0) idle_cv_.notify_all();
+  std::shared_ptr<Generation> gen = s.gen;
+  slots_[size_t(s.slot)].reset();  // s is gone from here on
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_;
+    if (queue_.empty() && active_ == 0) idle_cv_.notify_all();
+  }
+  gen->finish(reason, error);
 }
 
 }  // namespace mf::serve

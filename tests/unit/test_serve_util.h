@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "model/model.h"
+#include "model/sampler.h"
+#include "model/session.h"
 
 namespace mf::test {
 
@@ -32,6 +34,24 @@ inline TruncatedExpert truncated_expert(const Model& m, int64_t k) {
     l.ffn_down = make_view(DType::F32, {E, k}, e.down[il].data());  // [E, k]
   }
   return e;
+}
+
+// Greedy continuation of a prompt run alone through a single-sequence Session: the reference a
+// served request must reproduce (stops at EOS, as the server does).
+inline std::string greedy_text(const Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt, int max_tokens,
+                               const std::vector<LayerWeights>* layers = nullptr) {
+  Session s(m, int(prompt.size()) + max_tokens, pool);
+  s.set_layers(layers);
+  const Tokenizer& tok = m.require_tokenizer();
+  const float* logits = s.eval(prompt, false);  // [1, V]
+  std::string text;
+  for (int i = 0; i < max_tokens; ++i) {
+    int32_t t = argmax(logits, int32_t(m.hp.n_vocab));
+    if (t == tok.spec().eos_id) break;
+    text += tok.token_to_piece(t);
+    if (i + 1 < max_tokens) logits = s.eval({&t, 1}, false);
+  }
+  return text;
 }
 
 }  // namespace mf::test
