@@ -40,10 +40,12 @@ void Session::set_layers(int slot, const std::vector<LayerWeights>* layers) {
     for (const LayerWeights& l : *layers) {
       const int64_t F = l.ffn_gate.shape[0];
       bool ok = F > 0 && F <= model_.hp.n_ff && l.ffn_gate.shape[1] == E && l.ffn_up.shape[0] == F &&
-                l.ffn_up.shape[1] == E && l.ffn_down.shape[0] == E && l.ffn_down.shape[1] == F;
+                l.ffn_up.shape[1] == E && l.ffn_down.shape[0] == E && l.ffn_down.shape[1] == F &&
+                (!l.ffn_down_b.data || (l.ffn_down_b.dtype == DType::F32 && l.ffn_down_b.numel() == E));
       if (!ok)
         fail("expert FFN shapes gate ", l.ffn_gate.shape_str(), ", up ", l.ffn_up.shape_str(), ", down ",
-             l.ffn_down.shape_str(), " do not fit the model (n_embd ", E, ", n_ff ", model_.hp.n_ff, ")");
+             l.ffn_down.shape_str(), ", down bias ", l.ffn_down_b.data ? l.ffn_down_b.shape_str() : "none",
+             " do not fit the model (n_embd ", E, ", n_ff ", model_.hp.n_ff, ")");
     }
   }
   slots_[size_t(slot)].layers = layers;

@@ -67,7 +67,7 @@ class Session {
   void set_hook(Hook hook) { hook_ = std::move(hook); }
   // Runs the blocks with these weights instead of the model's (an expert: same shapes except a
   // possibly narrower FFN, ffn_gate/up [n_ff_e, n_embd], ffn_down [n_embd, n_ff_e] with
-  // n_ff_e <= n_ff). nullptr restores the dense model. The vector must outlive its use; the
+  // n_ff_e <= n_ff, and optionally ffn_down_b [n_embd] f32). nullptr restores the dense model. The vector must outlive its use; the
   // KV cache is kept, so callers switching experts mid-sequence get the mixed computation.
   // Without a slot: slot 0 (the single-sequence API).
   void set_layers(const std::vector<LayerWeights>* layers) { set_layers(0, layers); }

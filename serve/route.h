@@ -21,14 +21,22 @@ struct RouteInfo {
   // nullptr for the dense model. Must stay valid while the server runs.
   const std::vector<LayerWeights>* layers = nullptr;
   bool forced = false;  // the request chose the expert (set by the server)
+  // Name of the weights that run, e.g. "code/1" or "dense" (a router may report a domain yet
+  // fall back to the dense model when unsure); "" derives it from domain and subdomain.
+  std::string expert_name;
 
-  // "domain" or "domain/subdomain": the expert's name in responses and metrics.
-  std::string expert() const { return subdomain.empty() ? domain : domain + "/" + subdomain; }
+  // The expert's name in responses and metrics: expert_name, else "domain" or "domain/subdomain".
+  std::string expert() const {
+    if (!expert_name.empty()) return expert_name;
+    return subdomain.empty() ? domain : domain + "/" + subdomain;
+  }
 };
 
 // forced: "" for automatic routing, "dense" for the dense model, or an expert name the
 // router knows (a domain, or "domain/subdomain"). Throws mf::Error for an unknown name (the
-// server answers 400). Called from HTTP handler threads, one call at a time.
+// server answers 400). Called from HTTP handler threads, one call at a time, while the
+// scheduler runs batches: a router that runs the model must use its own ThreadPool (a pool
+// serves one calling thread at a time).
 using RouteFn = std::function<RouteInfo(std::span<const int32_t> prompt_tokens, const std::string& forced)>;
 
 struct Router {

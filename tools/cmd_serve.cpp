@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "moe/moe_model.h"
 #include "serve/server.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -34,6 +35,36 @@ std::string model_name(const std::string& path) {
   return name.empty() ? "moeforge" : name;
 }
 
+// Fraction of the dense FFN neurons an expert keeps (its layers' widths over the model's).
+double expert_density(const Model& model, const std::vector<LayerWeights>& layers, double fallback) {
+  double kept = 0;
+  for (const LayerWeights& l : layers) kept += double(l.ffn_gate.shape[0]);
+  const double d = kept / (double(model.hp.n_ff) * double(layers.size()));
+  return d < 1.0 ? d : fallback;  // full-width experts (weight purification): the build density
+}
+
+// The server's routing seam over a .moe file's multi-level router. Routing runs part of the
+// model, so it gets its own thread pool (the scheduler owns the other one).
+serve::Router moe_router(const MoeModel& moe, ThreadPool& route_pool) {
+  serve::Router r;
+  r.experts.push_back("dense");
+  for (const std::string& d : moe.router().domains) r.experts.push_back(d);
+  for (const Expert& e : moe.experts()) r.experts.push_back(e.name);
+  r.route = [&moe, &route_pool](std::span<const int32_t> tokens, const std::string& forced) {
+    Routing rt = forced.empty() ? moe.route(tokens, route_pool) : moe.force(forced, tokens, route_pool);
+    serve::RouteInfo info;
+    info.domain = rt.domain.empty() ? "dense" : rt.domain;
+    const size_t slash = rt.expert_name.find('/');
+    info.subdomain = rt.expert < 0 || slash == std::string::npos ? "" : rt.expert_name.substr(slash + 1);
+    info.expert_name = rt.expert_name;
+    info.confidence = rt.forced ? 1.0 : rt.decision.confidence;
+    info.layers = moe.layers(rt);
+    info.density = info.layers ? expert_density(moe.model(), *info.layers, moe.info().density) : 1.0;
+    return info;
+  };
+  return r;
+}
+
 void run_serve(ServeOptions o) {
   // SIGTERM/SIGINT go to one thread that starts the graceful shutdown: block them before any
   // other thread exists so that every thread inherits the mask.
@@ -46,16 +77,28 @@ void run_serve(ServeOptions o) {
 
   if (o.server.api_key.empty())
     if (const char* key = std::getenv("MOEFORGE_API_KEY")) o.server.api_key = key;
-  auto model = load(o.model);
+  // A .moe file serves its dense model with the experts behind the router; anything else is dense.
+  std::unique_ptr<MoeModel> moe;
+  std::unique_ptr<Model> dense;
+  if (MoeModel::is_moe_file(o.model.model)) {
+    if (!o.model.tokenizer.empty()) fail("--tokenizer does not apply to a .moe file (it carries its tokenizer)");
+    moe = MoeModel::load(o.model.model);
+  } else {
+    dense = load(o.model);
+  }
+  const Model& model = moe ? moe->model() : *dense;
   o.server.model_id = o.alias.empty() ? model_name(o.model.model) : o.alias;
   o.server.log_requests = !o.quiet;
   ThreadPool pool(o.model.threads);
-  serve::Server server(*model, pool, o.server);
+  ThreadPool route_pool(1);
+  serve::Router router = moe ? moe_router(*moe, route_pool) : serve::Router{};
+  serve::Server server(model, pool, o.server, router);
   const int port = server.bind();
   const auto& so = server.options();
   std::fprintf(stderr,
-               "moeforge serve: listening on http://%s:%d (model '%s', %d slots x %lld tokens, chat template %s, %s)\n",
-               so.host.c_str(), port, so.model_id.c_str(), server.scheduler().n_parallel(),
+               "moeforge serve: listening on http://%s:%d (model '%s'%s, %d slots x %lld tokens, chat template %s, %s)\n",
+               so.host.c_str(), port, so.model_id.c_str(),
+               moe ? (", " + std::to_string(moe->experts().size()) + " experts").c_str() : "", server.scheduler().n_parallel(),
                static_cast<long long>(server.scheduler().n_ctx()), serve::chat_format_name(server.chat_format()).c_str(),
                so.api_key.empty() ? "no API key" : "API key required");
 
@@ -82,6 +125,8 @@ void add_serve(CLI::App& app) {
       "Serve a model over an OpenAI-compatible HTTP API with continuous batching\n"
       "  POST /v1/completions, POST /v1/chat/completions (stream: true for Server-Sent Events),\n"
       "  GET /v1/models, /health (never needs the key), /metrics (Prometheus). See docs/serving.md.\n"
+      "  A .moe model routes each prompt to an expert, reports it in the response's \"moeforge\" field\n"
+      "  and accepts {\"moeforge\": {\"expert\": NAME|\"dense\"}} in requests.\n"
       "  SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.");
   add_model_options(cmd, o->model);
   cmd->add_option("--host", s.host, "Address to listen on (default loopback; 0.0.0.0 exposes the server)")->capture_default_str();

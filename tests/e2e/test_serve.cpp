@@ -262,3 +262,54 @@ TEST(Serve, HelpAndBadOptions) {
 
 }  // namespace
 }  // namespace mf
+
+// A real .moe (carved by calibrate + build-moe from small committed domain texts): every
+// response reports the routing decision, requests can force an expert or the dense model.
+namespace mf {
+namespace {
+
+TEST(ServeMoe, RoutesReportsAndForcesExperts) {
+  const std::string dir = test::temp_dir();
+  std::string domains;
+  for (const char* d : {"code", "math", "prose", "reference"}) domains += std::string(" --domain ") + d + "=tests/data/moe/" + d + ".txt";
+  auto c = test::run_cli("calibrate -m models/default" + domains + " --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 4 -t 1 -o " +
+                         dir + "/stats.gguf");
+  ASSERT_EQ(c.code, 0) << c.err;
+  auto b = test::run_cli("build-moe -m models/default -s " + dir + "/stats.gguf --density 0.5 --subdomains 2 -o " + dir + "/tiny.moe");
+  ASSERT_EQ(b.code, 0) << b.err;
+  ServeProcess s("", dir + "/tiny.moe");
+  ASSERT_TRUE(s.ok()) << s.log();
+  EXPECT_NE(s.log().find("8 experts"), std::string::npos) << s.log();
+
+  json j = post_json(s, "/v1/completions", {{"model", "tiny"}, {"prompt", "def parse(args):\n    return"}, {"max_tokens", 8}, {"temperature", 0}}, 200);
+  const json& route = j["moeforge"]["route"];
+  for (const char* key : {"domain", "subdomain", "expert", "confidence", "density", "forced"}) EXPECT_TRUE(route.contains(key)) << key;
+  EXPECT_EQ(route["forced"], false);
+  EXPECT_GT(route["confidence"].get<double>(), 0.0);
+
+  json dense = post_json(s, "/v1/completions", {{"prompt", "def parse(args):"}, {"max_tokens", 12}, {"temperature", 0}, {"moeforge", {{"expert", "dense"}}}}, 200);
+  EXPECT_EQ(dense["moeforge"]["route"]["expert"], "dense");
+  EXPECT_DOUBLE_EQ(dense["moeforge"]["route"]["density"].get<double>(), 1.0);
+  json code = post_json(s, "/v1/completions", {{"prompt", "def parse(args):"}, {"max_tokens", 12}, {"temperature", 0}, {"moeforge", {{"expert", "code/0"}}}}, 200);
+  EXPECT_EQ(code["moeforge"]["route"]["expert"], "code/0");
+  EXPECT_EQ(code["moeforge"]["route"]["domain"], "code");
+  EXPECT_EQ(code["moeforge"]["route"]["forced"], true);
+  EXPECT_DOUBLE_EQ(code["moeforge"]["route"]["density"].get<double>(), 0.5);
+  // Same as the CLI's generate with the same expert forced.
+  auto g = test::run_cli("generate -m " + dir + "/tiny.moe -p 'def parse(args):' -n 12 --temp 0 --domain code/0");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(code["choices"][0]["text"].get<std::string>() + "\n", g.out);
+
+  json chat = post_json(s, "/v1/chat/completions",
+                        {{"messages", {{{"role", "user"}, {"content", "Solve 3 + 4."}}}}, {"max_tokens", 6}, {"moeforge", {{"expert", "math"}}}}, 200);
+  EXPECT_EQ(chat["moeforge"]["route"]["domain"], "math");
+  json err = post_json(s, "/v1/completions", {{"prompt", "x"}, {"moeforge", {{"expert", "cooking"}}}}, 400);
+  expect_error_shape(err, "moeforge.expert", "unknown_expert");
+  auto models = json::parse(s.client().Get("/v1/models")->body);
+  EXPECT_GE(models["data"][0]["moeforge"]["experts"].size(), 9u);
+  std::string m = s.metrics_when([](const std::string& t) { return t.find("expert=\"code/0\",forced=\"true\"} 1") != std::string::npos; });
+  EXPECT_NE(m.find("moeforge_routed_prompts_total{domain=\"code\",expert=\"code/0\",forced=\"true\"} 1"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace mf

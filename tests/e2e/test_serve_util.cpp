@@ -18,12 +18,12 @@
 
 namespace mf::test {
 
-ServeProcess::ServeProcess(const std::string& args) {
+ServeProcess::ServeProcess(const std::string& args, const std::string& model) {
   signal(SIGPIPE, SIG_IGN);
   const char* bin = std::getenv("MOEFORGE_BIN");
   const std::string exe = bin ? bin : "build/bin/moeforge";
   dir_ = temp_dir();
-  const std::string cmd = "exec " + exe + " serve -m models/default --port 0 -t 1 " + args + " >" + dir_ + "/out 2>" + dir_ + "/err";
+  const std::string cmd = "exec " + exe + " serve -m " + model + " --port 0 -t 1 " + args + " >" + dir_ + "/out 2>" + dir_ + "/err";
   pid_ = fork();
   if (pid_ == 0) {
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));

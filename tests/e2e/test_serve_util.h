@@ -14,10 +14,10 @@ namespace mf::test {
 
 class ServeProcess {
  public:
-  // Starts `moeforge serve -m models/default --port 0 -t 1 ARGS` and waits until it listens.
+  // Starts `moeforge serve -m MODEL --port 0 -t 1 ARGS` and waits until it listens.
   // One compute thread: the 2.2M-parameter model gains nothing from more, and a spinning
   // thread pool on a busy 2-core machine (parallel ctest) would slow every step down.
-  explicit ServeProcess(const std::string& args = "");
+  explicit ServeProcess(const std::string& args = "", const std::string& model = "models/default");
   ~ServeProcess();  // kills the server if it is still running
   ServeProcess(const ServeProcess&) = delete;
   ServeProcess& operator=(const ServeProcess&) = delete;
