@@ -37,7 +37,7 @@ struct BuildOptions {
   double density = 0.5;          // fraction of FFN neurons (neurons) or FFN weights (dowp) kept, in (0, 1]
   double shared_fraction = 0.0;  // neurons: part of each expert's budget chosen from pooled importance
   NeuronScore score = NeuronScore::Activation;
-  DowpScale dowp_scale = DowpScale::None;
+  DowpScale dowp_scale = DowpScale::Energy;  // dowp: the paper's scaling alpha (see docs/moe.md)
   // neurons + Activation: replace each pruned neuron by its mean output, folded into one
   // ffn_down bias per layer (as FLAP does for structured pruning).
   bool compensate = true;

@@ -17,7 +17,7 @@ namespace {
 
 struct BuildMoeOptions {
   ModelOptions model;
-  std::string stats, out, dowp_scale = "none", score = "activation";
+  std::string stats, out, dowp_scale = "energy", score = "activation";
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
@@ -25,8 +25,8 @@ struct BuildMoeOptions {
 
 void run_build_moe(BuildMoeOptions o) {
   check_build_options(o.moe.build);  // before any loading
-  if (o.dowp_scale == "energy") o.moe.build.dowp_scale = DowpScale::Energy;
-  else if (o.dowp_scale != "none") fail("--dowp-scale must be none or energy");
+  if (o.dowp_scale == "none") o.moe.build.dowp_scale = DowpScale::None;
+  else if (o.dowp_scale != "energy") fail("--dowp-scale must be none or energy");
   if (o.score == "magnitude") o.moe.build.score = NeuronScore::Magnitude;
   else if (o.score == "random") o.moe.build.score = NeuronScore::Random;
   else if (o.score != "activation") fail("--score must be activation, magnitude or random");
@@ -91,7 +91,7 @@ void add_build_moe(CLI::App& app) {
   cmd->add_option("--shared-fraction", o->moe.build.shared_fraction,
                   "neurons: part of each expert's neurons chosen from all domains pooled (always-on set)");
   cmd->add_option("--score", o->score, "neurons: importance score: activation (default), magnitude or random (baselines)");
-  cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: none (default) or energy");
+  cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: energy (default) or none");
   cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")
       ->check(CLI::NonNegativeNumber);

@@ -92,7 +92,7 @@ Built build_method(const Model& model, const CalibStats& stats, const std::strin
   BuildOptions b = o.build;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
-  if (method == "wanda") b.mode = "dowp";
+  if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
   Built r;
   r.parts.experts.push_back(build_expert(model, spec, b));
   return r;

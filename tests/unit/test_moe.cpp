@@ -179,6 +179,7 @@ TEST(Experts, DowpKeepsTheTopScoresOfEachRow) {
   MoeBuildOptions o;
   o.build.mode = "dowp";
   o.build.density = 0.25;
+  o.build.dowp_scale = DowpScale::None;  // masks only, survivors unchanged
   MoeParts p = build_moe(m, s, o);
   const TensorView& dense = m.w.layers[0].ffn_gate;      // [n_ff, n_embd]
   const TensorView& pure = p.experts[2].layers[0].ffn_gate;  // same shape, purified
