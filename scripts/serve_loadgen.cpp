@@ -30,6 +30,8 @@ struct Options {
   int requests = 0;  // > 0: stop after this many in total instead of the duration
   int max_tokens = 64;
   bool chat = false;
+  bool stream = false;  // stream: true (SSE) with usage in the last chunk
+  bool mix = false;     // rotate completions, chat, streamed completions, streamed chat
   std::string api_key;
   double rss_every_s = 0;
   bool json_out = false;
@@ -84,6 +86,8 @@ int main(int argc, char** argv) {
   app.add_option("-n,--requests", o.requests, "Total requests (overrides --duration)");
   app.add_option("--max-tokens", o.max_tokens);
   app.add_flag("--chat", o.chat, "Use /v1/chat/completions instead of /v1/completions");
+  app.add_flag("--stream", o.stream, "Request Server-Sent Events (stream: true)");
+  app.add_flag("--mix", o.mix, "Rotate completions, chat, streamed completions and streamed chat");
   app.add_option("--api-key", o.api_key);
   app.add_option("--rss-every", o.rss_every_s, "Print the server's RSS (from /metrics) every S seconds");
   app.add_flag("--json", o.json_out, "Print the summary as JSON");
@@ -101,6 +105,7 @@ int main(int argc, char** argv) {
     clients.emplace_back([&, c] {
       httplib::Client cli(o.host, o.port);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);  // headers and body are separate writes (Nagle + delayed ACK: +40 ms)
       cli.set_read_timeout(600, 0);
       httplib::Headers h;
       if (!o.api_key.empty()) h.emplace("Authorization", "Bearer " + o.api_key);
@@ -108,17 +113,32 @@ int main(int argc, char** argv) {
         if (stop) break;
         if (o.requests > 0 ? issued.fetch_add(1) >= o.requests : Clock::now() >= deadline) break;
         const char* prompt = kPrompts[size_t(c + i * o.concurrency) % std::size(kPrompts)];
+        const int kind = o.mix ? (c + i) % 4 : (o.chat ? 1 : 0) + (o.stream ? 2 : 0);
+        const bool chat = kind % 2 == 1, stream = kind >= 2;
         json body = {{"max_tokens", o.max_tokens}, {"temperature", 0}};
-        if (o.chat) body["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});
+        if (chat) body["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});
         else body["prompt"] = prompt;
+        if (stream) {
+          body["stream"] = true;
+          body["stream_options"] = {{"include_usage", true}};
+        }
         const auto start = Clock::now();
-        auto r = cli.Post(o.chat ? "/v1/chat/completions" : "/v1/completions", h, body.dump(), "application/json");
+        auto r = cli.Post(chat ? "/v1/chat/completions" : "/v1/completions", h, body.dump(), "application/json");
         Sample s{std::chrono::duration<double>(Clock::now() - start).count(), r ? r->status : 0, 0, 0};
         if (r && r->status == 200) {
-          json j = json::parse(r->body, nullptr, false);
-          if (j.is_object() && j.contains("usage")) {
+          // The usage object: the whole body, or the last "data: {...}" chunk that has one.
+          std::string text = r->body;
+          if (stream) {
+            const size_t pos = text.rfind("\"usage\"");
+            const size_t begin = pos == std::string::npos ? std::string::npos : text.rfind("data: ", pos);
+            text = begin == std::string::npos ? "" : text.substr(begin + 6, text.find("\n\n", begin) - begin - 6);
+          }
+          json j = json::parse(text, nullptr, false);
+          if (j.is_object() && j.contains("usage") && j["usage"].is_object()) {
             s.completion_tokens = j["usage"].value("completion_tokens", 0);
             s.prompt_tokens = j["usage"].value("prompt_tokens", 0);
+          } else {
+            s.status = -1;  // a 200 without usage: count it as a failure
           }
         }
         std::lock_guard<std::mutex> lock(mu);
@@ -148,7 +168,7 @@ int main(int argc, char** argv) {
   std::vector<double> lat;
   int64_t out_tokens = 0, in_tokens = 0;
   for (const Sample& s : samples) {
-    classes[s.status == 0 ? "failed" : std::to_string(s.status / 100) + "xx"]++;
+    classes[s.status <= 0 ? "failed" : std::to_string(s.status / 100) + "xx"]++;
     if (s.status == 200) lat.push_back(s.latency_s);
     out_tokens += s.completion_tokens;
     in_tokens += s.prompt_tokens;

@@ -2,9 +2,10 @@
 
 namespace mf::serve {
 
-GenerationUpdate Generation::wait(std::chrono::milliseconds timeout) {
+GenerationUpdate Generation::wait(std::chrono::milliseconds timeout, bool until_done) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return done_ || !pending_.empty(); });
+  wants_text_ = !until_done;
+  cv_.wait_for(lock, timeout, [&] { return done_ || (!until_done && !pending_.empty()); });
   GenerationUpdate u;
   u.text = std::move(pending_);
   pending_.clear();
@@ -17,12 +18,14 @@ GenerationUpdate Generation::wait(std::chrono::milliseconds timeout) {
 }
 
 void Generation::append(std::string_view text, int completion_tokens) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_ += text;
     completion_tokens_ = completion_tokens;
+    wake = wants_text_ && !text.empty();
   }
-  if (!text.empty()) cv_.notify_all();
+  if (wake) cv_.notify_all();
 }
 
 void Generation::finish(const std::string& reason, const std::string& error) {

@@ -26,8 +26,9 @@ class Generation {
  public:
   explicit Generation(int prompt_tokens) : prompt_tokens_(prompt_tokens), submitted_(Clock::now()) {}
 
-  // Consumer: waits up to `timeout` for new text or the end, then takes what is there.
-  GenerationUpdate wait(std::chrono::milliseconds timeout);
+  // Consumer: waits up to `timeout` for new text (or, with until_done, only for the end),
+  // then takes what is there. Non-streaming callers wait for the end: no wake-up per token.
+  GenerationUpdate wait(std::chrono::milliseconds timeout, bool until_done = false);
   // Consumer: asks the scheduler to stop; the generation then finishes with "cancelled".
   void cancel() { cancel_.store(true); }
   bool cancel_requested() const { return cancel_.load(); }
@@ -48,6 +49,7 @@ class Generation {
   bool done_ = false;
   std::string reason_, error_;
   int completion_tokens_ = 0;
+  bool wants_text_ = true;  // the waiter wakes for text, not only for the end
   std::atomic<bool> cancel_{false};
 };
 

@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -21,6 +23,17 @@ constexpr auto kPoll = std::chrono::milliseconds(50);  // how often waiting hand
 // Set by the pre-routing handler, read by the logger: both run on the connection's thread.
 thread_local Clock::time_point t_request_start;
 thread_local bool t_request_started = false;
+
+// cpp-httplib 0.11 listens with a backlog of 5 (compiled into Debian's library): bursts of
+// new connections overflow it and clients wait for SYN retransmits (1 s, 3 s). Listening
+// again on the bound socket raises the backlog.
+class HttpServer : public httplib::Server {
+ public:
+  void raise_backlog(int backlog) {
+    const socket_t sock = svr_sock_;
+    if (sock != INVALID_SOCKET) ::listen(sock, backlog);
+  }
+};
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
@@ -61,7 +74,7 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
   scheduler_ = std::make_unique<Scheduler>(model, pool, opts_.scheduler, &metrics_);
   ctx_.n_ctx = scheduler_->n_ctx();
 
-  http_ = std::make_unique<httplib::Server>();
+  http_ = std::make_unique<HttpServer>();
   const size_t threads = opts_.http_threads > 0 ? size_t(opts_.http_threads)
                                                 : size_t(opts_.scheduler.n_parallel + opts_.scheduler.max_queue + 16);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -69,6 +82,10 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
   http_->set_read_timeout(opts_.timeout_s, 0);
   http_->set_write_timeout(opts_.timeout_s, 0);
   http_->set_keep_alive_timeout(5);
+  http_->set_keep_alive_max_count(100000);  // httplib's default (5) reconnects load generators constantly
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+  // client's delayed ACK add ~40 ms to every response.
+  http_->set_tcp_nodelay(true);
   routes();
 }
 
@@ -198,7 +215,7 @@ void Server::respond_whole(const httplib::Request& req, httplib::Response& res, 
   std::string text;
   GenerationUpdate u;
   for (;;) {
-    u = gen->wait(kPoll);
+    u = gen->wait(kPoll, /*until_done=*/true);
     text += u.text;
     if (u.done) break;
     if (!probe.connected()) {
@@ -275,6 +292,7 @@ int Server::bind() {
   } else if (!http_->bind_to_port(opts_.host, port)) {
     fail("cannot bind to ", opts_.host, ":", port, " (address in use or not available)");
   }
+  static_cast<HttpServer&>(*http_).raise_backlog(1024);
   return port;
 }
 

@@ -95,11 +95,13 @@ void run_serve(ServeOptions o) {
   serve::Server server(model, pool, o.server, router);
   const int port = server.bind();
   const auto& so = server.options();
+  const double kv_mib = double(model.hp.n_layer) * 2.0 * server.scheduler().n_parallel() * double(server.scheduler().n_ctx()) *
+                        double(model.hp.n_embd_kv()) * sizeof(float) / (1 << 20);
   std::fprintf(stderr,
-               "moeforge serve: listening on http://%s:%d (model '%s'%s, %d slots x %lld tokens, chat template %s, %s)\n",
+               "moeforge serve: listening on http://%s:%d (model '%s'%s, %d slots x %lld tokens, KV cache %.0f MiB, chat template %s, %s)\n",
                so.host.c_str(), port, so.model_id.c_str(),
                moe ? (", " + std::to_string(moe->experts().size()) + " experts").c_str() : "", server.scheduler().n_parallel(),
-               static_cast<long long>(server.scheduler().n_ctx()), serve::chat_format_name(server.chat_format()).c_str(),
+               static_cast<long long>(server.scheduler().n_ctx()), kv_mib, serve::chat_format_name(server.chat_format()).c_str(),
                so.api_key.empty() ? "no API key" : "API key required");
 
   std::thread signal_thread([&] {

@@ -2,6 +2,8 @@
 // text stream that applies stop strings and holds back partial UTF-8, metrics text.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "core/error.h"
 #include "serve/api_error.h"
 #include "serve/chat_template.h"
@@ -104,6 +106,41 @@ TEST(ServeRequest, MalformedAndHostileBodies) {
   EXPECT_EQ(error_of("{\"prompt\":" + deep + "}").first, 400);
   EXPECT_EQ(json_depth(R"({"a":"[[[[{{{{","b":[{}]})"), 3);  // brackets inside strings do not count
   EXPECT_EQ(json_depth(R"({"a":"\"[[["})"), 1);
+}
+
+// In-process fuzzing of the parser: whatever the bytes, parse_request returns or throws ApiError.
+TEST(ServeRequest, MutatedBodiesOnlyEverThrowApiError) {
+  const std::vector<std::string> seeds = {
+      R"({"model":"m","prompt":"hi","max_tokens":5,"temperature":0.5,"top_p":0.9,"seed":3,"stop":["a"],"stream":true,"stream_options":{"include_usage":true}})",
+      R"({"messages":[{"role":"user","content":[{"type":"text","text":"a"}]},{"role":"assistant","content":null}],"n":1,"moeforge":{"expert":"x"}})",
+      R"({"prompt":[[1,2,3]],"logprobs":false,"echo":false,"best_of":1,"tools":[],"response_format":{"type":"text"}})"};
+  const char* tokens[] = {"{", "}", "[", "]", "\"", ",", ":", "null", "true", "1e999", "-1", "0.5", "\\u0000", "\xff", "[[[[", "\"\\"};
+  std::mt19937 rng(7);
+  int parsed = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = seeds[rng() % seeds.size()];
+    for (int k = 1 + int(rng() % 4); k > 0 && !s.empty(); --k) {
+      const size_t pos = rng() % s.size();
+      switch (rng() % 4) {
+        case 0: s[pos] = char(rng() % 256); break;
+        case 1: s.erase(pos, 1 + rng() % 6); break;
+        case 2: s.insert(pos, tokens[rng() % std::size(tokens)]); break;
+        case 3: s.resize(pos); break;
+      }
+    }
+    for (Endpoint e : {Endpoint::Completions, Endpoint::Chat}) {
+      try {
+        parse_request(s, e);
+        ++parsed;
+      } catch (const ApiError& err) {
+        ASSERT_GE(err.status, 400);
+        ASSERT_LT(err.status, 500) << s;
+      } catch (const std::exception& other) {
+        FAIL() << "non-API exception '" << other.what() << "' for " << s;
+      }
+    }
+  }
+  EXPECT_GT(parsed, 0);
 }
 
 TEST(ServeErrors, OpenAIShape) {
