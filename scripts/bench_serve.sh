@@ -36,7 +36,7 @@ for r in $(seq "$ROUNDS"); do
     echo "round $r, $c clients: $(tail -1 "$OUT/runs.jsonl")" >&2
   done
 done
-python3 - "$OUT/runs.jsonl" <<'PY'
+[ "$ROUNDS" -gt 0 ] && python3 - "$OUT/runs.jsonl" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 base = None

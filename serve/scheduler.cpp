@@ -114,9 +114,14 @@ void Scheduler::loop() {
       cv_.wait(lock, [&] { return stop_ || !queue_.empty() || active_ > 0; });
       if (stop_) return;
     }
-    admit();
-    if (!drop_cancelled()) continue;
-    run_step();
+    try {
+      admit();
+      if (!drop_cancelled()) continue;
+      run_step();
+    } catch (const std::exception& e) {  // never let the server die with the thread: fail what runs
+      for (auto& seq : slots_)
+        if (seq) finish(*seq, "error", e.what());
+    }
     if (opts_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts_.step_delay_ms));
   }
 }
@@ -205,7 +210,11 @@ void Scheduler::run_step() {
       if (inputs[i].logits == LogitRows::None) continue;
       s.decoding = true;
     }
-    advance(s, logits + row * V);
+    try {
+      advance(s, logits + row * V);
+    } catch (const std::exception& e) {
+      if (slots_[size_t(s.slot)].get() == &s) finish(s, "error", e.what());
+    }
     ++row;
   }
 }
@@ -223,7 +232,8 @@ bool Scheduler::advance(Sequence& s, const float* logits) {
     return false;
   }
   ++s.n_generated;
-  std::string delta = s.text.push(tok_.token_to_piece(token));
+  // Models often pad their output vocabulary beyond the tokenizer's: such ids have no text.
+  std::string delta = s.text.push(token < tok_.n_vocab() ? tok_.token_to_piece(token) : std::string());
   if (s.text.stopped()) {
     s.gen->append(delta, s.n_generated);
     finish(s, "stop");

@@ -186,7 +186,6 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
     if (draining_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
     ApiRequest r = parse_request(req.body, endpoint);
     PreparedRequest p = prepare_request(r, ctx_);
-    if (p.meta.route) metrics_.routed(p.meta.route->domain, p.meta.route->expert(), p.meta.route->forced);
     std::shared_ptr<Generation> gen;
     try {
       gen = scheduler_->submit(p.job);
@@ -201,7 +200,10 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
                          std::to_string(opts_.scheduler.max_queue) + " queued); retry later",
                      "", "queue_full", "rate_limit_error");
     }
-    if (p.meta.route) res.set_header("X-Moeforge-Expert", p.meta.route->expert());
+    if (p.meta.route) {
+      metrics_.routed(p.meta.route->domain, p.meta.route->expert(), p.meta.route->forced);
+      res.set_header("X-Moeforge-Expert", p.meta.route->expert());
+    }
     if (p.stream) respond_stream(req, res, std::move(p), std::move(gen));
     else respond_whole(req, res, p, gen);
   } catch (const ApiError& e) {

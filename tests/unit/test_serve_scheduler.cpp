@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "serve/scheduler.h"
 #include "test_serve_util.h"
+#include "test_util.h"
 
 namespace mf::serve {
 namespace {
@@ -153,6 +154,26 @@ TEST(ServeScheduler, SeededSamplingRepeats) {
   std::string ta = collect(a).text, tb = collect(b).text, tc = collect(c).text;
   EXPECT_EQ(ta, tb);
   EXPECT_NE(ta, tc);
+}
+
+TEST(ServeScheduler, TokensOutsideTheTokenizerHaveNoText) {
+  // A model whose output vocabulary is larger than its tokenizer's (padded vocabularies): the
+  // default model (8192) with stories260K's tokenizer (512 tokens).
+  auto m = load_model(kModel);
+  auto small = load_model(test::shared_dir() + "/models/stories260K/stories260K.gguf");
+  m->tokenizer = std::move(small->tokenizer);
+  ThreadPool pool(1);
+  SchedulerOptions o;
+  o.n_ctx = 64;
+  Scheduler sched(*m, pool, o);
+  Job j;
+  j.prompt = {1, 300, 400};
+  j.max_tokens = 20;
+  j.sampler.temperature = 0;
+  Result r = collect(sched.submit(j));
+  EXPECT_TRUE(r.reason == "length" || r.reason == "stop") << r.reason;
+  EXPECT_GT(r.completion_tokens, 0);
+  EXPECT_TRUE(sched.submit(greedy_job(*m->tokenizer, "x", 2)));  // still serving
 }
 
 TEST(ServeScheduler, RefusesJobsThatCannotRun) {
