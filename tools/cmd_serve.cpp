@@ -105,11 +105,19 @@ void run_serve(ServeOptions o) {
                so.api_key.empty() ? "no API key" : "API key required");
 
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGUSR1) return;
-    std::fprintf(stderr, "moeforge serve: %s: draining in-flight requests\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    server.shutdown();
+    for (bool draining = false;;) {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (sig == SIGUSR1) return;
+      const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+      if (draining) {  // a second signal: stop now
+        std::fprintf(stderr, "moeforge serve: second %s: exiting without draining\n", name);
+        std::_Exit(1);
+      }
+      std::fprintf(stderr, "moeforge serve: %s: draining in-flight requests (again to force)\n", name);
+      server.shutdown();
+      draining = true;
+    }
   });
   server.run();
   pthread_kill(signal_thread.native_handle(), SIGUSR1);

@@ -201,5 +201,21 @@ TEST(ServeConcurrency, DrainTimeoutCancelsWhatIsLeft) {
   EXPECT_NE(got.find("server_shutting_down"), std::string::npos) << got.substr(got.size() > 300 ? got.size() - 300 : 0);
 }
 
+TEST(ServeConcurrency, SecondSignalExitsAtOnce) {
+  ServeProcess s("--parallel 1 --debug-step-delay-ms 20");
+  ASSERT_TRUE(s.ok()) << s.log();
+  std::thread stream([&] {
+    test::stream_post(s.port(), "/v1/completions", json{{"prompt", "It was"}, {"max_tokens", 450}, {"stream", true}}.dump(),
+                      [](const std::string&) { return true; });
+  });
+  s.metrics_when([](const std::string& t) { return metric(t, "moeforge_generated_tokens_total") > 0; });
+  kill(s.pid(), SIGTERM);
+  for (int i = 0; i < 100 && s.log().find("draining") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(s.pid(), SIGINT);
+  EXPECT_EQ(s.wait(5), 1) << s.log();
+  stream.join();
+}
+
 }  // namespace
 }  // namespace mf
