@@ -85,11 +85,15 @@ void check_build_options(const BuildOptions& o) {
   if (o.mode != "neurons" && o.mode != "dowp") fail("unknown mode '", o.mode, "' (expected neurons or dowp)");
 }
 
-int64_t Expert::ffn_bytes() const {
+int64_t ffn_weight_bytes(const std::vector<LayerWeights>& layers) {
   int64_t b = 0;
-  for (const auto& buf : buffers) b += int64_t(buf.size());
+  for (const LayerWeights& l : layers)
+    for (const TensorView* t : {&l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_down_b})
+      if (t->data) b += int64_t(t->nbytes());
   return b;
 }
+
+int64_t Expert::ffn_bytes() const { return ffn_weight_bytes(layers); }
 
 std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,
                                   uint64_t seed, bool centered) {

@@ -54,6 +54,9 @@ struct Expert {
   int64_t ffn_bytes() const;                  // bytes of this expert's own FFN weights
 };
 
+// Bytes of the FFN weights (gate, up, down and down's bias) of these layers.
+int64_t ffn_weight_bytes(const std::vector<LayerWeights>& layers);
+
 // Neuron scores [n_ff] of a layer (higher = more important).
 // centered: Activation scores use the variance instead of the second moment.
 std::vector<double> neuron_scores(const Model& model, int layer, const LayerStats* stats, NeuronScore score,

@@ -195,8 +195,7 @@ const std::vector<LayerWeights>* MoeModel::layers(const Routing& r) const {
 
 int64_t MoeModel::expert_bytes() const {
   int64_t b = 0;
-  for (const Expert& e : experts_)
-    for (const LayerWeights& l : e.layers) b += view_bytes(l.ffn_gate) + view_bytes(l.ffn_up) + view_bytes(l.ffn_down);
+  for (const Expert& e : experts_) b += e.ffn_bytes();
   return b;
 }
 

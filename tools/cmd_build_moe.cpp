@@ -49,8 +49,7 @@ void run_build_moe(BuildMoeOptions o) {
   auto moe = MoeModel::load(o.out);
   int64_t file_bytes = int64_t(std::filesystem::file_size(o.out));
   int64_t dense = moe->dense_bytes(), experts = moe->expert_bytes();
-  int64_t dense_ffn = 0;
-  for (const LayerWeights& l : moe->model().w.layers) dense_ffn += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
+  const int64_t dense_ffn = ffn_weight_bytes(moe->model().w.layers);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json j = {{"out", o.out},
                       {"mode", info.mode},

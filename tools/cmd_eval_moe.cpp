@@ -81,7 +81,7 @@ Built build_method(const Model& model, const CalibStats& stats, const std::strin
   o.build.density = density;
   o.subdomains = K;
   o.threshold = 0.0f;
-  if (method == "neurons" || method == "neurons-routed") return {build_moe(model, stats, o)};
+  if (method == "neurons") return {build_moe(model, stats, o)};
   if (method == "dowp") {
     o.build.mode = "dowp";
     return {build_moe(model, stats, o)};
@@ -147,8 +147,12 @@ void run_eval_moe(const EvalMoeOptions& o) {
   }
   std::map<std::string, std::map<double, int64_t>> method_bytes;  // bytes of one expert's FFN
   for (double density : o.densities) {
+    // neurons and neurons-routed evaluate the same experts: build them once per density.
+    std::map<std::string, Built> built;
     for (const Method& m : kMethods) {
-      Built b = build_method(*model, stats, m.name, density, K);
+      const std::string key = m.name == "neurons-routed" ? "neurons" : m.name;
+      if (!built.count(key)) built[key] = build_method(*model, stats, key, density, K);
+      const Built& b = built[key];
       method_bytes[m.name][density] = b.parts.experts[0].ffn_bytes();
       for (const TestSet& t : tests) {
         if (t.domain < 0 && !m.routed && m.per_domain) {  // unseen text: only routed or domain-agnostic methods apply
@@ -295,8 +299,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                           {"decode_speedup", su}, {"prefill_speedup", psu}, {"bound", bound},
                           {"weight_bytes", speed[c].decode_weight_bytes}, {"flops", matmul_flops(configs[c])}});
   }
-  int64_t dense_ffn = 0;
-  for (const LayerWeights& l : model->w.layers) dense_ffn += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
+  const int64_t dense_ffn = ffn_weight_bytes(model->w.layers);
   md += "\n## Memory of the experts (all " + std::to_string(D * K) + " experts, copies of their FFN weights)\n\n";
   md += "| method | density | one expert (MB) | all experts (MB) | overhead vs dense weights |\n|---|---|---|---|---|\n";
   for (const std::string name : {"neurons", "dowp"})

@@ -64,11 +64,7 @@ void run_inspect(const InspectOptions& o) {
   if (moe) {
     nlohmann::ordered_json experts = nlohmann::ordered_json::array();
     for (const Expert& e : moe->experts())
-      experts.push_back({{"name", e.name}, {"n_ff", e.layers[0].ffn_gate.shape[0]}, {"ffn_bytes", [&] {
-                           int64_t b = 0;
-                           for (const LayerWeights& l : e.layers) b += l.ffn_gate.nbytes() + l.ffn_up.nbytes() + l.ffn_down.nbytes();
-                           return b;
-                         }()}});
+      experts.push_back({{"name", e.name}, {"n_ff", e.layers[0].ffn_gate.shape[0]}, {"ffn_bytes", e.ffn_bytes()}});
     const Router& r = moe->router();
     j["moe"] = {{"mode", moe->info().mode},
                 {"density", moe->info().density},
