@@ -70,11 +70,12 @@ void BM_matmul(benchmark::State& state) {
 
 void matmul_args(benchmark::internal::Benchmark* b) {
   const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};  // {n_out, n_in}
-  for (int64_t nt : {1, 128})
+  // 1 token: decode; 4: a small continuous batch (serving), weights from DRAM; 128: prefill.
+  for (int64_t nt : {1, 4, 128})
     for (int ti : {0, 1, 3, 4})  // f32, f16, q8_0, q4_0
       for (const auto& s : shapes) {
-        if (nt == 1) b->Args({ti, s[0], s[1], nt, 1});
-        b->Args({ti, s[0], s[1], nt, 0});
+        if (nt < 128) b->Args({ti, s[0], s[1], nt, 1});
+        if (nt != 4) b->Args({ti, s[0], s[1], nt, 0});
       }
   for (const auto& s : shapes) b->Args({2, s[0], s[1], 1, 1}), b->Args({2, s[0], s[1], 128, 0});  // bf16
   b->ArgNames({"type", "n_out", "n_in", "n_tokens", "cold"});

@@ -35,7 +35,9 @@ inline __m256 load_tail(const typename L::T* p, int n) {
 inline constexpr int kTileTokens = 3;
 
 // y[t, 0..NR) (+)= dot(w[r], x[t]) for an NR x NT tile. w: [NR, ldw], x: [NT, ldx], y: [NT, ldy].
-template <class L, int NR, int NT>
+// PF: this tile is the first pass over its rows (they come from memory), so prefetch the
+// rows two tiles ahead: the hardware prefetcher ramps up too slowly on 1-2 KB rows.
+template <class L, int NR, int NT, bool PF>
 inline void tile(const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t k,
                  bool accumulate) {
   // A single token has only NR dependency chains; a second set per row hides FMA latency.
@@ -57,9 +59,7 @@ inline void tile(const typename L::T* w, int64_t ldw, const float* x, int64_t ld
       for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + i + 8 * a);
 #pragma GCC unroll 4
       for (int r = 0; r < NR; ++r) {
-        // Decode streams each short weight row once: prefetch the rows two tiles ahead
-        // (the hardware prefetcher ramps up too slowly on 1-2 KB rows).
-        if constexpr (NT == 1)
+        if constexpr (PF)
           _mm_prefetch(reinterpret_cast<const char*>(w + (8 + r) * ldw + i + 8 * a), _MM_HINT_T0);
         const __m256 wv = L::load(w + r * ldw + i + 8 * a);
 #pragma GCC unroll 4
@@ -103,16 +103,27 @@ inline void tile(const typename L::T* w, int64_t ldw, const float* x, int64_t ld
   }
 }
 
-// All tiles of NR rows against n_tokens tokens.
+// All tiles of NR rows against n_tokens tokens; the first tile prefetches.
 template <class L, int NR>
 inline void rows_x_tokens(const typename L::T* w, int64_t ldw, const float* x, int64_t ldx, int64_t n_tokens, float* y,
                           int64_t ldy, int64_t k, bool accumulate) {
   int64_t t = 0;
+  if (n_tokens >= kTileTokens) {
+    tile<L, NR, kTileTokens, true>(w, ldw, x, ldx, y, ldy, k, accumulate);
+    t = kTileTokens;
+  }
   for (; t + kTileTokens <= n_tokens; t += kTileTokens)
-    tile<L, NR, kTileTokens>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+    tile<L, NR, kTileTokens, false>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
   static_assert(kTileTokens == 3, "the tail below handles 1-2 tokens");
-  if (n_tokens - t == 2) tile<L, NR, 2>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
-  if (n_tokens - t == 1) tile<L, NR, 1>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  const bool first = t == 0;
+  if (n_tokens - t == 2) {
+    if (first) tile<L, NR, 2, true>(w, ldw, x, ldx, y, ldy, k, accumulate);
+    else tile<L, NR, 2, false>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  }
+  if (n_tokens - t == 1) {
+    if (first) tile<L, NR, 1, true>(w, ldw, x, ldx, y, ldy, k, accumulate);
+    else tile<L, NR, 1, false>(w, ldw, x + t * ldx, ldx, y + t * ldy, ldy, k, accumulate);
+  }
 }
 
 // y[t, r] (+)= dot(w[r], x[t]) for r < n_rows (any count; tiles of 4 then a tail), t < n_tokens.

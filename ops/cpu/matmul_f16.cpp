@@ -1,5 +1,6 @@
 // f16 and bf16-weight matmuls. Few tokens: convert weights on the fly inside the tile
-// (each weight is used by at most 3 tokens). More tokens: convert a 4-row weight panel
+// (each weight is converted once per 3-token tile, cheaper than a panel pass that streams
+// rows without prefetch). More tokens: convert a 4-row weight panel
 // to f32 once into an L1-resident buffer and run the f32 tiles over the token chunk.
 #include <algorithm>
 #include <vector>
@@ -11,11 +12,14 @@ namespace mf::ops::detail {
 
 namespace {
 
+// Up to this many tokens (decode and small continuous batches) skip the f32 panel.
+constexpr int64_t kSmallBatchTokens = 8;
+
 template <class L>
 void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   const int64_t n_out = w.rows(), n_in = w.cols();
   const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
-  if (n_tokens <= kTileTokens) {
+  if (n_tokens <= kSmallBatchTokens) {
     pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
       gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
     });

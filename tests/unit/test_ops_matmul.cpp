@@ -97,8 +97,9 @@ TEST_P(OpsMatmul, MatchesReference) {
     for (int64_t n_out : {1, 3, 7, 17, 100, 577}) {
       // The largest shapes only at a few token counts to keep the suite fast.
       const bool big = n_in * n_out > 200'000;
-      // Token counts cover every tail of the 3-, 4- and 5-token tiles.
-      check_matmul(t, n_in, n_out, big ? std::vector<int64_t>{1, 7, 17} : std::vector<int64_t>{1, 2, 3, 5, 7, 17, 64},
+      // Token counts cover every tail of the 3-, 4- and 5-token tiles and both sides of the
+      // f16/bf16 small-batch limit (8).
+      check_matmul(t, n_in, n_out, big ? std::vector<int64_t>{1, 7, 17} : std::vector<int64_t>{1, 2, 3, 4, 5, 7, 8, 9, 17, 64},
                    {1, 2, 3});
     }
   }
