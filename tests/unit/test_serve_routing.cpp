@@ -37,10 +37,10 @@ class RoutedServer : public ::testing::Test {
       r.experts = {"half", "quarter/a"};
       r.route = [this](std::span<const int32_t> tokens, const std::string& forced) {
         EXPECT_FALSE(tokens.empty());
-        if (forced.empty()) return RouteInfo{"half", "", 0.9, 0.5, &half_.layers};
-        if (forced == "dense") return RouteInfo{"dense", "", 1.0, 1.0, nullptr};
-        if (forced == "half") return RouteInfo{"half", "", 1.0, 0.5, &half_.layers};
-        if (forced == "quarter" || forced == "quarter/a") return RouteInfo{"quarter", "a", 1.0, 0.25, &quarter_.layers};
+        if (forced.empty()) return RouteInfo{"half", "", 0.9, 0.5, &half_.layers, false, ""};
+        if (forced == "dense") return RouteInfo{"dense", "", 1.0, 1.0, nullptr, false, ""};
+        if (forced == "half") return RouteInfo{"half", "", 1.0, 0.5, &half_.layers, false, ""};
+        if (forced == "quarter" || forced == "quarter/a") return RouteInfo{"quarter", "a", 1.0, 0.25, &quarter_.layers, false, ""};
         fail("unknown expert '", forced, "' (dense, half, quarter/a)");
       };
     }
