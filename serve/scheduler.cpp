@@ -133,6 +133,17 @@ void Scheduler::admit() {
       if (s) s->gen->cancel();
     cancel_all_ = false;
   }
+  // Queued jobs whose client went away leave the queue now, not when a slot frees up: they
+  // must not hold queue places (429 for live clients) while every slot is busy.
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (!it->second->cancel_requested()) {
+      ++it;
+      continue;
+    }
+    it->second->finish("cancelled");
+    if (metrics_) metrics_->finished("cancelled");
+    it = queue_.erase(it);
+  }
   for (size_t slot = 0; slot < slots_.size() && !queue_.empty(); ++slot) {
     if (slots_[slot]) continue;
     auto [job, gen] = std::move(queue_.front());

@@ -94,6 +94,35 @@ TEST(ServeScheduler, QueueIsBounded) {
   EXPECT_TRUE(sched.submit(greedy_job(tok, "four", 2)));  // room again
 }
 
+TEST(ServeScheduler, CancelledQueuedJobLeavesTheQueueAtOnce) {
+  // A queued request whose client went away must free its queue place while every slot is
+  // still busy, not when a slot frees up (until then live clients would get 429).
+  auto m = load_model(kModel);
+  const Tokenizer& tok = m->require_tokenizer();
+  ThreadPool pool(1);
+  SchedulerOptions o;
+  o.n_parallel = 1;
+  o.max_queue = 1;
+  o.n_ctx = 256;
+  o.step_delay_ms = 20;
+  Scheduler sched(*m, pool, o);
+  Job long_job = greedy_job(tok, "And it came to pass", 200);  // ~4 s at 20 ms a step
+  long_job.sampler.temperature = 1.0f;
+  long_job.sampler.seed = 1;
+  auto a = sched.submit(long_job);
+  auto b = sched.submit(greedy_job(tok, "two", 4));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  b->cancel();
+  GenerationUpdate u = b->wait(std::chrono::milliseconds(1000), /*until_done=*/true);
+  EXPECT_TRUE(u.done);
+  EXPECT_EQ(u.finish_reason, "cancelled");
+  EXPECT_FALSE(a->finished());  // still running: the slot was never free
+  EXPECT_EQ(sched.queue_depth(), 0u);
+  EXPECT_TRUE(sched.submit(greedy_job(tok, "three", 2)));  // the queue place is free again
+  a->cancel();
+}
+
 TEST(ServeScheduler, CancelStopsEarlyAndFreesTheSlot) {
   auto m = load_model(kModel);
   const Tokenizer& tok = m->require_tokenizer();
