@@ -149,12 +149,31 @@ void Server::routes() {
     if (opts_.log_requests) log(req, res, seconds);
   });
 
-  h.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generation(req, res, Endpoint::Completions);
-  });
-  h.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generation(req, res, Endpoint::Chat);
-  });
+  // The generation endpoints read their bodies themselves: httplib's own reading answers 413
+  // to any application/x-www-form-urlencoded body over 8 KiB (a limit compiled into Debian's
+  // library), and that is the content type `curl -d` sends. --max-body still applies.
+  auto generation = [this](Endpoint endpoint) {
+    return [this, endpoint](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+      std::string body;
+      bool ok = false;
+      if (req.is_multipart_form_data()) {  // read and dropped: the body must be JSON
+        ok = reader([](const httplib::MultipartFormData&) { return true; }, [](const char*, size_t) { return true; });
+        if (ok) return send_error(res, ApiError(400, "the request body must be JSON, not multipart/form-data"));
+      } else {
+        ok = reader([&body](const char* data, size_t n) {
+          body.append(data, n);
+          return true;
+        });
+      }
+      if (!ok) {  // httplib set 413 (over --max-body) or 400; the error handler writes the JSON
+        if (res.status < 400) res.status = 400;
+        return;
+      }
+      handle_generation(req, body, res, endpoint);
+    };
+  };
+  h.Post("/v1/completions", generation(Endpoint::Completions));
+  h.Post("/v1/chat/completions", generation(Endpoint::Chat));
   auto model_json = [this] {
     json ext = {{"n_ctx", ctx_.n_ctx},
                 {"parallel", scheduler_->n_parallel()},
@@ -181,10 +200,11 @@ void Server::routes() {
   });
 }
 
-void Server::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+void Server::handle_generation(const httplib::Request& req, const std::string& body, httplib::Response& res,
+                               Endpoint endpoint) {
   try {
     if (draining_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
-    ApiRequest r = parse_request(req.body, endpoint);
+    ApiRequest r = parse_request(body, endpoint);
     PreparedRequest p = prepare_request(r, ctx_);
     std::shared_ptr<Generation> gen;
     try {

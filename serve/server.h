@@ -62,7 +62,7 @@ class Server {
 
  private:
   void routes();
-  void handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
+  void handle_generation(const httplib::Request& req, const std::string& body, httplib::Response& res, Endpoint endpoint);
   void respond_stream(const httplib::Request& req, httplib::Response& res, PreparedRequest p, std::shared_ptr<Generation> gen);
   void respond_whole(const httplib::Request& req, httplib::Response& res, const PreparedRequest& p,
                      const std::shared_ptr<Generation>& gen);

@@ -219,6 +219,26 @@ TEST(Serve, ErrorsAreOpenAIShaped4xx) {
   post_json(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 2}}, 200);
 }
 
+TEST(Serve, BodyContentTypeDoesNotMatter) {
+  // `curl -d` sends application/x-www-form-urlencoded: httplib refused such bodies over 8 KiB
+  // with 413 although they were far under --max-body.
+  ServeProcess s;
+  ASSERT_TRUE(s.ok()) << s.log();
+  auto c = s.client();
+  const std::string body = json{{"prompt", "x"}, {"max_tokens", 2}, {"user", std::string(20000, 'u')}}.dump();
+  for (const char* type : {"application/x-www-form-urlencoded", "application/json", "text/plain"}) {
+    auto r = c.Post("/v1/completions", body, type);
+    ASSERT_TRUE(r) << type;
+    EXPECT_EQ(r->status, 200) << type << ": " << r->body.substr(0, 200);
+  }
+  auto r = c.Post("/v1/chat/completions", "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n",
+                  "multipart/form-data; boundary=b");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  expect_error_shape(json::parse(r->body, nullptr, false));
+  post_json(s, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 2}}, 200);  // still serving
+}
+
 TEST(Serve, ApiKey) {
   ServeProcess s("--api-key s3cret");
   ASSERT_TRUE(s.ok()) << s.log();
