@@ -266,6 +266,12 @@ void Server::respond_stream(const httplib::Request& req, httplib::Response& res,
       [st](size_t, httplib::DataSink& sink) {
         const ResponseMeta& m = st->p.meta;
         bool first = true;
+        // With stream_options.include_usage, OpenAI's chunks all carry "usage": null but the last.
+        auto chunk = [&](const std::string& text, const std::string& finish_reason, bool first_chunk) {
+          json j = stream_chunk(m, text, finish_reason, first_chunk);
+          if (st->p.include_usage) j["usage"] = nullptr;
+          return sse_event(j);
+        };
         auto send = [&](const std::string& event) {
           if (sink.write(event.data(), event.size())) return true;
           st->gen->cancel();  // the client is gone
@@ -273,18 +279,18 @@ void Server::respond_stream(const httplib::Request& req, httplib::Response& res,
         };
         // A chat stream opens with the assistant's role; a completion stream with its first text.
         if (m.endpoint == Endpoint::Chat) {
-          if (!send(sse_event(stream_chunk(m, "", "", true)))) return false;
+          if (!send(chunk("", "", true))) return false;
           first = false;
         }
         for (;;) {
           GenerationUpdate u = st->gen->wait(kPoll);
           if (!u.text.empty()) {
-            if (!send(sse_event(stream_chunk(m, u.text, "", first)))) return false;
+            if (!send(chunk(u.text, "", first))) return false;
             first = false;
           }
           if (u.done) {
             if (u.finish_reason == "stop" || u.finish_reason == "length") {
-              if (!send(sse_event(stream_chunk(m, "", u.finish_reason, first)))) return false;
+              if (!send(chunk("", u.finish_reason, first))) return false;
               if (st->p.include_usage && !send(sse_event(usage_chunk(m, u.prompt_tokens, u.completion_tokens)))) return false;
             } else {
               if (!send(sse_event(generation_failure(u).to_json()))) return false;

@@ -106,7 +106,8 @@ TEST(Serve, StreamingEqualsWholeResponse) {
     json e = json::parse(events[i]);
     EXPECT_EQ(e["object"], "text_completion");
     EXPECT_EQ(e["id"], json::parse(events[0])["id"]);
-    if (e.contains("usage")) {
+    ASSERT_TRUE(e.contains("usage")) << "with include_usage every chunk has a usage field (null but in the last)";
+    if (!e["usage"].is_null()) {
       usage = e["usage"];
       EXPECT_TRUE(e["choices"].empty());
       continue;
@@ -127,6 +128,7 @@ TEST(Serve, StreamingEqualsWholeResponse) {
   json first = json::parse(events[0]);
   EXPECT_EQ(first["object"], "chat.completion.chunk");
   EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_FALSE(first.contains("usage"));  // not asked for
   json last = json::parse(events[events.size() - 2]);
   EXPECT_FALSE(last["choices"][0]["finish_reason"].is_null());
   EXPECT_EQ(events.back(), "[DONE]");
