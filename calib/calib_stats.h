@@ -42,10 +42,12 @@ struct DomainStats {
 };
 
 struct CalibStats {
-  static constexpr int kVersion = 2;
+  static constexpr int kVersion = 3;  // 3: a list of embedding layers
   std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
   std::string model_path;         // informational
-  int embed_layer = 0;            // 0: mean of token embeddings; L>0: mean of block L-1's output
+  // The routing embedding concatenates, per listed layer L, the mean over a sample's tokens
+  // of the token embeddings (L = 0) or of block L-1's output (L > 0). dim = n_embd x count.
+  std::vector<int> embed_layers;
   int sample_tokens = 0;          // tokens per calibration sample
   int64_t dim = 0, n_layer = 0, n_embd = 0, n_embd_q = 0, n_ff = 0;
   std::vector<DomainStats> domains;

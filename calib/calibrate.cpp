@@ -38,29 +38,38 @@ namespace {
 // Accumulates one sample's statistics from the hooks, and its embedding.
 struct SampleAccumulator {
   const CalibStats& shape;
-  int embed_layer;
+  std::vector<int> embed_layers;
   std::vector<LayerStats> layers;  // [n_layer] sums over this sample's tokens
-  std::vector<double> embed_sum;   // [dim]
-  int64_t embed_tokens = 0;
+  std::vector<double> embed_sum;   // [embed_layers.size(), n_embd]
+  std::vector<int64_t> embed_tokens;  // [embed_layers.size()]
 
-  explicit SampleAccumulator(const CalibStats& s, int embed_layer) : shape(s), embed_layer(embed_layer) {
+  SampleAccumulator(const CalibStats& s, const std::vector<int>& embed_layers)
+      : shape(s), embed_layers(embed_layers) {
     layers.resize(s.n_layer);
     for (LayerStats& l : layers) l.resize(s.n_embd, s.n_embd_q, s.n_ff);
-    embed_sum.assign(s.dim, 0.0);
+    clear();
   }
   void clear() {
     for (LayerStats& l : layers) l.resize(shape.n_embd, shape.n_embd_q, shape.n_ff);
-    std::fill(embed_sum.begin(), embed_sum.end(), 0.0);
-    embed_tokens = 0;
+    embed_sum.assign(embed_layers.size() * size_t(shape.n_embd), 0.0);
+    embed_tokens.assign(embed_layers.size(), 0);
+  }
+  bool wants_forward() const {
+    return std::any_of(embed_layers.begin(), embed_layers.end(), [](int l) { return l > 0; });
   }
   static void add_sq(std::vector<float>& acc, const float* x, int64_t n_tokens, int64_t width) {
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t i = 0; i < width; ++i) acc[i] += x[t * width + i] * x[t * width + i];
   }
-  void add_rows(const float* x, int64_t n_tokens, int64_t width) {
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t i = 0; i < width; ++i) embed_sum[i] += x[t * width + i];
-    embed_tokens += n_tokens;
+  // Adds hidden-state rows of embedding layer `layer` (0: token embeddings), if it is listed.
+  void add_rows(int layer, const float* x, int64_t n_tokens, int64_t width) {  // x: [n_tokens, width]
+    for (size_t p = 0; p < embed_layers.size(); ++p) {
+      if (embed_layers[p] != layer) continue;
+      double* sum = embed_sum.data() + p * size_t(width);  // [width]
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t i = 0; i < width; ++i) sum[i] += x[t * width + i];
+      embed_tokens[p] += n_tokens;
+    }
   }
   void on_hook(const HookEvent& e) {
     LayerStats& l = layers[e.layer];
@@ -78,13 +87,14 @@ struct SampleAccumulator {
           l.act_sum[i] += e.data[t * e.width + i];
         }
       l.tokens += e.n_tokens;
-    } else if (e.name == "block_out" && e.layer == embed_layer - 1) {
-      add_rows(e.data, e.n_tokens, e.width);
+    } else if (e.name == "block_out") {
+      add_rows(int(e.layer) + 1, e.data, e.n_tokens, e.width);
     }
   }
-  std::vector<float> embedding() const {
+  std::vector<float> embedding() const {  // [embed_layers.size() * n_embd]
     std::vector<float> e(embed_sum.size());
-    for (size_t i = 0; i < e.size(); ++i) e[i] = float(embed_sum[i] / double(std::max<int64_t>(1, embed_tokens)));
+    const size_t w = size_t(shape.n_embd);
+    for (size_t i = 0; i < e.size(); ++i) e[i] = float(embed_sum[i] / double(std::max<int64_t>(1, embed_tokens[i / w])));
     return e;
   }
 };
@@ -93,30 +103,43 @@ void add_token_embeddings(const Model& m, std::span<const int32_t> tokens, Sampl
   std::vector<float> row(m.hp.n_embd);  // [n_embd]
   for (int32_t t : tokens) {
     ops::dequantize_row(m.w.tok_embd.dtype, m.w.tok_embd.row(t), row.data(), m.hp.n_embd);
-    acc.add_rows(row.data(), 1, m.hp.n_embd);
+    acc.add_rows(0, row.data(), 1, m.hp.n_embd);
   }
 }
 
 }  // namespace
 
-std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens, int embed_layer,
-                                      ThreadPool& pool) {
+std::vector<int> default_embed_layers(int64_t n_layer) {
+  // The middle layer alone: on the default model, concatenating the token embeddings, the
+  // middle and the last layer overfits the calibration documents (docs/benchmarks.md).
+  return {int(n_layer / 2)};
+}
+
+void check_embed_layers(const std::vector<int>& layers, int64_t n_layer, const std::string& what) {
+  if (layers.empty()) fail(what, ": no embedding layers");
+  std::set<int> seen;
+  for (int l : layers) {
+    if (l < 0 || l > n_layer) fail(what, ": embedding layer ", l, " is outside 0..", n_layer);
+    if (!seen.insert(l).second) fail(what, ": embedding layer ", l, " is listed twice");
+  }
+}
+
+std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens,
+                                      const std::vector<int>& layers, ThreadPool& pool) {
   if (tokens.empty()) fail("cannot embed an empty prompt");
+  check_embed_layers(layers, model.hp.n_layer, "sequence_embedding");
   CalibStats shape;
   shape.n_layer = 0;  // no layer statistics needed
-  shape.dim = model.hp.n_embd;
-  SampleAccumulator acc(shape, embed_layer);
-  if (embed_layer == 0) {
-    add_token_embeddings(model, tokens, acc);
-    return acc.embedding();
+  shape.n_embd = model.hp.n_embd;
+  SampleAccumulator acc(shape, layers);
+  add_token_embeddings(model, tokens, acc);
+  if (acc.wants_forward()) {
+    Session s(model, int(tokens.size()), pool);
+    s.set_hook([&](const HookEvent& e) {
+      if (e.name == "block_out") acc.add_rows(int(e.layer) + 1, e.data, e.n_tokens, e.width);
+    });
+    s.eval(tokens, false);
   }
-  if (embed_layer < 0 || embed_layer > model.hp.n_layer)
-    fail("embedding layer ", embed_layer, " is outside 0..", model.hp.n_layer);
-  Session s(model, int(tokens.size()), pool);
-  s.set_hook([&](const HookEvent& e) {
-    if (e.name == "block_out" && e.layer == embed_layer - 1) acc.add_rows(e.data, e.n_tokens, e.width);
-  });
-  s.eval(tokens, false);
   return acc.embedding();
 }
 
@@ -135,10 +158,10 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
   CalibStats s;
   s.model_fingerprint = fingerprint_hex(model_fingerprint(model));
   s.model_path = model.path;
-  s.embed_layer = opts.embed_layer < 0 ? int(hp.n_layer / 2) : opts.embed_layer;
-  if (s.embed_layer > hp.n_layer) fail("calibrate: embedding layer ", s.embed_layer, " > n_layer ", hp.n_layer);
+  s.embed_layers = opts.embed_layers.empty() ? default_embed_layers(hp.n_layer) : opts.embed_layers;
+  check_embed_layers(s.embed_layers, hp.n_layer, "calibrate");
   s.sample_tokens = opts.sample_tokens;
-  s.dim = hp.n_embd;
+  s.dim = hp.n_embd * int64_t(s.embed_layers.size());
   s.n_layer = hp.n_layer;
   s.n_embd = hp.n_embd;
   s.n_embd_q = hp.n_embd_q();
@@ -158,12 +181,12 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
 
   const int S = opts.sample_tokens;
   Session session(model, S, pool);
-  SampleAccumulator acc(s, s.embed_layer);
+  SampleAccumulator acc(s, s.embed_layers);
   session.set_hook([&](const HookEvent& e) { acc.on_hook(e); });
   auto run_sample = [&](std::span<const int32_t> tokens) {
     acc.clear();
     session.reset();
-    if (s.embed_layer == 0) add_token_embeddings(model, tokens, acc);
+    add_token_embeddings(model, tokens, acc);
     session.eval(tokens, false);
   };
 
@@ -177,7 +200,7 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
     for (int64_t i = 0; i < n_seed; ++i) {
       int64_t sample = i * n / n_seed;
       std::span<const int32_t> tokens(ids.data() + sample * S, S);
-      if (s.embed_layer == 0) {
+      if (!acc.wants_forward()) {
         acc.clear();
         add_token_embeddings(model, tokens, acc);
       } else {

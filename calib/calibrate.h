@@ -22,7 +22,7 @@ struct CalibOptions {
   int64_t tokens_per_domain = 65536;  // budget per domain (fewer if the corpus is shorter)
   int sample_tokens = 64;             // tokens per calibration sample (one embedding each)
   int micro_clusters = 16;            // K-means clusters per domain (upper bound on sub-domains)
-  int embed_layer = -1;               // -1: n_layer/2 (see CalibStats::embed_layer)
+  std::vector<int> embed_layers;      // empty: the default (see default_embed_layers)
   uint64_t seed = 1234;
 };
 
@@ -39,9 +39,16 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
 std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files,
                                      int64_t max_tokens = INT64_MAX);
 
-// The routing embedding of a token sequence: mean over tokens of the hidden state at
-// embed_layer (0: token embeddings; runs no forward pass). [n_embd]
-std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens, int embed_layer,
-                                      ThreadPool& pool);
+// The routing embedding of a token sequence: per listed layer, the mean over tokens of the
+// hidden state there (0: token embeddings), concatenated; runs a forward pass only if a
+// layer above 0 is listed. [n_embd x layers.size()]
+std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens,
+                                      const std::vector<int>& layers, ThreadPool& pool);
+
+// The embedding layers used when none are given: {n_layer / 2}.
+std::vector<int> default_embed_layers(int64_t n_layer);
+
+// Throws mf::Error unless layers is a non-empty list of distinct layers in 0..n_layer.
+void check_embed_layers(const std::vector<int>& layers, int64_t n_layer, const std::string& what);
 
 }  // namespace mf

@@ -79,8 +79,10 @@ std::unique_ptr<MoeModel> MoeModel::load(const std::string& path) {
   m->info_.source_fingerprint = g.get_string("moeforge.moe.source_fingerprint", "");
   m->info_.reroute_every = int(g.get_int("moeforge.moe.reroute_every", 0));
   m->router_ = Router::read(g, path);
-  if (m->router_.dim != hp.n_embd) fail(path, ": router dimension ", m->router_.dim, " != n_embd ", hp.n_embd);
-  if (m->router_.embed_layer > hp.n_layer) fail(path, ": router layer ", m->router_.embed_layer, " > n_layer ", hp.n_layer);
+  check_embed_layers(m->router_.embed_layers, hp.n_layer, path + ": router");
+  if (m->router_.dim != hp.n_embd * int64_t(m->router_.embed_layers.size()))
+    fail(path, ": router dimension ", m->router_.dim, " != n_embd ", hp.n_embd, " x ", m->router_.embed_layers.size(),
+         " embedding layers");
   const auto& names = g.get_array("moeforge.moe.expert_names");
   const auto& doms = g.get_array("moeforge.moe.expert_domains");
   const auto& subs = g.get_array("moeforge.moe.expert_subdomains");
@@ -131,7 +133,7 @@ int MoeModel::find_expert(int domain, int subdomain) const {
 }
 
 Routing MoeModel::route(std::span<const int32_t> tokens, ThreadPool& pool) const {
-  std::vector<float> emb = sequence_embedding(*model_, tokens, router_.embed_layer, pool);  // [n_embd]
+  std::vector<float> emb = sequence_embedding(*model_, tokens, router_.embed_layers, pool);  // [dim]
   Routing r;
   r.decision = router_.route(emb.data());
   r.domain = router_.domains[r.decision.domain];
@@ -173,7 +175,7 @@ Routing MoeModel::force(const std::string& choice, std::span<const int32_t> toke
     if (router_.domains[d] != choice) continue;
     int sub = 0;
     if (!tokens.empty() && router_.subdomains > 1) {
-      std::vector<float> emb = sequence_embedding(*model_, tokens, router_.embed_layer, pool);
+      std::vector<float> emb = sequence_embedding(*model_, tokens, router_.embed_layers, pool);
       sub = nearest_centroid(emb.data(), router_.centroids.data() + size_t(d) * router_.subdomains * router_.dim,
                              router_.subdomains, router_.dim);
     }

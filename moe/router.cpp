@@ -44,7 +44,7 @@ Router train_router(const CalibStats& stats, int K, const RouterTrainOptions& op
   const int D = int(stats.domains.size());
   const int64_t dim = stats.dim;
   r.dim = dim;
-  r.embed_layer = stats.embed_layer;
+  r.embed_layers = stats.embed_layers;
   r.subdomains = K;
   for (const DomainStats& d : stats.domains) r.domains.push_back(d.name);
   if (K < 1) fail("sub-domains must be at least 1");
@@ -146,7 +146,7 @@ Router train_router(const CalibStats& stats, int K, const RouterTrainOptions& op
 
 void Router::write(GgufWriter& w) const {
   w.set_array("moeforge.moe.router.domains", GgufType::STRING, nlohmann::json(domains));
-  w.set_u32("moeforge.moe.router.embed_layer", uint32_t(embed_layer));
+  w.set_array("moeforge.moe.router.embed_layers", GgufType::I32, nlohmann::json(embed_layers));
   w.set_u32("moeforge.moe.router.subdomains", uint32_t(subdomains));
   w.set_f32("moeforge.moe.router.threshold", threshold);
   const int64_t D = n_domain();
@@ -161,7 +161,7 @@ Router Router::read(const GgufFile& g, const std::string& label) {
   Router r;
   for (const auto& d : g.get_array("moeforge.moe.router.domains")) r.domains.push_back(d.get<std::string>());
   if (r.domains.empty()) fail(label, ": the router has no domains");
-  r.embed_layer = int(g.get_int("moeforge.moe.router.embed_layer"));
+  for (const auto& l : g.get_array("moeforge.moe.router.embed_layers")) r.embed_layers.push_back(l.get<int>());
   r.subdomains = int(g.get_int("moeforge.moe.router.subdomains"));
   r.threshold = float(g.get_float("moeforge.moe.router.threshold", 0.5));
   if (r.subdomains < 1) fail(label, ": bad sub-domain count ", r.subdomains);

@@ -31,7 +31,7 @@ struct RouterTrainOptions {
 struct Router {
   std::vector<std::string> domains;
   int64_t dim = 0;
-  int embed_layer = 0;
+  std::vector<int> embed_layers;  // as CalibStats::embed_layers; dim = n_embd x count
   int subdomains = 1;              // K per domain
   float threshold = 0.5f;          // minimum confidence to use an expert
   std::vector<float> mean, inv_std;  // [dim] feature standardisation

@@ -60,7 +60,7 @@ void run_calibrate(const CalibrateOptions& o) {
   if (progress) progress->finish();
   save_calib_stats(stats, o.out);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  nlohmann::json j = {{"out", o.out}, {"model_fingerprint", stats.model_fingerprint}, {"embed_layer", stats.embed_layer},
+  nlohmann::json j = {{"out", o.out}, {"model_fingerprint", stats.model_fingerprint}, {"embed_layers", stats.embed_layers},
                       {"sample_tokens", stats.sample_tokens}, {"seconds", secs}};
   for (const DomainStats& d : stats.domains)
     j["domains"].push_back({{"name", d.name}, {"tokens", d.n_tokens()}, {"samples", d.n_samples()},
@@ -91,8 +91,10 @@ void add_calibrate(CLI::App& app) {
   cmd->add_option("--micro-clusters", o->calib.micro_clusters,
                   "K-means clusters per domain; build-moe --subdomains can be at most this")
       ->check(CLI::Range(1, 256));
-  cmd->add_option("--embed-layer", o->calib.embed_layer,
-                  "Routing embedding: mean of token embeddings (0) or of block L-1's output (L); default n_layer/2");
+  cmd->add_option("--embed-layers", o->calib.embed_layers,
+                  "Routing embedding: comma-separated layers L whose mean hidden state over a sample's tokens "
+                  "is concatenated (0: token embeddings, L > 0: block L-1's output); default n_layer/2")
+      ->delimiter(',');
   cmd->add_option("--seed", o->calib.seed, "K-means seed");
   cmd->add_flag("--json", o->json, "Print a JSON summary");
   cmd->callback([o] { run_calibrate(*o); });

@@ -162,7 +162,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
         WindowLayers layers = [&](std::span<const int32_t> window) -> const std::vector<LayerWeights>* {
           if (!m.per_domain) return &b.parts.experts[0].layers;
           std::span<const int32_t> head = window.first(std::min<size_t>(window.size(), 64));
-          std::vector<float> emb = sequence_embedding(*model, head, b.parts.router.embed_layer, pool);
+          std::vector<float> emb = sequence_embedding(*model, head, b.parts.router.embed_layers, pool);
           int d = t.domain;
           if (m.routed) d = b.parts.router.route(emb.data()).domain;
           const Router& r = b.parts.router;
@@ -195,7 +195,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
       for (int i = 0; i < o.router_prompts; ++i) {
         int64_t off = span * i / std::max(1, o.router_prompts);
         std::vector<float> emb =
-            sequence_embedding(*model, std::span<const int32_t>(t.tokens.data() + off, size_t(len)), router.embed_layer, pool);
+            sequence_embedding(*model, std::span<const int32_t>(t.tokens.data() + off, size_t(len)), router.embed_layers, pool);
         int pred = router.route(emb.data()).domain;
         confusion[t.domain][pred]++;
         correct += pred == t.domain;

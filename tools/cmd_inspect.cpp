@@ -71,7 +71,7 @@ void run_inspect(const InspectOptions& o) {
                 {"shared_fraction", moe->info().shared_fraction},
                 {"domains", r.domains},
                 {"subdomains", r.subdomains},
-                {"router_embed_layer", r.embed_layer},
+                {"router_embed_layers", r.embed_layers},
                 {"router_threshold", r.threshold},
                 {"reroute_every", moe->info().reroute_every},
                 {"dense_weight_bytes", moe->dense_bytes()},

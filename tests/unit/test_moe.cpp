@@ -12,6 +12,7 @@
 #include "model/session.h"
 #include "moe/moe_builder.h"
 #include "moe/moe_model.h"
+#include "ops/ops.h"
 #include "test_util.h"
 
 namespace mf {
@@ -113,6 +114,43 @@ TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
   std::string bytes = test::read_file(path);
   test::write_file(path, bytes.substr(0, bytes.size() / 2));
   EXPECT_THROW(load_calib_stats(path), Error);
+}
+
+TEST(Calibrate, MultiLayerEmbeddingsConcatenateTheLayersMeans) {
+  const Model& m = shared_model();
+  ThreadPool pool(2);
+  std::vector<int32_t> ids = tokenize_corpus(m, {"tests/data/moe/math.txt"}, 40);
+  const int64_t E = m.hp.n_embd;
+  const std::vector<float> both = sequence_embedding(m, ids, {0, 3}, pool);  // [2 * n_embd]
+  const std::vector<float> tok = sequence_embedding(m, ids, {0}, pool);      // [n_embd]
+  const std::vector<float> mid = sequence_embedding(m, ids, {3}, pool);      // [n_embd]
+  ASSERT_EQ(int64_t(both.size()), 2 * E);
+  for (int64_t j = 0; j < E; ++j) {
+    EXPECT_FLOAT_EQ(both[j], tok[j]) << j;
+    EXPECT_FLOAT_EQ(both[E + j], mid[j]) << j;
+  }
+  // Layer 0 is the mean of the token embedding rows, by hand.
+  std::vector<double> want(E, 0.0);
+  std::vector<float> row(E);
+  for (int32_t t : ids) {
+    ops::dequantize_row(m.w.tok_embd.dtype, m.w.tok_embd.row(t), row.data(), E);
+    for (int64_t j = 0; j < E; ++j) want[j] += row[j] / double(ids.size());
+  }
+  for (int64_t j = 0; j < E; ++j) EXPECT_NEAR(tok[j], want[j], 1e-5) << j;
+  // A calibration sample's embedding is the same computation.
+  CalibOptions o = small_opts();
+  o.embed_layers = {0, 3};
+  o.tokens_per_domain = 128;
+  o.micro_clusters = 1;
+  CalibStats s = calibrate(m, {{"math", {"tests/data/moe/math.txt"}}}, o, pool);
+  ASSERT_EQ(s.dim, 2 * E);
+  std::vector<int32_t> first = tokenize_corpus(m, {"tests/data/moe/math.txt"}, 32);
+  const std::vector<float> e0 = sequence_embedding(m, first, {0, 3}, pool);
+  for (int64_t j = 0; j < 2 * E; ++j) EXPECT_NEAR(s.domains[0].embeddings[j], e0[j], 1e-5) << j;
+  // Bad layer lists.
+  EXPECT_THROW(sequence_embedding(m, ids, {}, pool), Error);
+  EXPECT_THROW(sequence_embedding(m, ids, {int(m.hp.n_layer) + 1}, pool), Error);
+  EXPECT_THROW(sequence_embedding(m, ids, {2, 2}, pool), Error);
 }
 
 TEST(Calibrate, RejectsBadCorpora) {
