@@ -221,10 +221,13 @@ void Scheduler::run_step() {
       if (inputs[i].logits == LogitRows::None) continue;
       s.decoding = true;
     }
+    // advance() may finish (and free) s before it throws: remember where it lived.
+    const Sequence* const owner = &s;
+    const size_t slot = size_t(s.slot);
     try {
       advance(s, logits + row * V);
     } catch (const std::exception& e) {
-      if (slots_[size_t(s.slot)].get() == &s) finish(s, "error", e.what());
+      if (slots_[slot].get() == owner) finish(s, "error", e.what());
     }
     ++row;
   }
