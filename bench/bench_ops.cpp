@@ -1,6 +1,7 @@
 // Google Benchmark of ops::matmul on the SmolLM2-135M shapes (hidden 576, ffn 1536,
-// vocab 49152) with 2 threads. Decode (1 token) reports weight bytes streamed per second;
-// prefill (128 tokens) reports FLOP/s (2 * n_out * n_in * n_tokens per call).
+// vocab 49152) with 2 threads. Decode (1 token) and small batches (4 tokens) report weight
+// bytes streamed per second; prefill (128 tokens) reports FLOP/s (2 * n_out * n_in *
+// n_tokens per call).
 // Decode cycles through enough copies of the weights (>= 256 MiB) that they come from
 // DRAM, as in a real forward pass; "hot" repeats one copy that stays in cache.
 //   build-ops/bin/bench_ops --benchmark_counters_tabular=true
