@@ -99,7 +99,9 @@ struct SampleAccumulator {
   }
 };
 
+// Adds the token embedding rows, if layer 0 is an embedding layer.
 void add_token_embeddings(const Model& m, std::span<const int32_t> tokens, SampleAccumulator& acc) {
+  if (std::find(acc.embed_layers.begin(), acc.embed_layers.end(), 0) == acc.embed_layers.end()) return;
   std::vector<float> row(m.hp.n_embd);  // [n_embd]
   for (int32_t t : tokens) {
     ops::dequantize_row(m.w.tok_embd.dtype, m.w.tok_embd.row(t), row.data(), m.hp.n_embd);
