@@ -84,6 +84,7 @@ void save_calib_stats(const CalibStats& s, const std::string& path) {
   w.set_u32("moeforge.calib.n_ff", uint32_t(s.n_ff));
   nlohmann::json names = nlohmann::json::array(), n_clusters = nlohmann::json::array();
   for (const DomainStats& d : s.domains) names.push_back(d.name), n_clusters.push_back(int32_t(d.clusters.size()));
+  w.set_u32("moeforge.calib.has_gram", s.has_gram() ? 1 : 0);
   w.set_array("moeforge.calib.domains", GgufType::STRING, names);
   w.set_array("moeforge.calib.clusters", GgufType::I32, n_clusters);
   auto f32 = [&](const std::string& name, const std::vector<float>& v, int64_t rows) {
@@ -94,6 +95,9 @@ void save_calib_stats(const CalibStats& s, const std::string& path) {
     std::string dp = "calib." + std::to_string(d) + ".";
     f32(dp + "embeddings", ds.embeddings, ds.n_samples());
     w.add_tensor(dp + "sample_cluster", make_view(DType::I32, {ds.n_samples()}, ds.sample_cluster.data()));
+    for (size_t l = 0; l < ds.act_gram.size(); ++l)
+      w.add_tensor(dp + "blk." + std::to_string(l) + ".act_gram",
+                   make_view(DType::F32, {s.n_ff, s.n_ff}, ds.act_gram[l].data()));
     for (size_t c = 0; c < ds.clusters.size(); ++c) {
       const ClusterStats& cs = ds.clusters[c];
       std::string p = prefix(d, c);
@@ -124,6 +128,7 @@ CalibStats load_calib_stats(const std::string& path) {
   s.n_embd = g->get_int("moeforge.calib.n_embd");
   s.n_embd_q = g->get_int("moeforge.calib.n_embd_q");
   s.n_ff = g->get_int("moeforge.calib.n_ff");
+  const bool has_gram = g->get_int("moeforge.calib.has_gram") != 0;
   const auto& names = g->get_array("moeforge.calib.domains");
   const auto& n_clusters = g->get_array("moeforge.calib.clusters");
   if (names.size() != n_clusters.size()) fail(path, ": domain and cluster lists differ in length");
@@ -151,6 +156,9 @@ CalibStats load_calib_stats(const std::string& path) {
     const int32_t* sp = static_cast<const int32_t*>(scv.data);
     ds.sample_cluster.assign(sp, sp + n);
     ds.embeddings = floats(dp + "embeddings", n * s.dim);
+    if (has_gram)
+      for (int64_t l = 0; l < s.n_layer; ++l)
+        ds.act_gram.push_back(floats(dp + "blk." + std::to_string(l) + ".act_gram", s.n_ff * s.n_ff));
     const int64_t k = n_clusters[d].get<int64_t>();
     for (int64_t c = 0; c < k; ++c) {
       ClusterStats cs;

@@ -36,13 +36,17 @@ struct DomainStats {
   std::vector<ClusterStats> clusters;
   std::vector<float> embeddings;      // [n_samples, dim] one per calibration sample
   std::vector<int32_t> sample_cluster;  // [n_samples]
+  // Per layer, sum over all the domain's tokens of a a^T for the FFN activations a (ffn_down's
+  // input): the second moments that the least-squares re-fit of ffn_down needs. Empty when
+  // calibrated without them (see CalibOptions::gram).
+  std::vector<std::vector<float>> act_gram;  // [n_layer][n_ff * n_ff] row-major, symmetric
   int64_t n_samples() const { return int64_t(sample_cluster.size()); }
   int64_t n_tokens() const;
   LayerStats pooled_layer(int layer) const;  // sums over all clusters
 };
 
 struct CalibStats {
-  static constexpr int kVersion = 3;  // 3: a list of embedding layers
+  static constexpr int kVersion = 4;  // 3: a list of embedding layers; 4: FFN activation Gram matrices
   std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
   std::string model_path;         // informational
   // The routing embedding concatenates, per listed layer L, the mean over a sample's tokens
@@ -55,6 +59,7 @@ struct CalibStats {
   // Throws mf::Error when the stats were computed on another model.
   void check_model(const Model& model) const;
   int domain_index(const std::string& name) const;  // -1 if absent
+  bool has_gram() const { return !domains.empty() && !domains[0].act_gram.empty(); }
 };
 
 // Atomic write; load throws mf::Error naming the file on a bad or foreign file.

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <set>
 
 #include "calib/fingerprint.h"
+#include "calib/gram_accumulator.h"
 #include "calib/kmeans.h"
 #include "core/error.h"
 #include "core/text_file.h"
@@ -42,6 +44,7 @@ struct SampleAccumulator {
   std::vector<LayerStats> layers;  // [n_layer] sums over this sample's tokens
   std::vector<double> embed_sum;   // [embed_layers.size(), n_embd]
   std::vector<int64_t> embed_tokens;  // [embed_layers.size()]
+  GramAccumulator* gram = nullptr;  // FFN activation Gram matrices; null: not collecting
 
   SampleAccumulator(const CalibStats& s, const std::vector<int>& embed_layers)
       : shape(s), embed_layers(embed_layers) {
@@ -87,6 +90,7 @@ struct SampleAccumulator {
           l.act_sum[i] += e.data[t * e.width + i];
         }
       l.tokens += e.n_tokens;
+      if (gram) gram->add(e.layer, e.data, e.n_tokens);
     } else if (e.name == "block_out") {
       add_rows(int(e.layer) + 1, e.data, e.n_tokens, e.width);
     }
@@ -110,6 +114,11 @@ void add_token_embeddings(const Model& m, std::span<const int32_t> tokens, Sampl
 }
 
 }  // namespace
+
+bool collects_gram(const HParams& hp, GramMode mode) {
+  if (mode != GramMode::Auto) return mode == GramMode::On;
+  return hp.n_layer * hp.n_ff * hp.n_ff * int64_t(sizeof(double)) <= kAutoGramBytes;
+}
 
 std::vector<int> default_embed_layers(int64_t n_layer) {
   // The middle layer alone: on the default model, concatenating the token embeddings, the
@@ -222,6 +231,9 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
     }
     ds.embeddings.resize(size_t(n) * s.dim);
     ds.sample_cluster.resize(n);
+    std::unique_ptr<GramAccumulator> gram;
+    if (collects_gram(hp, opts.gram)) gram = std::make_unique<GramAccumulator>(s.n_layer, s.n_ff);
+    acc.gram = gram.get();  // from here on: the seed pass above added nothing
     for (int64_t i = 0; i < n; ++i) {
       run_sample(std::span<const int32_t>(ids.data() + i * S, S));
       std::vector<float> e = acc.embedding();
@@ -234,6 +246,8 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
       ds.sample_cluster[i] = c;
       if (progress) progress(d, (i + 1) * S, n * S);
     }
+    acc.gram = nullptr;
+    if (gram) ds.act_gram = gram->finish();
     // Centroids become the means of the samples actually assigned (empty clusters keep the seed).
     for (int c = 0; c < M; ++c) {
       ClusterStats& cs = ds.clusters[c];

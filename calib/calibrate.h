@@ -18,13 +18,22 @@ struct DomainCorpus {
   std::vector<std::string> files;  // UTF-8 text, concatenated in order
 };
 
+// Whether calibration also sums a a^T of the FFN activations (n_layer x n_ff^2 per domain).
+enum class GramMode { Auto, On, Off };  // Auto: on when a domain's sums take at most kAutoGramBytes
+
 struct CalibOptions {
   int64_t tokens_per_domain = 65536;  // budget per domain (fewer if the corpus is shorter)
   int sample_tokens = 64;             // tokens per calibration sample (one embedding each)
   int micro_clusters = 16;            // K-means clusters per domain (upper bound on sub-domains)
   std::vector<int> embed_layers;      // empty: the default (see default_embed_layers)
+  GramMode gram = GramMode::Auto;
   uint64_t seed = 1234;
 };
+
+// Auto collects the Gram matrices when one domain's f64 accumulators fit in this many bytes.
+constexpr int64_t kAutoGramBytes = int64_t(256) << 20;
+// Whether calibration of this model collects them under `mode`.
+bool collects_gram(const HParams& hp, GramMode mode);
 
 // Called after each sample: domain index, tokens done in that domain, its token budget.
 using CalibProgress = std::function<void(size_t domain, int64_t done, int64_t total)>;

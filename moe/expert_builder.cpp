@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "moe/down_refit.h"
 #include "ops/ops.h"
 
 namespace mf {
@@ -180,40 +181,51 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       forced = top_k_neurons(neuron_scores(model, il, &(*pooled)[il], NeuronScore::Activation, opts.seed), n_shared);
     }
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-    const bool compensate = opts.compensate && opts.score == NeuronScore::Activation;
-    std::vector<int32_t> idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, compensate), k, forced);
-    // Compact copies: gate/up rows are whole rows of the dense matrices; down's columns are
-    // gathered row by row.
+    const Compensation comp = opts.score == NeuronScore::Activation ? opts.compensation : Compensation::None;
+    std::vector<int32_t> idx =
+        top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None), k, forced);
+    // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
     for (int64_t r = 0; r < k; ++r) {
       gate.copy_row(r, d.ffn_gate.row(idx[r]));
       up.copy_row(r, d.ffn_up.row(idx[r]));
     }
-    std::vector<float> cols(k);  // [k]
-    for (int64_t r = 0; r < hp.n_embd; ++r) {
-      std::vector<float> row = dequant(d.ffn_down, r);  // [n_ff]
-      for (int64_t c = 0; c < k; ++c) cols[c] = row[idx[c]];
-      down.set_row(r, cols.data());
+    std::vector<float> w_down(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff] dense ffn_down
+    for (int64_t r = 0; r < hp.n_embd; ++r)
+      ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w_down.data() + r * hp.n_ff, hp.n_ff);
+    DownRefit fit;  // down [n_embd, k] and bias [n_embd]
+    if (comp == Compensation::LeastSquares) {
+      if (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer)
+        fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
+      const LayerStats& gs = spec.gram_stats[il];
+      fit = refit_down(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), gs.act_sum.data(), gs.tokens, idx,
+                       opts.refit_damp);
+    } else {  // down's kept columns; Mean: bias[r] = sum over pruned j of mean(a_j) * down[r, j]
+      fit.down.resize(size_t(hp.n_embd) * k);
+      fit.bias.assign(hp.n_embd, 0.0f);
+      std::vector<char> kept(hp.n_ff, 0);
+      for (int32_t j : idx) kept[j] = 1;
+      const double n = st ? double(std::max<int64_t>(1, st->tokens)) : 1.0;
+      for (int64_t r = 0; r < hp.n_embd; ++r) {
+        const float* row = w_down.data() + r * hp.n_ff;  // [n_ff]
+        for (int64_t c = 0; c < k; ++c) fit.down[r * k + c] = row[idx[c]];
+        if (comp != Compensation::Mean) continue;
+        double acc = 0;
+        for (int64_t j = 0; j < hp.n_ff; ++j)
+          if (!kept[j]) acc += (st->act_sum[j] / n) * row[j];
+        fit.bias[r] = float(acc);
+      }
     }
+    for (int64_t r = 0; r < hp.n_embd; ++r) down.set_row(r, fit.down.data() + r * k);
     e.buffers.push_back(std::move(gate.bytes));
     l.ffn_gate = make_view(d.ffn_gate.dtype, {k, hp.n_embd}, e.buffers.back().data());
     e.buffers.push_back(std::move(up.bytes));
     l.ffn_up = make_view(d.ffn_up.dtype, {k, hp.n_embd}, e.buffers.back().data());
     e.buffers.push_back(std::move(down.bytes));
     l.ffn_down = make_view(d.ffn_down.dtype, {hp.n_embd, k}, e.buffers.back().data());
-    if (compensate) {  // bias[r] = sum over pruned neurons j of mean(a_j) * down[r, j]
-      std::vector<char> kept(hp.n_ff, 0);
-      for (int32_t j : idx) kept[j] = 1;
+    if (comp != Compensation::None) {
       std::vector<uint8_t> bias(size_t(hp.n_embd) * sizeof(float));
-      float* b = reinterpret_cast<float*>(bias.data());
-      const double n = double(st->tokens);
-      for (int64_t r = 0; r < hp.n_embd; ++r) {
-        std::vector<float> row = dequant(d.ffn_down, r);  // [n_ff]
-        double acc = 0;
-        for (int64_t j = 0; j < hp.n_ff; ++j)
-          if (!kept[j]) acc += (st->act_sum[j] / n) * row[j];
-        b[r] = float(acc);
-      }
+      std::copy_n(reinterpret_cast<const uint8_t*>(fit.bias.data()), bias.size(), bias.data());
       e.buffers.push_back(std::move(bias));
       l.ffn_down_b = make_view(DType::F32, {hp.n_embd}, e.buffers.back().data());
     }

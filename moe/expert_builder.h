@@ -25,11 +25,23 @@ enum class NeuronScore {
 
 enum class DowpScale { None, Energy };
 
+// How neurons mode makes up for the pruned neurons (Activation score only; the data-free
+// baselines get none).
+enum class Compensation {
+  None,          // exactly the masked dense FFN
+  Mean,          // each pruned neuron replaced by its mean output, folded into an ffn_down bias (FLAP)
+  LeastSquares,  // ffn_down and the bias re-fitted on the kept neurons (down_refit.h); needs Gram matrices
+};
+
 struct ExpertSpec {
   std::string name;           // "code/0"
   int domain = -1;            // index into the domain list; -1 for pooled baselines
   int subdomain = 0;
   std::vector<LayerStats> stats;  // [n_layer] summed calibration stats (empty for Magnitude/Random)
+  // For Compensation::LeastSquares: sum of a a^T [n_layer][n_ff * n_ff] and the same tokens'
+  // statistics [n_layer] (act_sum, tokens). A sub-domain expert uses its whole domain's.
+  const std::vector<std::vector<float>>* gram = nullptr;
+  std::vector<LayerStats> gram_stats;
 };
 
 struct BuildOptions {
@@ -38,9 +50,8 @@ struct BuildOptions {
   double shared_fraction = 0.0;  // neurons: part of each expert's budget chosen from pooled importance
   NeuronScore score = NeuronScore::Activation;
   DowpScale dowp_scale = DowpScale::Energy;  // dowp: the paper's scaling alpha (see docs/moe.md)
-  // neurons + Activation: replace each pruned neuron by its mean output, folded into one
-  // ffn_down bias per layer (as FLAP does for structured pruning).
-  bool compensate = true;
+  Compensation compensation = Compensation::Mean;
+  double refit_damp = 0.01;  // LeastSquares: ridge, as a fraction of the mean kept second moment
   uint64_t seed = 1;
 };
 

@@ -11,6 +11,26 @@ std::vector<LayerStats> pooled_stats(const CalibStats& stats) {
   return p;
 }
 
+std::vector<std::vector<float>> pooled_gram(const CalibStats& stats) {
+  std::vector<std::vector<float>> g;
+  if (!stats.has_gram()) return g;
+  g = stats.domains[0].act_gram;
+  for (size_t d = 1; d < stats.domains.size(); ++d)
+    for (size_t l = 0; l < g.size(); ++l)
+      for (size_t i = 0; i < g[l].size(); ++i) g[l][i] += stats.domains[d].act_gram[l][i];
+  return g;
+}
+
+Compensation parse_compensation(const std::string& name, const CalibStats& stats) {
+  if (name == "auto") return stats.has_gram() ? Compensation::LeastSquares : Compensation::Mean;
+  if (name == "mean") return Compensation::Mean;
+  if (name == "none") return Compensation::None;
+  if (name != "lsq") fail("unknown compensation '", name, "' (expected auto, lsq, mean or none)");
+  if (!stats.has_gram())
+    fail("least-squares compensation needs Gram matrices in the calibration stats (calibrate with --gram on)");
+  return Compensation::LeastSquares;
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(int, int)>& on_expert) {
   stats.check_model(model);
@@ -24,8 +44,11 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
   const int D = int(stats.domains.size()), K = opts.subdomains;
   for (int d = 0; d < D; ++d) {
     const DomainStats& ds = stats.domains[d];
+    std::vector<LayerStats> domain_layers(stats.n_layer);  // [n_layer] the tokens the Gram matrices sum
+    for (int64_t l = 0; l < stats.n_layer; ++l) domain_layers[l] = ds.pooled_layer(int(l));
     for (int s = 0; s < K; ++s) {
       ExpertSpec spec;
+      if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
       spec.name = ds.name + "/" + std::to_string(s);
       spec.domain = d;
       spec.subdomain = s;

@@ -29,5 +29,11 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
 
 // Summed statistics of all domains ([n_layer]), for domain-agnostic baselines.
 std::vector<LayerStats> pooled_stats(const CalibStats& stats);
+// Summed FFN activation Gram matrices of all domains ([n_layer][n_ff * n_ff]; empty without).
+std::vector<std::vector<float>> pooled_gram(const CalibStats& stats);
+
+// Compensation named auto (least squares when the stats have Gram matrices, else mean),
+// lsq, mean or none. Throws mf::Error on another name, or lsq without Gram matrices.
+Compensation parse_compensation(const std::string& name, const CalibStats& stats);
 
 }  // namespace mf

@@ -17,7 +17,7 @@ namespace {
 
 struct BuildMoeOptions {
   ModelOptions model;
-  std::string stats, out, dowp_scale = "energy", score = "activation";
+  std::string stats, out, dowp_scale = "energy", score = "activation", compensation = "auto";
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
@@ -31,6 +31,7 @@ void run_build_moe(BuildMoeOptions o) {
   else if (o.score == "random") o.moe.build.score = NeuronScore::Random;
   else if (o.score != "activation") fail("--score must be activation, magnitude or random");
   CalibStats stats = load_calib_stats(o.stats);
+  o.moe.build.compensation = parse_compensation(o.compensation, stats);
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   auto t0 = std::chrono::steady_clock::now();
@@ -90,6 +91,12 @@ void add_build_moe(CLI::App& app) {
   cmd->add_option("--shared-fraction", o->moe.build.shared_fraction,
                   "neurons: part of each expert's neurons chosen from all domains pooled (always-on set)");
   cmd->add_option("--score", o->score, "neurons: importance score: activation (default), magnitude or random (baselines)");
+  cmd->add_option("--compensation", o->compensation,
+                  "neurons: make up for pruned neurons by lsq (re-fit ffn_down on the kept neurons; needs the\n"
+                  "Gram matrices of calibrate --gram), mean (restore their mean output) or none; auto = lsq when\n"
+                  "the stats have them, else mean");
+  cmd->add_option("--refit-damp", o->moe.build.refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: energy (default) or none");
   cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")

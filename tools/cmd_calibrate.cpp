@@ -17,6 +17,7 @@ struct CalibrateOptions {
   std::vector<std::string> domains;  // NAME=FILE[,FILE...]
   std::string out;
   CalibOptions calib;
+  std::string gram = "auto";
   bool json = false;
 };
 
@@ -44,12 +45,16 @@ std::vector<DomainCorpus> parse_domains(const std::vector<std::string>& specs) {
 
 void run_calibrate(const CalibrateOptions& o) {
   std::vector<DomainCorpus> domains = parse_domains(o.domains);
+  CalibOptions calib = o.calib;
+  if (o.gram == "on") calib.gram = GramMode::On;
+  else if (o.gram == "off") calib.gram = GramMode::Off;
+  else if (o.gram != "auto") fail("--gram must be auto, on or off");
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Progress> progress;
   size_t current = size_t(-1);
-  CalibStats stats = calibrate(*model, domains, o.calib, pool, [&](size_t d, int64_t done, int64_t total) {
+  CalibStats stats = calibrate(*model, domains, calib, pool, [&](size_t d, int64_t done, int64_t total) {
     if (d != current) {
       if (progress) progress->finish();
       progress = std::make_unique<Progress>("calibrate " + domains[d].name, total);
@@ -61,7 +66,7 @@ void run_calibrate(const CalibrateOptions& o) {
   save_calib_stats(stats, o.out);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json j = {{"out", o.out}, {"model_fingerprint", stats.model_fingerprint}, {"embed_layers", stats.embed_layers},
-                      {"sample_tokens", stats.sample_tokens}, {"seconds", secs}};
+                      {"sample_tokens", stats.sample_tokens}, {"gram", stats.has_gram()}, {"seconds", secs}};
   for (const DomainStats& d : stats.domains)
     j["domains"].push_back({{"name", d.name}, {"tokens", d.n_tokens()}, {"samples", d.n_samples()},
                             {"clusters", d.clusters.size()}});
@@ -95,6 +100,10 @@ void add_calibrate(CLI::App& app) {
                   "Routing embedding: comma-separated layers L whose mean hidden state over a sample's tokens "
                   "is concatenated (0: token embeddings, L > 0: block L-1's output); default n_layer/2")
       ->delimiter(',');
+  cmd->add_option("--gram", o->gram,
+                  "Also sum a a^T of the FFN activations per layer and domain, for build-moe's least-squares\n"
+                  "compensation: on, off, or auto (on when a domain's sums take at most 256 MiB in f64;\n"
+                  "n_layer x n_ff^2 floats per domain in the file)");
   cmd->add_option("--seed", o->calib.seed, "K-means seed");
   cmd->add_flag("--json", o->json, "Print a JSON summary");
   cmd->callback([o] { run_calibrate(*o); });

@@ -34,6 +34,7 @@ struct EvalMoeOptions {
   std::vector<int> prompt_lengths = {32, 128};
   int bench_reps = 5;
   float threshold = 0.0f;
+  std::string compensation = "auto";
   bool json = false;
 };
 
@@ -76,9 +77,18 @@ struct Built {
   MoeParts parts;  // experts domain-major (per-domain methods) or a single expert
 };
 
-Built build_method(const Model& model, const CalibStats& stats, const std::string& method, double density, int K) {
+// What every method is built with: the structured ones' compensation, and for the pooled
+// ("agnostic") one the Gram matrices of all domains.
+struct MethodContext {
+  Compensation compensation = Compensation::Mean;
+  std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
+};
+
+Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
+                   double density, int K) {
   MoeBuildOptions o;
   o.build.density = density;
+  o.build.compensation = ctx.compensation;
   o.subdomains = K;
   o.threshold = 0.0f;
   if (method == "neurons") return {build_moe(model, stats, o)};
@@ -89,6 +99,7 @@ Built build_method(const Model& model, const CalibStats& stats, const std::strin
   ExpertSpec spec;
   spec.name = method;
   spec.stats = pooled_stats(stats);
+  if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
@@ -105,6 +116,9 @@ void run_eval_moe(const EvalMoeOptions& o) {
   CalibStats stats = load_calib_stats(o.stats);
   auto model = load(o.model);
   stats.check_model(*model);
+  MethodContext ctx;
+  ctx.compensation = parse_compensation(o.compensation, stats);
+  if (ctx.compensation == Compensation::LeastSquares) ctx.pooled_gram = pooled_gram(stats);
   ThreadPool pool(o.model.threads);
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
@@ -151,7 +165,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
     std::map<std::string, Built> built;
     for (const Method& m : kMethods) {
       const std::string key = m.name == "neurons-routed" ? "neurons" : m.name;
-      if (!built.count(key)) built[key] = build_method(*model, stats, key, density, K);
+      if (!built.count(key)) built[key] = build_method(*model, stats, ctx, key, density, K);
       const Built& b = built[key];
       method_bytes[m.name][density] = b.parts.experts[0].ffn_bytes();
       for (const TestSet& t : tests) {
@@ -217,11 +231,11 @@ void run_eval_moe(const EvalMoeOptions& o) {
   std::vector<const std::vector<LayerWeights>*> configs = {nullptr};
   speed_built.reserve(o.densities.size() + 1);
   for (double density : o.densities) {
-    speed_built.push_back(build_method(*model, stats, "agnostic", density, 1));  // same shapes as a domain expert
+    speed_built.push_back(build_method(*model, stats, ctx, "agnostic", density, 1));  // same shapes as a domain expert
     configs.push_back(&speed_built.back().parts.experts[0].layers);
     speed_names.push_back("neurons@" + num(density, "%.2f"));
   }
-  speed_built.push_back(build_method(*model, stats, "wanda", o.densities[o.densities.size() / 2], 1));
+  speed_built.push_back(build_method(*model, stats, ctx, "wanda", o.densities[o.densities.size() / 2], 1));
   configs.push_back(&speed_built.back().parts.experts[0].layers);
   speed_names.push_back("dowp@" + num(o.densities[o.densities.size() / 2], "%.2f"));
   ThroughputOptions to;
@@ -349,6 +363,8 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("--prompt-lengths", o->prompt_lengths, "Prompt lengths for router accuracy")->delimiter(',');
   cmd->add_option("--bench-reps", o->bench_reps, "Speed repetitions")->check(CLI::PositiveNumber);
   cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
+  cmd->add_option("--compensation", o->compensation,
+                  "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
   cmd->callback([o] { run_eval_moe(*o); });
 }

@@ -84,11 +84,17 @@ TEST(Calibrate, StatisticsMatchTheHooksByHand) {
   std::vector<int32_t> ids = tokenize_corpus(m, {"tests/data/moe/code.txt"}, 1024);
   ThreadPool pool(2);
   Session sess(m, 32, pool);
-  std::vector<double> want(m.hp.n_ff, 0.0);
+  const int64_t F = m.hp.n_ff;
+  std::vector<double> want(F, 0.0), want_gram(F * F, 0.0);  // [F], [F, F]
   sess.set_hook([&](const HookEvent& e) {
     if (e.name != "ffn_gate_act" || e.layer != 2) return;
-    for (int64_t t = 0; t < e.n_tokens; ++t)
-      for (int64_t j = 0; j < e.width; ++j) want[j] += double(e.data[t * e.width + j]) * e.data[t * e.width + j];
+    for (int64_t t = 0; t < e.n_tokens; ++t) {
+      const float* a = e.data + t * e.width;  // [F]
+      for (int64_t j = 0; j < e.width; ++j) {
+        want[j] += double(a[j]) * a[j];
+        for (int64_t i = 0; i < e.width; ++i) want_gram[j * F + i] += double(a[j]) * a[i];
+      }
+    }
   });
   for (size_t off = 0; off < ids.size(); off += 32) {
     sess.reset();
@@ -96,6 +102,11 @@ TEST(Calibrate, StatisticsMatchTheHooksByHand) {
   }
   LayerStats got = s.domains[0].pooled_layer(2);
   for (int64_t j = 0; j < m.hp.n_ff; ++j) EXPECT_NEAR(got.act_sq[j], want[j], 1e-3 * (1 + want[j])) << j;
+  // The default model is small enough for the Gram matrices under GramMode::Auto.
+  ASSERT_TRUE(s.has_gram());
+  const std::vector<float>& gram = s.domains[0].act_gram[2];  // [F, F]
+  ASSERT_EQ(int64_t(gram.size()), F * F);
+  for (int64_t i = 0; i < F * F; i += 37) EXPECT_NEAR(gram[i], want_gram[i], 1e-3 * (1 + std::fabs(want_gram[i]))) << i;
 }
 
 TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
@@ -107,6 +118,7 @@ TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
   ASSERT_EQ(r.domains.size(), s.domains.size());
   EXPECT_EQ(r.domains[1].embeddings, s.domains[1].embeddings);
   EXPECT_EQ(r.domains[2].clusters[1].layers[3].act_abs, s.domains[2].clusters[1].layers[3].act_abs);
+  EXPECT_EQ(r.domains[3].act_gram[4], s.domains[3].act_gram[4]);
   EXPECT_NO_THROW(r.check_model(m));
   auto other = load_model("tests/golden/data/models/llama-gqa4-untied");
   EXPECT_THROW(r.check_model(*other), Error);
@@ -179,7 +191,7 @@ TEST(Experts, FullDensityEqualsDenseAndNeuronsEqualMaskedDense) {
 
   // A compact expert computes exactly the dense FFN with the other neurons' outputs removed.
   o.build.density = 0.3;
-  o.build.compensate = false;  // no mean-restoring bias: exactly the masked dense FFN
+  o.build.compensation = Compensation::None;  // no bias: exactly the masked dense FFN
   MoeParts part = build_moe(m, s, o);
   const Expert& e = part.experts[1];
   std::vector<std::vector<float>> masked_down(m.hp.n_layer);

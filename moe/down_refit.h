@@ -1,0 +1,27 @@
+// Least-squares re-fit of ffn_down on an expert's kept neurons (a tuning-free, closed-form
+// compensation for structured pruning, in the spirit of OBS/SparseGPT's weight update).
+//
+// The dense FFN outputs y = W a (W = ffn_down [n_embd, n_ff], a = activations [n_ff]). An
+// expert keeps the neurons S. Over the calibration tokens, choose W' [n_embd, |S|] and a bias b
+// minimising E || W a - (W' a_S + b) ||^2. With G = E[a a^T] and m = E[a], the normal equations
+// are  [W' b] [[G_SS, m_S], [m_S^T, 1]] = W [G_:S, m]. Keeping b alone (W' = W_:S) gives the
+// mean compensation b = W_:R m_R over the removed neurons R, which this generalises.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace mf {
+
+struct DownRefit {
+  std::vector<float> down;  // [n_embd, k] row-major
+  std::vector<float> bias;  // [n_embd]
+};
+
+// w: dense ffn_down [n_embd, n_ff] row-major; gram: sum over `tokens` of a a^T [n_ff, n_ff];
+// sum: sum of a [n_ff]; kept: k neuron ids. `damp` adds damp * mean(diag(G_SS)) to G_SS's
+// diagonal (ridge), which keeps the solve well-posed when kept neurons are collinear.
+// Throws mf::Error on mismatched sizes or no tokens.
+DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                     const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
+
+}  // namespace mf

@@ -1,0 +1,106 @@
+// Least-squares re-fit of ffn_down on kept neurons, against a direct least-squares solve.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <random>
+
+#include "core/error.h"
+#include "moe/down_refit.h"
+
+namespace mf {
+namespace {
+
+using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Correlated activations with non-zero means: every third neuron mixes two others.
+struct Problem {
+  int64_t n = 500, F = 12, E = 5;
+  MatR h, w;                      // [n, F], [E, F]
+  std::vector<float> gram, sum;  // [F, F], [F]
+  std::vector<float> wf;         // [E, F]
+  Problem() {
+    std::mt19937 rng(3);
+    std::normal_distribution<double> g(0.0, 1.0);
+    h.resize(n, F);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < F; ++j) h(t, j) = j % 3 == 2 ? 0.7 * h(t, j - 1) - 0.4 * h(t, j - 2) + 0.1 * g(rng) : 0.3 * j + g(rng);
+    w.resize(E, F);
+    for (int64_t r = 0; r < E; ++r)
+      for (int64_t j = 0; j < F; ++j) w(r, j) = g(rng);
+    MatR gm = h.transpose() * h;  // [F, F]
+    gram.assign(gm.data(), gm.data() + F * F);
+    for (int64_t j = 0; j < F; ++j) sum.push_back(float(h.col(j).sum()));
+    for (int64_t r = 0; r < E; ++r)
+      for (int64_t j = 0; j < F; ++j) wf.push_back(float(w(r, j)));
+  }
+  // Mean squared error over the tokens of predicting W a by down a_S + bias.
+  double error(const std::vector<int32_t>& kept, const std::vector<float>& down, const std::vector<float>& bias) const {
+    const int64_t k = int64_t(kept.size());
+    double e = 0;
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t r = 0; r < E; ++r) {
+        double want = w.row(r).dot(h.row(t)), got = bias[r];
+        for (int64_t c = 0; c < k; ++c) got += double(down[r * k + c]) * h(t, kept[c]);
+        e += (want - got) * (want - got);
+      }
+    return e / double(n);
+  }
+};
+
+TEST(DownRefit, EqualsTheDirectLeastSquaresSolution) {
+  Problem p;
+  std::vector<int32_t> kept = {0, 2, 3, 5, 7, 8};
+  const int64_t k = int64_t(kept.size());
+  DownRefit fit = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.0);
+  // Reference: QR least squares on the data matrix [h_S, 1] against the dense outputs.
+  MatR x(p.n, k + 1);  // [n, k+1]
+  for (int64_t c = 0; c < k; ++c) x.col(c) = p.h.col(kept[c]);
+  x.col(k).setOnes();
+  MatR y = p.h * p.w.transpose();                     // [n, E]
+  MatR sol = x.colPivHouseholderQr().solve(y);         // [k+1, E]
+  for (int64_t r = 0; r < p.E; ++r) {
+    for (int64_t c = 0; c < k; ++c) EXPECT_NEAR(fit.down[r * k + c], sol(c, r), 1e-4 * (1 + std::fabs(sol(c, r))));
+    EXPECT_NEAR(fit.bias[r], sol(k, r), 1e-4 * (1 + std::fabs(sol(k, r))));
+  }
+}
+
+TEST(DownRefit, KeepingEveryNeuronReturnsTheDenseWeights) {
+  Problem p;
+  std::vector<int32_t> all(p.F);
+  for (int32_t j = 0; j < p.F; ++j) all[j] = j;
+  DownRefit fit = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, all, 0.0);
+  for (size_t i = 0; i < fit.down.size(); ++i) EXPECT_NEAR(fit.down[i], p.wf[i], 1e-4);
+  for (float b : fit.bias) EXPECT_NEAR(b, 0.0f, 1e-4);
+}
+
+TEST(DownRefit, BeatsMeanCompensationAndDampingStaysClose) {
+  Problem p;
+  std::vector<int32_t> kept = {0, 1, 3, 4, 6, 7, 9, 10};
+  const int64_t k = int64_t(kept.size());
+  // Mean compensation: kept columns unchanged, pruned neurons' mean outputs as the bias.
+  std::vector<float> down(p.E * k), bias(p.E, 0.0f);
+  for (int64_t r = 0; r < p.E; ++r)
+    for (int64_t j = 0, c = 0; j < p.F; ++j)
+      if (c < k && kept[c] == j) down[r * k + c++] = p.wf[r * p.F + j];
+      else bias[r] += float(p.w(r, j) * p.sum[j] / double(p.n));
+  double mean_err = p.error(kept, down, bias);
+  DownRefit exact = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.0);
+  DownRefit damped = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.01);
+  double exact_err = p.error(kept, exact.down, exact.bias), damped_err = p.error(kept, damped.down, damped.bias);
+  // The pruned neurons 2, 5, 8, 11 are linear in kept ones up to small noise: the re-fit
+  // recovers almost all of them, the mean only their average.
+  EXPECT_LT(exact_err, 0.1 * mean_err);
+  EXPECT_LE(exact_err, damped_err + 1e-9);
+  EXPECT_LT(damped_err, 0.1 * mean_err);  // the ridge costs little
+}
+
+TEST(DownRefit, RejectsBadInput) {
+  Problem p;
+  EXPECT_THROW(refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), 0, {0, 1}, 0.0), Error);        // no tokens
+  EXPECT_THROW(refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, {0, 12}, 0.0), Error);     // bad id
+  EXPECT_THROW(refit_down(p.wf, p.E + 1, p.F, p.gram.data(), p.sum.data(), p.n, {0, 1}, 0.0), Error);  // bad shape
+  EXPECT_THROW(refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, {0, 1}, -1.0), Error);     // bad damping
+}
+
+}  // namespace
+}  // namespace mf
