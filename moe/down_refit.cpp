@@ -1,6 +1,8 @@
 #include "moe/down_refit.h"
 
 #include <Eigen/Cholesky>
+#include <Eigen/LU>
+#include <limits>
 #include <Eigen/Core>
 
 #include "core/error.h"
@@ -55,6 +57,59 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
     out.bias[r] = float(x(r, k));
   }
   return out;
+}
+
+std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                const float* sum, int64_t tokens, int64_t k, double damp,
+                                const std::vector<int32_t>& forced) {
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  if (int64_t(w.size()) != n_embd * n_ff) fail("obs_select: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  if (tokens <= 0) fail("obs_select: no calibration tokens");
+  if (k < 1 || k > n_ff) fail("obs_select: cannot keep ", k, " of ", n_ff, " neurons");
+  const int64_t F = n_ff;
+  const double inv_n = 1.0 / double(tokens);
+  // A = [[G, m], [m^T, 1]] + ridge: [F+1, F+1]; the last index is the bias's constant input.
+  Mat a(F + 1, F + 1);
+  double diag = 0;
+  for (int64_t r = 0; r < F; ++r) {
+    for (int64_t c = 0; c < F; ++c) a(r, c) = double(gram[r * F + c]) * inv_n;
+    a(r, F) = a(F, r) = double(sum[r]) * inv_n;
+    diag += a(r, r);
+  }
+  a(F, F) = 1.0;
+  for (int64_t r = 0; r < F; ++r) a(r, r) += damp * diag / double(F);
+  Mat h = a.ldlt().solve(Mat::Identity(F + 1, F + 1));  // A^-1
+  if (!h.allFinite()) fail("obs_select: the second-moment matrix is singular (try a larger damping)");
+  Mat x = Mat::Zero(n_embd, F + 1);  // [n_embd, F+1] current down weights and bias
+  for (int64_t r = 0; r < n_embd; ++r)
+    for (int64_t c = 0; c < F; ++c) x(r, c) = w[r * F + c];
+  std::vector<char> alive(F, 1), locked(F, 0);
+  for (int32_t j : forced)
+    if (j >= 0 && j < F) locked[j] = 1;
+  for (int64_t left = F; left > k; --left) {
+    int64_t best = -1;
+    double best_err = std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < F; ++j) {
+      if (!alive[j] || locked[j]) continue;
+      double err = x.col(j).squaredNorm() / std::max(h(j, j), 1e-300);
+      if (err < best_err) best_err = err, best = j;
+    }
+    if (best < 0) break;  // only forced neurons left
+    // Remove `best`: the others absorb it (x -= x_:j h_j: / h_jj), then A^-1 without it.
+    const double hjj = h(best, best);
+    Eigen::VectorXd xj = x.col(best);          // [n_embd]
+    Eigen::RowVectorXd hj = h.row(best);      // [F+1]
+    x.noalias() -= xj * (hj / hjj);
+    h.noalias() -= hj.transpose() * (hj / hjj);  // A^-1 is symmetric: column best = hj^T
+    alive[best] = 0;
+    x.col(best).setZero();
+    h.row(best).setZero();
+    h.col(best).setZero();
+  }
+  std::vector<int32_t> kept;
+  for (int64_t j = 0; j < F; ++j)
+    if (alive[j]) kept.push_back(int32_t(j));
+  return kept;
 }
 
 }  // namespace mf

@@ -24,4 +24,13 @@ struct DownRefit {
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
 
+// Structured Optimal Brain Surgeon selection of the k neurons to keep: starting from all,
+// repeatedly remove the neuron whose removal, with the others re-fitted as above, adds the
+// least output error, ||W'_:j||^2 / [A^-1]_jj (A = [[G, m], [m^T, 1]] with the same ridge),
+// then update W' and A^-1 as if re-fitted. `forced` neurons are never removed.
+// Returns k ascending ids.
+std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                const float* sum, int64_t tokens, int64_t k, double damp,
+                                const std::vector<int32_t>& forced = {});
+
 }  // namespace mf

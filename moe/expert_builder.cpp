@@ -182,8 +182,18 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     }
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
     const Compensation comp = opts.score == NeuronScore::Activation ? opts.compensation : Compensation::None;
-    std::vector<int32_t> idx =
-        top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None), k, forced);
+    const bool obs = opts.obs_select && comp == Compensation::LeastSquares;
+    if (obs && (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer))
+      fail("expert '", spec.name, "': OBS selection needs Gram matrices (calibrate with --gram on)");
+    std::vector<int32_t> idx;
+    if (obs) {
+      std::vector<float> w(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff]
+      for (int64_t r = 0; r < hp.n_embd; ++r) ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w.data() + r * hp.n_ff, hp.n_ff);
+      idx = obs_select(w, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), spec.gram_stats[il].act_sum.data(),
+                       spec.gram_stats[il].tokens, k, opts.refit_damp, forced);
+    } else {
+      idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None), k, forced);
+    }
     // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
     for (int64_t r = 0; r < k; ++r) {

@@ -97,6 +97,8 @@ void add_build_moe(CLI::App& app) {
                   "the stats have them, else mean");
   cmd->add_option("--refit-damp", o->moe.build.refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--obs-select", o->moe.build.obs_select,
+                "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
   cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: energy (default) or none");
   cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
@@ -92,6 +93,22 @@ TEST(DownRefit, BeatsMeanCompensationAndDampingStaysClose) {
   EXPECT_LT(exact_err, 0.1 * mean_err);
   EXPECT_LE(exact_err, damped_err + 1e-9);
   EXPECT_LT(damped_err, 0.1 * mean_err);  // the ridge costs little
+}
+
+TEST(DownRefit, ObsSelectionDropsRedundantNeuronsFirst) {
+  Problem p;
+  // Neurons 2, 5, 8, 11 are (nearly) linear in the others, so with the re-fit they cost
+  // almost nothing to remove; OBS must drop exactly them, whatever their variance.
+  std::vector<int32_t> kept = obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 8, 1e-6);
+  EXPECT_EQ(kept, (std::vector<int32_t>{0, 1, 3, 4, 6, 7, 9, 10}));
+  // Forced neurons stay; the rest is still the cheapest removal.
+  std::vector<int32_t> forced = obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 8, 1e-6, {11});
+  EXPECT_NE(std::find(forced.begin(), forced.end(), 11), forced.end());
+  EXPECT_EQ(forced.size(), 8u);
+  DownRefit a = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, forced, 1e-6);
+  DownRefit b = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, {0, 1, 3, 4, 6, 9, 10, 11}, 1e-6);
+  EXPECT_LE(p.error(forced, a.down, a.bias), p.error({0, 1, 3, 4, 6, 9, 10, 11}, b.down, b.bias) * 1.0001);
+  EXPECT_THROW(obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 0, 0.0), Error);
 }
 
 TEST(DownRefit, RejectsBadInput) {
