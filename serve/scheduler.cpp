@@ -154,17 +154,19 @@ void Scheduler::admit() {
       --slot;  // the slot is still free
       continue;
     }
+    // Everything that can throw (a bad expert, memory) happens while `gen` is still ours to
+    // finish: a job popped from the queue must never be left without an answer.
     try {
       session_.set_layers(int(slot), job.layers);
+      session_.reset(int(slot));
+      slots_[slot] = std::make_unique<Sequence>(std::move(job), gen, int(slot));
     } catch (const std::exception& e) {
       gen->finish("error", e.what());
       if (metrics_) metrics_->finished("error");
       --slot;
       continue;
     }
-    session_.reset(int(slot));
     if (metrics_) metrics_->queue_wait(std::chrono::duration<double>(Clock::now() - gen->submitted()).count());
-    slots_[slot] = std::make_unique<Sequence>(std::move(job), std::move(gen), int(slot));
     ++active_;
   }
   if (queue_.empty() && active_ == 0) idle_cv_.notify_all();
