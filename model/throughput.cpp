@@ -5,6 +5,7 @@
 #include <random>
 
 #include "model/session.h"
+#include "ops/ops.h"
 
 namespace mf {
 
@@ -47,7 +48,7 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
         auto t0 = clock::now();
         for (int i = 0; i < o.n_gen; ++i) {
           const float* logits = session.eval({&tok, 1}, false);
-          tok = int32_t(std::max_element(logits, logits + model.hp.n_vocab) - logits);
+          tok = int32_t(ops::argmax(logits, model.hp.n_vocab));
         }
         if (r) out[c].decode_all.push_back(o.n_gen / seconds(t0, clock::now()));
       }

@@ -36,6 +36,8 @@ void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, in
 void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
 // In-place numerically stable softmax of x[n].
 void softmax(float* x, int64_t n);
+// The first index of the largest value of x[n], NaNs ignored; 0 if n == 0 or all are NaN.
+int64_t argmax(const float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i]
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 // Causal attention. q, out: [n_tokens, n_head, head_dim]; k, v: [n_past + n_tokens, kv_stride]
@@ -55,6 +57,7 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
 void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n, float eps);
 void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
 void softmax(float* x, int64_t n);
+int64_t argmax(const float* x, int64_t n);
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p, ThreadPool& pool);
 }  // namespace ops

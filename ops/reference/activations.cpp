@@ -1,4 +1,4 @@
-// Scalar softmax and SwiGLU.
+// Scalar softmax, argmax and SwiGLU.
 #include <cmath>
 
 #include "ops/ops.h"
@@ -16,6 +16,15 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] > max) max = x[i];  // NaN compares false
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] == max) return i;
+  return 0;
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {

@@ -1,7 +1,8 @@
-// RMSNorm, RoPE (both pair layouts), softmax and SwiGLU: fast paths against the
+// RMSNorm, RoPE (both pair layouts), softmax, argmax and SwiGLU: fast paths against the
 // references on odd sizes, plus hand-checked values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -94,6 +95,30 @@ TEST(OpsRope, KnownRotation) {
 }
 
 // Tolerance: atol 1e-7, rtol 1e-5 (polynomial exp ~2e-7 relative, different summation order).
+TEST(OpsArgmax, MatchesReferenceAndStdMaxElement) {
+  for (int64_t n : {1, 2, 7, 8, 9, 31, 1000, 8192, 49153}) {
+    auto x = test::random_floats(size_t(n), uint32_t(n) + 7, -5.0f, 5.0f);
+    EXPECT_EQ(ops::argmax(x.data(), n), ref::argmax(x.data(), n)) << n;
+    EXPECT_EQ(ref::argmax(x.data(), n), std::max_element(x.begin(), x.end()) - x.begin()) << n;
+    // Ties go to the first position, wherever the maximum sits (head, vector body, tail);
+    // the second copy is 9 further on, in another 8-wide vector.
+    for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+      auto y = x;
+      y[at] = 100.0f;
+      y[std::min(at + 9, n - 1)] = 100.0f;
+      EXPECT_EQ(ops::argmax(y.data(), n), at) << n << " at " << at;
+      EXPECT_EQ(ref::argmax(y.data(), n), at) << n << " at " << at;
+    }
+  }
+  // NaNs are ignored; all-NaN and empty inputs give 0.
+  std::vector<float> nan = {NAN, 1.0f, NAN, 3.0f, 2.0f, NAN, NAN, NAN, NAN, -1.0f};
+  EXPECT_EQ(ops::argmax(nan.data(), 10), 3);
+  EXPECT_EQ(ref::argmax(nan.data(), 10), 3);
+  std::vector<float> all_nan(11, NAN);
+  EXPECT_EQ(ops::argmax(all_nan.data(), 11), 0);
+  EXPECT_EQ(ops::argmax(nan.data(), 0), 0);
+}
+
 TEST(OpsSoftmax, MatchesReference) {
   for (int64_t n : {1, 2, 5, 8, 9, 33, 1000, 4097}) {
     for (float range : {1.0f, 20.0f, 1e4f}) {  // 1e4: most entries underflow to 0
