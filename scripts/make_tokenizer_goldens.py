@@ -17,6 +17,8 @@ Fixtures made here (each < 1 MB, byte-identical on reruns with the same library 
            (qwen2 and smollm learn their merges under the plain GPT-2 split so their vocabularies
            hold multi-digit and " 1" pieces that their own splits must keep apart)
   gpt2_prefix/  GPT-2 ByteLevel with add_prefix_space and a non-special added token
+  added_strip/  GPT-2 ByteLevel with added tokens that strip whitespace: <mask> (special,
+           lstrip), <|end|> (special, rstrip), <note> (not special, lstrip and rstrip)
   spm/     SentencePiece BPE .model (identity normalizer, byte fallback, a user-defined piece)
 and goldens for those plus ../shared/models/tiny-llama-a/tokenizer.json (HF tokenizers) and
 ../shared/models/stories260K/tok512.bin (llama.cpp's llama-server /tokenize on
@@ -203,6 +205,27 @@ def make_gpt2_prefix(lines):
     return tok, cfg, specials + ["<custom>"]
 
 
+def make_added_strip(lines):
+    from tokenizers import AddedToken, pre_tokenizers
+    tok = train_bpe(lines, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), vocab_size=1200)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False),
+                            AddedToken("<|end|>", rstrip=True, special=True, normalized=False)])
+    tok.add_tokens([AddedToken("<note>", lstrip=True, rstrip=True, special=False, normalized=False)])
+    cfg = {"eos_token": "<|end|>"}
+    return tok, cfg, ["<mask>", "<|end|>", "<note>"]
+
+
+STRIP_TEXTS = [
+    "I saw a <mask> here and a<mask>there.",
+    "a  \t<mask>\n\nb <mask>",
+    "<|end|>\n\nnext <|end|>   tail<|end|>",
+    "x <note>  y<note>z <note>",
+    "  <mask>   <note>   <|end|>  ",
+    "<mask><mask> <|end|> <|end|><note> <note>",
+    "caf\u00e9\u3000<note>\u00a0z \u2003<mask>\u2003w",
+]
+
+
 def make_spm(lines):
     import sentencepiece as spm
     d = OUT / "spm"
@@ -378,6 +401,9 @@ def main():
         tok, cfg, specials = make(lines)
         rel = write_fixture(name, tok, cfg)
         write_golden(name, "hf", "repo", rel, hf_cases(ROOT / rel, with_specials(specials)), vers)
+    tok, cfg, specials = make_added_strip(lines)
+    rel = write_fixture("added_strip", tok, cfg)
+    write_golden("added_strip", "hf", "repo", rel, hf_cases(ROOT / rel, with_specials(specials) + STRIP_TEXTS), vers)
     rel = make_spm(lines)
     write_golden("spm", "sentencepiece", "repo", rel,
                  spm_cases(ROOT / rel, with_specials(["<custom>", "</s>"])), vers,

@@ -195,6 +195,12 @@ TokenizerSpec load_hf_tokenizer_spec(const std::string& path) {
         }
         spec.tokens[id] = t["content"].get<std::string>();
         spec.types[id] = flag(t, "special", false) ? TokenType::Control : TokenType::UserDefined;
+        const uint8_t strip = (flag(t, "lstrip", false) ? TokenizerSpec::kStripLeft : 0) |
+                              (flag(t, "rstrip", false) ? TokenizerSpec::kStripRight : 0);
+        if (strip) {
+          if (spec.strip.size() <= size_t(id)) spec.strip.resize(size_t(id) + 1, 0);
+          spec.strip[id] = strip;
+        }
       }
     }
     for (size_t i = 0; i < spec.tokens.size(); ++i) {
@@ -203,6 +209,7 @@ TokenizerSpec load_hf_tokenizer_spec(const std::string& path) {
       spec.types[i] = TokenType::Unused;
     }
     if (spec.tokens.empty()) c.bad("empty vocabulary");
+    if (!spec.strip.empty()) spec.strip.resize(spec.tokens.size(), 0);
 
     auto id_of = [&](const std::string& piece) -> int32_t {
       for (size_t i = 0; i < spec.tokens.size(); ++i)

@@ -2,7 +2,36 @@
 
 #include <algorithm>
 
+#include "tokenizer/unicode.h"
+
 namespace mf {
+
+namespace {
+
+bool is_space(std::string_view s, size_t i, uint32_t* len) {
+  unicode::Decoded d = unicode::decode_utf8(s, i);
+  *len = d.len;
+  return d.cp != unicode::kInvalid && unicode::classify(d.cp) == unicode::CharClass::Space;
+}
+
+// Bytes of whitespace at the start of s.
+size_t leading_space(std::string_view s) {
+  size_t i = 0;
+  uint32_t len = 0;
+  while (i < s.size() && is_space(s, i, &len)) i += len;
+  return i;
+}
+
+// Where the whitespace at the end of s begins (s.size() if none).
+size_t trailing_space_start(std::string_view s) {
+  size_t end = 0;  // just past the last non-space character
+  uint32_t len = 0;
+  for (size_t i = 0; i < s.size(); i += len)
+    if (!is_space(s, i, &len)) end = i + len;
+  return end;
+}
+
+}  // namespace
 
 SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerSpec& spec, std::vector<TokenType> always,
                                          std::vector<TokenType> on_parse) {
@@ -12,7 +41,8 @@ SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerSpec& spec, std::vector<
     const TokenType type = id < spec.types.size() ? spec.types[id] : TokenType::Normal;
     const bool is_always = has(always, type);
     if (text.empty() || !(is_always || has(on_parse, type))) continue;
-    by_first_byte_[uint8_t(text[0])].push_back({text, int32_t(id), is_always});
+    const uint8_t strip = id < spec.strip.size() ? spec.strip[id] : 0;
+    by_first_byte_[uint8_t(text[0])].push_back({text, int32_t(id), is_always, strip});
     any_ = true;
     any_always_ = any_always_ || is_always;
   }
@@ -36,9 +66,12 @@ std::vector<SpecialTokenMatcher::Fragment> SpecialTokenMatcher::split(std::strin
       }
     }
     if (!hit) { ++i; continue; }
-    if (i > raw_start) out.push_back({-1, text.substr(raw_start, i - raw_start)});
-    out.push_back({hit->id, text.substr(i, hit->text.size())});
-    i += hit->text.size();
+    size_t start = i, end = i + hit->text.size();
+    if (hit->strip & TokenizerSpec::kStripLeft) start = raw_start + trailing_space_start(text.substr(raw_start, i - raw_start));
+    if (hit->strip & TokenizerSpec::kStripRight) end += leading_space(text.substr(end));
+    if (start > raw_start) out.push_back({-1, text.substr(raw_start, start - raw_start)});
+    out.push_back({hit->id, text.substr(start, end - start)});
+    i = end;
     raw_start = i;
   }
   if (raw_start < text.size()) out.push_back({-1, text.substr(raw_start)});

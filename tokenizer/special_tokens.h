@@ -1,6 +1,7 @@
 // Finds special/added token strings in text before normal tokenization: at each position
 // the longest token starting there wins, scanning left to right (Hugging Face's
-// leftmost-longest added-token matching).
+// leftmost-longest added-token matching). Tokens with lstrip/rstrip (TokenizerSpec::strip)
+// also take the whitespace (Unicode White_Space) before/after them, as Hugging Face does.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,12 +20,12 @@ class SpecialTokenMatcher {
 
   struct Fragment {
     int32_t id;             // >= 0: a matched token; -1: raw text
-    std::string_view text;  // the raw text (also set for tokens)
+    std::string_view text;  // the raw text (for tokens: the match with any stripped whitespace)
   };
   std::vector<Fragment> split(std::string_view text, bool parse_special) const;
 
  private:
-  struct Entry { std::string text; int32_t id; bool always; };
+  struct Entry { std::string text; int32_t id; bool always; uint8_t strip; };
   std::vector<Entry> by_first_byte_[256];  // longest first
   bool any_always_ = false, any_ = false;
 };

@@ -34,6 +34,10 @@ struct TokenizerSpec {
   std::string normalizer;               // "" or "nfc" (Qwen2's NFC normalizer)
   bool ignore_merges = false;           // a pre-token found whole in the vocab is one token (Llama-3)
   bool add_prefix_space = false;        // ByteLevel(add_prefix_space): " " before each text fragment
+  // Hugging Face added tokens' lstrip/rstrip: a match also takes the whitespace before
+  // (kStripLeft) and/or after (kStripRight) it. Empty, or one entry per token.
+  static constexpr uint8_t kStripLeft = 1, kStripRight = 2;
+  std::vector<uint8_t> strip;
 };
 
 // Throws mf::Error when the spec is inconsistent (sizes, ids out of range, unknown model or

@@ -73,7 +73,8 @@ TEST_P(HfGolden, SurvivesGgufRoundTrip) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, HfGolden,
-                         ::testing::Values("tiny_llama_a", "llama3", "qwen2", "smollm", "gpt2_prefix", "moeforge_bpe"));
+                         ::testing::Values("tiny_llama_a", "llama3", "qwen2", "smollm", "gpt2_prefix", "added_strip",
+                                           "moeforge_bpe"));
 
 TEST(TokenizerGolden, HfFixtureSpecs) {
   auto spec = [](const std::string& name) { return mf::load_hf_tokenizer_spec(kDir + name + "/tokenizer.json"); };
