@@ -20,7 +20,7 @@ void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens
   const int64_t n_out = w.rows(), n_in = w.cols();
   const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
   if (n_tokens <= kSmallBatchTokens) {
-    pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+    for_rows(pool, n_out, kTileRows, int64_t(w.nbytes()) * n_tokens, [&](int, int64_t r0, int64_t r1) {
       gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
     });
     return;

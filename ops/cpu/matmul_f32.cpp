@@ -12,7 +12,7 @@ void matmul_f32(const TensorView& w, const float* x, float* y, int64_t n_tokens,
   // Few tokens: x stays in L1 anyway, so one pass over k streams each weight row once.
   const int64_t kc = n_tokens <= 2 * kTileTokens ? n_in : k_slice(n_in);
   const int64_t tc = token_chunk(n_tokens);
-  pool.parallel_for(n_out, kTileRows, [&](int, int64_t r0, int64_t r1) {
+  for_rows(pool, n_out, kTileRows, int64_t(w.nbytes()) * n_tokens, [&](int, int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tc) {
       const int64_t nt = std::min(tc, n_tokens - t0);
       for (int64_t k0 = 0; k0 < n_in; k0 += kc) {

@@ -17,6 +17,21 @@ void matmul_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens
 void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 
+// Matmuls whose work (weight bytes x tokens) is below this run on the calling thread alone:
+// for them, handing half the rows to a worker and waiting for it costs more than it saves
+// (docs/benchmarks.md, "small matmuls").
+inline constexpr int64_t kParallelMinBytes = 96 << 10;
+
+// pool.parallel_for over the n_out rows, or fn(0, 0, n_out) inline for small work.
+template <class Fn>
+void for_rows(ThreadPool& pool, int64_t n_out, int64_t grain, int64_t work_bytes, const Fn& fn) {
+  if (work_bytes < kParallelMinBytes) {
+    fn(0, int64_t(0), n_out);
+    return;
+  }
+  pool.parallel_for(n_out, grain, fn);
+}
+
 // Prefill blocking: tokens per pass over a thread's rows (x chunk stays in L2) and the
 // longest k slice per pass (a 4-row weight panel plus 3 activation rows stay in L1).
 inline constexpr int64_t kTokenChunk = 128;

@@ -159,7 +159,7 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
   constexpr bool kCanRepack = std::is_same_v<W, WeightsQ4_0>;
   const bool repack = kCanRepack && n_tokens >= kRepackMinTokens;
   const int64_t tc = token_chunk(n_tokens);
-  pool.parallel_for(n_out, repack ? 8 : kTileRows, [&](int, int64_t r0, int64_t r1) {
+  for_rows(pool, n_out, repack ? 8 : kTileRows, int64_t(w.nbytes()) * n_tokens, [&](int, int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tc) {
       const int64_t nt = std::min(tc, n_tokens - t0);
       float* yc = y + t0 * n_out;  // [nt, n_out]
