@@ -8,6 +8,7 @@ PACKAGES=(
   libcli11-dev                       # command-line parsing
   libsentencepiece-dev               # SentencePiece .model tokenizers
   libcpp-httplib-dev                 # HTTP server (serve)
+  libeigen3-dev                      # router training (moe/router_fit.cpp)
   libgtest-dev libgmock-dev          # tests
   libbenchmark-dev                   # kernel benchmarks
   clang libclang-rt-14-dev           # libFuzzer targets
