@@ -38,7 +38,7 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
   if (!(opts.threshold >= 0.0f && opts.threshold <= 1.0f)) fail("router threshold ", opts.threshold, " is outside [0, 1]");
   MoeParts parts;
   std::vector<std::vector<int>> micro_to_sub;
-  parts.router = train_router(stats, opts.subdomains, opts.router, &micro_to_sub);
+  parts.router = train_router(stats, opts.subdomains, opts.router, &micro_to_sub, &parts.router_report);
   parts.router.threshold = opts.threshold;
   std::vector<LayerStats> pooled = pooled_stats(stats);
   const int D = int(stats.domains.size()), K = opts.subdomains;

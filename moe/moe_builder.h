@@ -19,6 +19,7 @@ struct MoeBuildOptions {
 
 struct MoeParts {
   Router router;
+  RouterTrainReport router_report;
   std::vector<Expert> experts;  // domain-major: d * K + s
 };
 

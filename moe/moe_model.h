@@ -15,7 +15,7 @@
 namespace mf {
 
 struct MoeInfo {
-  static constexpr int kVersion = 2;  // 2: the router lists its embedding layers
+  static constexpr int kVersion = 3;  // 2: the router lists its embedding layers; 3: its hidden layer
   std::string mode;               // neurons | dowp
   double density = 0;
   double shared_fraction = 0;

@@ -6,6 +6,7 @@
 #include "calib/kmeans.h"
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "moe/router_fit.h"
 
 namespace mf {
 
@@ -13,11 +14,19 @@ std::vector<float> Router::domain_probs(const float* x) const {
   const int D = n_domain();
   std::vector<float> z(dim);  // [dim] standardised features
   for (int64_t j = 0; j < dim; ++j) z[j] = (x[j] - mean[j]) * inv_std[j];
+  std::vector<float> h(n_hidden);  // [n_hidden] ReLU(hidden_weight z + hidden_bias)
+  for (int64_t k = 0; k < n_hidden; ++k) {
+    double s = hidden_bias[k];
+    for (int64_t j = 0; j < dim; ++j) s += double(hidden_weight[k * dim + j]) * z[j];
+    h[k] = float(std::max(s, 0.0));
+  }
+  const std::vector<float>& in = n_hidden > 0 ? h : z;  // [n_in] the output layer's input
+  const int64_t n_in = int64_t(in.size());
   std::vector<double> logit(D);
   double mx = -1e300;
   for (int d = 0; d < D; ++d) {
     double s = bias[d];
-    for (int64_t j = 0; j < dim; ++j) s += double(weight[d * dim + j]) * z[j];
+    for (int64_t j = 0; j < n_in; ++j) s += double(weight[d * n_in + j]) * in[j];
     logit[d] = s;
     mx = std::max(mx, s);
   }
@@ -38,8 +47,22 @@ RouteDecision Router::route(const float* x) const {
   return r;
 }
 
+std::vector<char> holdout_mask(int64_t n, double fraction, int blocks) {
+  if (!(fraction >= 0 && fraction < 1)) fail("router hold-out fraction must be in [0, 1), got ", fraction);
+  if (blocks < 1) fail("router hold-out blocks must be >= 1, got ", blocks);
+  std::vector<char> held(n, 0);  // [n]
+  const int64_t n_hold = fraction > 0 && n >= 2 ? std::clamp<int64_t>(std::llround(fraction * double(n)), 1, n - 1) : 0;
+  const int64_t nb = std::min<int64_t>(blocks, n_hold);
+  for (int64_t b = 0; b < nb; ++b) {  // block b: centred in the b-th of nb equal segments
+    const int64_t len = n_hold / nb + (b < n_hold % nb), centre = (2 * b + 1) * n / (2 * nb);
+    const int64_t start = std::clamp<int64_t>(centre - len / 2, b * n / nb, (b + 1) * n / nb - len);
+    std::fill(held.begin() + start, held.begin() + start + len, 1);
+  }
+  return held;
+}
+
 Router train_router(const CalibStats& stats, int K, const RouterTrainOptions& opts,
-                    std::vector<std::vector<int>>* micro_to_sub) {
+                    std::vector<std::vector<int>>* micro_to_sub, RouterTrainReport* report) {
   Router r;
   const int D = int(stats.domains.size());
   const int64_t dim = stats.dim;
@@ -94,53 +117,34 @@ Router train_router(const CalibStats& stats, int K, const RouterTrainOptions& op
     r.mean[j] = float(mu[j]);
     r.inv_std[j] = float(1.0 / std::sqrt(var[j] / double(n) + 1e-8));
   }
+  // Features, classes, weights and the split (hold-out blocks per domain, see holdout_mask).
   std::vector<float> X(size_t(n) * dim);  // [n, dim]
-  std::vector<int> y(n);
-  std::vector<double> sample_w(n);
+  std::vector<int> y(n);                  // [n]
+  std::vector<float> sample_w(n);         // [n]
+  std::vector<char> held(n, 0);           // [n]
+  ClassifierData data;
   int64_t row = 0;
   for (int d = 0; d < D; ++d) {
     const DomainStats& ds = stats.domains[d];
-    for (int64_t i = 0; i < ds.n_samples(); ++i, ++row) {
+    const int64_t n_d = ds.n_samples();
+    if (n_d == 0) fail("domain '", ds.name, "' has no calibration samples");
+    const std::vector<char> mask = holdout_mask(n_d, opts.holdout_fraction, opts.holdout_blocks);  // [n_d]
+    const int64_t n_hold = std::count(mask.begin(), mask.end(), 1);
+    std::copy(mask.begin(), mask.end(), held.begin() + row);
+    for (int64_t i = 0; i < n_d; ++i, ++row) {
       for (int64_t j = 0; j < dim; ++j) X[row * dim + j] = (ds.embeddings[i * dim + j] - r.mean[j]) * r.inv_std[j];
       y[row] = d;
-      sample_w[row] = double(n) / (double(D) * double(ds.n_samples()));  // balanced classes
+      // Balanced classes within each split: weight = split size / (D * the domain's samples
+      // in the split); the split size multiplies in below, once both are known.
+      const int64_t n_split = held[row] ? n_hold : n_d - n_hold;
+      sample_w[row] = float(1.0 / (double(D) * double(n_split)));
+      (held[row] ? data.holdout : data.train).push_back(row);
     }
   }
-
-  // Full-batch Adam on the weighted cross-entropy with L2 on the weights.
-  const size_t P = size_t(D) * dim + D;
-  std::vector<double> theta(P, 0.0), m1(P, 0.0), m2(P, 0.0), grad(P);
-  std::vector<double> logit(D);
-  for (int it = 1; it <= opts.iterations; ++it) {
-    std::fill(grad.begin(), grad.end(), 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* x = &X[i * dim];
-      double mx = -1e300;
-      for (int d = 0; d < D; ++d) {
-        double s = theta[size_t(D) * dim + d];
-        for (int64_t j = 0; j < dim; ++j) s += theta[d * dim + j] * x[j];
-        logit[d] = s;
-        mx = std::max(mx, s);
-      }
-      double sum = 0;
-      for (double& l : logit) sum += (l = std::exp(l - mx));
-      for (int d = 0; d < D; ++d) {
-        double g = sample_w[i] * (logit[d] / sum - (d == y[i] ? 1.0 : 0.0)) / double(n);
-        for (int64_t j = 0; j < dim; ++j) grad[d * dim + j] += g * x[j];
-        grad[size_t(D) * dim + d] += g;
-      }
-    }
-    for (size_t p = 0; p < size_t(D) * dim; ++p) grad[p] += opts.l2 * theta[p];
-    const double b1 = 0.9, b2 = 0.999;
-    for (size_t p = 0; p < P; ++p) {
-      m1[p] = b1 * m1[p] + (1 - b1) * grad[p];
-      m2[p] = b2 * m2[p] + (1 - b2) * grad[p] * grad[p];
-      double mh = m1[p] / (1 - std::pow(b1, it)), vh = m2[p] / (1 - std::pow(b2, it));
-      theta[p] -= opts.learning_rate * mh / (std::sqrt(vh) + 1e-8);
-    }
-  }
-  r.weight.assign(theta.begin(), theta.begin() + size_t(D) * dim);
-  r.bias.assign(theta.begin() + size_t(D) * dim, theta.end());
+  for (int64_t i = 0; i < n; ++i) sample_w[i] *= float(held[i] ? data.holdout.size() : data.train.size());
+  data.x = X.data(), data.y = y.data(), data.w = sample_w.data();
+  data.n = n, data.dim = dim, data.n_class = D;
+  fit_domain_classifier(data, opts, r, report);
   return r;
 }
 
@@ -148,11 +152,16 @@ void Router::write(GgufWriter& w) const {
   w.set_array("moeforge.moe.router.domains", GgufType::STRING, nlohmann::json(domains));
   w.set_array("moeforge.moe.router.embed_layers", GgufType::I32, nlohmann::json(embed_layers));
   w.set_u32("moeforge.moe.router.subdomains", uint32_t(subdomains));
+  w.set_u32("moeforge.moe.router.hidden", uint32_t(n_hidden));
   w.set_f32("moeforge.moe.router.threshold", threshold);
   const int64_t D = n_domain();
   w.add_tensor("moe.router.mean", make_view(DType::F32, {dim}, mean.data()));
   w.add_tensor("moe.router.inv_std", make_view(DType::F32, {dim}, inv_std.data()));
-  w.add_tensor("moe.router.weight", make_view(DType::F32, {D, dim}, weight.data()));
+  if (n_hidden > 0) {
+    w.add_tensor("moe.router.hidden.weight", make_view(DType::F32, {n_hidden, dim}, hidden_weight.data()));
+    w.add_tensor("moe.router.hidden.bias", make_view(DType::F32, {n_hidden}, hidden_bias.data()));
+  }
+  w.add_tensor("moe.router.weight", make_view(DType::F32, {D, n_hidden > 0 ? n_hidden : dim}, weight.data()));
   w.add_tensor("moe.router.bias", make_view(DType::F32, {D}, bias.data()));
   w.add_tensor("moe.router.centroids", make_view(DType::F32, {D * subdomains, dim}, centroids.data()));
 }
@@ -165,23 +174,38 @@ Router Router::read(const GgufFile& g, const std::string& label) {
   r.subdomains = int(g.get_int("moeforge.moe.router.subdomains"));
   r.threshold = float(g.get_float("moeforge.moe.router.threshold", 0.5));
   if (r.subdomains < 1) fail(label, ": bad sub-domain count ", r.subdomains);
+  r.n_hidden = g.get_int("moeforge.moe.router.hidden");
+  if (r.n_hidden < 0 || r.n_hidden > (1 << 20)) fail(label, ": bad router hidden size ", r.n_hidden);
   const GgufTensorInfo* m = g.find_tensor("moe.router.mean");
   if (!m) fail(label, ": missing tensor 'moe.router.mean'");
   r.dim = m->view.numel();
   const int64_t D = r.n_domain();
-  auto get = [&](const char* name, int64_t numel) {
+  // Every tensor must have exactly the expected shape (a transposed or truncated one would
+  // still have the right number of values).
+  auto get = [&](const char* name, std::vector<int64_t> shape) {
     const GgufTensorInfo* t = g.find_tensor(name);
     if (!t) fail(label, ": missing tensor '", name, "'");
-    if (t->view.dtype != DType::F32 || t->view.numel() != numel)
-      fail(label, ": tensor '", name, "' has shape ", t->view.shape_str(), ", expected ", numel, " f32 values");
+    bool same = t->view.dtype == DType::F32 && t->view.n_dims == int(shape.size());
+    for (size_t i = 0; same && i < shape.size(); ++i) same = t->view.shape[i] == shape[i];
+    if (!same) {
+      std::string want;
+      for (int64_t x : shape) want += (want.empty() ? "" : ", ") + std::to_string(x);
+      fail(label, ": router tensor '", name, "' is ", dtype_name(t->view.dtype), " ", t->view.shape_str(), ", expected f32 [", want, "]");
+    }
     const float* p = t->view.f32();
-    return std::vector<float>(p, p + numel);
+    return std::vector<float>(p, p + t->view.numel());
   };
-  r.mean = get("moe.router.mean", r.dim);
-  r.inv_std = get("moe.router.inv_std", r.dim);
-  r.weight = get("moe.router.weight", D * r.dim);
-  r.bias = get("moe.router.bias", D);
-  r.centroids = get("moe.router.centroids", D * r.subdomains * r.dim);
+  r.mean = get("moe.router.mean", {r.dim});
+  r.inv_std = get("moe.router.inv_std", {r.dim});
+  if (r.n_hidden > 0) {
+    r.hidden_weight = get("moe.router.hidden.weight", {r.n_hidden, r.dim});
+    r.hidden_bias = get("moe.router.hidden.bias", {r.n_hidden});
+  } else if (g.find_tensor("moe.router.hidden.weight") || g.find_tensor("moe.router.hidden.bias")) {
+    fail(label, ": router tensors 'moe.router.hidden.*' present but moeforge.moe.router.hidden is 0");
+  }
+  r.weight = get("moe.router.weight", {D, r.n_hidden > 0 ? r.n_hidden : r.dim});
+  r.bias = get("moe.router.bias", {D});
+  r.centroids = get("moe.router.centroids", {D * r.subdomains, r.dim});
   return r;
 }
 

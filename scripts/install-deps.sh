@@ -8,7 +8,7 @@ PACKAGES=(
   libcli11-dev                       # command-line parsing
   libsentencepiece-dev               # SentencePiece .model tokenizers
   libcpp-httplib-dev                 # HTTP server (serve)
-  libeigen3-dev                      # linear algebra (calibration Gram matrices, expert re-fit)
+  libeigen3-dev                      # linear algebra (calibration Gram matrices, expert re-fit, router)
   libgtest-dev libgmock-dev          # tests
   libbenchmark-dev                   # kernel benchmarks
   clang libclang-rt-14-dev           # libFuzzer targets

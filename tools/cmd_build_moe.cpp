@@ -9,6 +9,7 @@
 #include "moe/moe_model.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "tools/moe_cli.h"
 #include "tools/progress.h"
 
 namespace mf::cli {
@@ -62,12 +63,14 @@ void run_build_moe(BuildMoeOptions o) {
                       {"dense_ffn_bytes", dense_ffn},
                       {"expert_bytes", experts},
                       {"memory_overhead", double(experts) / double(dense)},
+                      {"router", router_report_json(parts.router_report, o.moe.router)},
                       {"seconds", secs}};
   if (o.json) {
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("wrote %s: %zu %s experts at density %.2f (%d sub-domain(s) per domain) in %.1f s\n", o.out.c_str(),
                 parts.experts.size(), info.mode.c_str(), info.density, o.moe.subdomains, secs);
+    std::printf("%s\n", router_report_line(parts.router_report, o.moe.router).c_str());
     std::printf("memory: dense weights %.2f MB, experts %.2f MB (+%.0f%%), file %.2f MB\n", dense / 1e6, experts / 1e6,
                 100.0 * double(experts) / double(dense), file_bytes / 1e6);
   }
@@ -104,6 +107,7 @@ void add_build_moe(CLI::App& app) {
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->moe.build.seed, "Seed (random baseline)");
+  add_router_train_options(cmd, o->moe.router);
   cmd->add_option("-o,--out", o->out, "Output .moe file")->required();
   cmd->add_flag("--json", o->json, "Print a JSON summary with memory figures");
   cmd->callback([o] { run_build_moe(*o); });

@@ -15,6 +15,7 @@
 #include "moe/moe_builder.h"
 #include "tools/commands.h"
 #include "tools/common.h"
+#include "tools/moe_cli.h"
 #include "tools/progress.h"
 #include "tools/svg_chart.h"
 
@@ -35,6 +36,8 @@ struct EvalMoeOptions {
   int bench_reps = 5;
   float threshold = 0.0f;
   std::string compensation = "auto";
+  RouterTrainOptions router;
+  bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
 };
 
@@ -77,16 +80,18 @@ struct Built {
   MoeParts parts;  // experts domain-major (per-domain methods) or a single expert
 };
 
-// What every method is built with: the structured ones' compensation, and for the pooled
-// ("agnostic") one the Gram matrices of all domains.
+// What every method is built with: the structured ones' compensation, for the pooled
+// ("agnostic") one the Gram matrices of all domains, and the router's training options.
 struct MethodContext {
   Compensation compensation = Compensation::Mean;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
+  RouterTrainOptions router;
 };
 
 Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
                    double density, int K) {
   MoeBuildOptions o;
+  o.router = ctx.router;
   o.build.density = density;
   o.build.compensation = ctx.compensation;
   o.subdomains = K;
@@ -119,6 +124,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   MethodContext ctx;
   ctx.compensation = parse_compensation(o.compensation, stats);
   if (ctx.compensation == Compensation::LeastSquares) ctx.pooled_gram = pooled_gram(stats);
+  ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
@@ -152,15 +158,17 @@ void run_eval_moe(const EvalMoeOptions& o) {
   // ---- Perplexity: dense, then every method at every density.
   std::map<std::string, std::map<std::string, std::map<double, double>>> ppl;  // test -> method -> density -> ppl
   std::map<std::string, double> dense_ppl;
-  const int n_evals = int(tests.size()) * (1 + int(kMethods.size() * o.densities.size()));
+  const int n_evals = o.router_only ? 0 : int(tests.size()) * (1 + int(kMethods.size() * o.densities.size()));
   Progress progress("eval-moe perplexity", n_evals);
   int done = 0;
   for (const TestSet& t : tests) {
+    if (o.router_only) break;
     dense_ppl[t.name] = compute_perplexity(*model, t.tokens, o.ctx, pool).ppl;
     progress.update(++done);
   }
   std::map<std::string, std::map<double, int64_t>> method_bytes;  // bytes of one expert's FFN
   for (double density : o.densities) {
+    if (o.router_only) break;
     // neurons and neurons-routed evaluate the same experts: build them once per density.
     std::map<std::string, Built> built;
     for (const Method& m : kMethods) {
@@ -191,12 +199,12 @@ void run_eval_moe(const EvalMoeOptions& o) {
   progress.finish();
 
   // ---- Router accuracy on held-out prompts of several lengths.
-  MoeBuildOptions ro;
-  ro.subdomains = K;
   std::vector<std::vector<int>> unused;
-  Router router = train_router(stats, K, ro.router, &unused);
+  RouterTrainReport router_report;
+  Router router = train_router(stats, K, o.router, &unused, &router_report);
   const int D = int(stats.domains.size());
   nlohmann::json router_json = nlohmann::json::object();
+  router_json["training"] = router_report_json(router_report, o.router);
   std::string confusion_csv = "prompt_tokens,true_domain";
   for (const DomainStats& d : stats.domains) confusion_csv += "," + d.name;
   confusion_csv += "\n";
@@ -223,6 +231,25 @@ void run_eval_moe(const EvalMoeOptions& o) {
       for (int b = 0; b < D; ++b) confusion_csv += "," + std::to_string(confusion[a][b]);
       confusion_csv += "\n";
     }
+  }
+
+  std::string router_md = "## Router accuracy (held-out prompts)\n\n| prompt tokens | accuracy | prompts |\n|---|---|---|\n";
+  for (int len : o.prompt_lengths) {
+    const auto& r = router_json[std::to_string(len)];
+    router_md += "| " + std::to_string(len) + " | " + num(100.0 * r["accuracy"].get<double>(), "%.1f%%") + " | " +
+                 std::to_string(r["prompts"].get<int64_t>()) + " |\n";
+  }
+  router_md += "\nTrained on the calibration samples: " + router_report_line(router_report, o.router) + ".\n";
+  router_md += "\nConfusion matrices (rows: true domain, columns: routed domain): `router_confusion.csv`.\n\n";
+  if (o.router_only) {
+    report["router"] = router_json;
+    write_text(o.out_dir + "/router_confusion.csv", confusion_csv);
+    write_text(o.out_dir + "/results.json", report.dump(2) + "\n");
+    std::string md = "# moeforge eval-moe --router-only\n\nModel `" + o.model.model + "`, stats `" + o.stats + "`.\n\n" + router_md;
+    write_text(o.out_dir + "/results.md", md);
+    if (o.json) std::printf("%s\n", dump_json(report).c_str());
+    else std::printf("%s", md.c_str());
+    return;
   }
 
   // ---- Speed and memory: dense against one domain expert per density, interleaved.
@@ -287,13 +314,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   }
   md += "\nMethods:\n";
   for (const Method& m : kMethods) md += "- `" + m.name + "`: " + m.description + "\n";
-  md += "\nPlots: `ppl_<test>.svg`. All figures: `perplexity.csv`.\n\n## Router accuracy (held-out prompts)\n\n| prompt tokens | accuracy | prompts |\n|---|---|---|\n";
-  for (int len : o.prompt_lengths) {
-    const auto& r = router_json[std::to_string(len)];
-    md += "| " + std::to_string(len) + " | " + num(100.0 * r["accuracy"].get<double>(), "%.1f%%") + " | " +
-          std::to_string(r["prompts"].get<int64_t>()) + " |\n";
-  }
-  md += "\nConfusion matrices (rows: true domain, columns: routed domain): `router_confusion.csv`.\n\n";
+  md += "\nPlots: `ppl_<test>.svg`. All figures: `perplexity.csv`.\n\n" + router_md;
   md += "## Speed, memory, FLOPs (one expert against dense, same engine, medians of " + std::to_string(o.bench_reps) +
         " interleaved runs, " + std::to_string(pool.size()) + " threads)\n\n";
   md += "| config | decode tok/s | prefill tok/s | decode speed-up | bound (weight bytes) | speed-up / bound | weight bytes/token | matmul FLOPs/token |\n|---|---|---|---|---|---|---|---|\n";
@@ -365,6 +386,8 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
   cmd->add_option("--compensation", o->compensation,
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
+  add_router_train_options(cmd, o->router);
+  cmd->add_flag("--router-only", o->router_only, "Only train the router and measure its accuracy (no perplexity or speed)");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
   cmd->callback([o] { run_eval_moe(*o); });
 }

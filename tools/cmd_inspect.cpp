@@ -72,6 +72,7 @@ void run_inspect(const InspectOptions& o) {
                 {"domains", r.domains},
                 {"subdomains", r.subdomains},
                 {"router_embed_layers", r.embed_layers},
+                {"router_hidden", r.n_hidden},
                 {"router_threshold", r.threshold},
                 {"reroute_every", moe->info().reroute_every},
                 {"dense_weight_bytes", moe->dense_bytes()},

@@ -1,5 +1,7 @@
 #include "tools/moe_cli.h"
 
+#include <cstdio>
+
 #include "core/error.h"
 
 namespace mf::cli {
@@ -34,6 +36,45 @@ Routing resolve_routing(const LoadedModel& m, const std::string& domain, std::sp
 
 const std::vector<LayerWeights>* routed_layers(const LoadedModel& m, const Routing& r) {
   return m.moe ? m.moe->layers(r) : nullptr;
+}
+
+void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o) {
+  cmd->add_option("--router-hidden", o.hidden, "Router: hidden ReLU units of the domain classifier (0: linear softmax regression)")
+      ->check(CLI::Range(0, 1 << 16));
+  cmd->add_option("--router-epochs", o.max_epochs, "Router: training epochs (the learning rate decays to 0 over them)")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--router-lr", o.learning_rate, "Router: Adam learning rate")->check(CLI::PositiveNumber);
+  cmd->add_option("--router-weight-decay", o.weight_decay, "Router: decoupled weight decay (AdamW)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--router-holdout", o.holdout_fraction,
+                  "Router: fraction of each domain's calibration samples held out (in contiguous blocks) to pick the epoch")
+      ->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--router-seed", o.seed, "Router: seed of the initial weights, shuffles and sub-domain K-means");
+}
+
+nlohmann::json router_report_json(const RouterTrainReport& r, const RouterTrainOptions& o) {
+  return {{"hidden", o.hidden},
+          {"epochs", r.epochs},
+          {"best_epoch", r.best_epoch},
+          {"train_samples", r.train_samples},
+          {"holdout_samples", r.holdout_samples},
+          {"train_accuracy", r.train_accuracy},
+          {"holdout_accuracy", r.holdout_accuracy},
+          {"holdout_loss", r.holdout_loss},
+          {"seconds", r.seconds}};
+}
+
+std::string router_report_line(const RouterTrainReport& r, const RouterTrainOptions& o) {
+  std::string s = "router: " + (o.hidden > 0 ? std::to_string(o.hidden) + " hidden units" : std::string("linear"));
+  char b[256];
+  std::snprintf(b, sizeof b, ", %d epochs (kept %d), training accuracy %.1f%% on %lld samples", r.epochs, r.best_epoch,
+                100 * r.train_accuracy, (long long)r.train_samples);
+  s += b;
+  if (r.holdout_samples > 0) {
+    std::snprintf(b, sizeof b, ", hold-out %.1f%% on %lld samples", 100 * r.holdout_accuracy, (long long)r.holdout_samples);
+    s += b;
+  }
+  std::snprintf(b, sizeof b, ", %.1f s", r.seconds);
+  return s + b;
 }
 
 nlohmann::json routing_json(const LoadedModel& m, const Routing& r) {

@@ -56,6 +56,9 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(bj["experts"], 4);
   EXPECT_EQ(bj["mode"], "dowp");
   EXPECT_GT(bj["expert_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(bj["router"]["hidden"], 256);  // the MLP router by default
+  EXPECT_EQ(bj["router"]["holdout_samples"], 4 * 6);  // 10% of each domain's 64 samples
+  EXPECT_GT(bj["router"]["train_accuracy"].get<double>(), 0.5);
 }
 
 TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
@@ -164,6 +167,8 @@ TEST(MoeCli, BadInputFailsCleanly) {
   for (const char* d : {"0", "1.5", "-0.2"})
     expect_failure("build-moe -m " + kModel + " -s " + b.stats + " --density " + d + " -o " + dir + "/x.moe", "density",
                    dir + "/x.moe");
+  expect_failure("build-moe -m " + kModel + " -s " + b.stats + " --density 0.5 --router-weight-decay 1000 -o " + dir + "/x.moe",
+                 "router weight decay", dir + "/x.moe");
   // Stats from another model.
   expect_failure("build-moe -m tests/golden/data/models/llama-gqa4-untied -s " + b.stats + " --density 0.5 -o " + dir + "/x.moe",
                  "another model", dir + "/x.moe");
