@@ -56,6 +56,9 @@ void run_build_moe(BuildMoeOptions o) {
   nlohmann::json j = {{"out", o.out},
                       {"mode", info.mode},
                       {"density", info.density},
+                      {"compensation", o.moe.build.compensation == Compensation::LeastSquares ? "lsq"
+                                       : o.moe.build.compensation == Compensation::Mean     ? "mean"
+                                                                                            : "none"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},

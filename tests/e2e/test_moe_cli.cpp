@@ -59,6 +59,23 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(bj["router"]["hidden"], 256);  // the MLP router by default
   EXPECT_EQ(bj["router"]["holdout_samples"], 4 * 6);  // 10% of each domain's 64 samples
   EXPECT_GT(bj["router"]["train_accuracy"].get<double>(), 0.5);
+  EXPECT_TRUE(j["gram"].get<bool>());  // auto: on for the small default model
+
+  // Least squares is the default compensation with Gram matrices, mean without them, and
+  // asking for it without them is a clear error that writes nothing.
+  auto lsq = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 -o " + dir + "/l.moe --json");
+  ASSERT_EQ(lsq.code, 0) << lsq.err;
+  EXPECT_EQ(json::parse(lsq.out)["compensation"], "lsq");
+  auto off = run_cli("calibrate -m " + kModel + domains() + kSmall + " --gram off -o " + dir + "/s0.gguf --json");
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_FALSE(json::parse(off.out)["gram"].get<bool>());
+  auto mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 -o " + dir + "/m.moe --json");
+  ASSERT_EQ(mean.code, 0) << mean.err;
+  EXPECT_EQ(json::parse(mean.out)["compensation"], "mean");
+  auto bad = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --compensation lsq -o " + dir + "/x.moe");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("Gram"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.moe"));
 }
 
 TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
