@@ -182,14 +182,15 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     }
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
     const Compensation comp = opts.score == NeuronScore::Activation ? opts.compensation : Compensation::None;
-    const bool obs = opts.obs_select && comp == Compensation::LeastSquares;
-    if (obs && (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer))
-      fail("expert '", spec.name, "': OBS selection needs Gram matrices (calibrate with --gram on)");
+    if (comp == Compensation::LeastSquares &&
+        (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer))
+      fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
+    std::vector<float> w_down(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff] dense ffn_down
+    for (int64_t r = 0; r < hp.n_embd; ++r)
+      ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w_down.data() + r * hp.n_ff, hp.n_ff);
     std::vector<int32_t> idx;
-    if (obs) {
-      std::vector<float> w(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff]
-      for (int64_t r = 0; r < hp.n_embd; ++r) ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w.data() + r * hp.n_ff, hp.n_ff);
-      idx = obs_select(w, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), spec.gram_stats[il].act_sum.data(),
+    if (opts.obs_select && comp == Compensation::LeastSquares) {
+      idx = obs_select(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), spec.gram_stats[il].act_sum.data(),
                        spec.gram_stats[il].tokens, k, opts.refit_damp, forced);
     } else {
       idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None), k, forced);
@@ -200,13 +201,8 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       gate.copy_row(r, d.ffn_gate.row(idx[r]));
       up.copy_row(r, d.ffn_up.row(idx[r]));
     }
-    std::vector<float> w_down(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff] dense ffn_down
-    for (int64_t r = 0; r < hp.n_embd; ++r)
-      ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w_down.data() + r * hp.n_ff, hp.n_ff);
     DownRefit fit;  // down [n_embd, k] and bias [n_embd]
     if (comp == Compensation::LeastSquares) {
-      if (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer)
-        fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
       const LayerStats& gs = spec.gram_stats[il];
       fit = refit_down(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), gs.act_sum.data(), gs.tokens, idx,
                        opts.refit_damp);
