@@ -44,8 +44,9 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
   const int D = int(stats.domains.size()), K = opts.subdomains;
   for (int d = 0; d < D; ++d) {
     const DomainStats& ds = stats.domains[d];
-    std::vector<LayerStats> domain_layers(stats.n_layer);  // [n_layer] the tokens the Gram matrices sum
-    for (int64_t l = 0; l < stats.n_layer; ++l) domain_layers[l] = ds.pooled_layer(int(l));
+    std::vector<LayerStats> domain_layers;  // [n_layer] the tokens the Gram matrices sum (only with them)
+    if (!ds.act_gram.empty())
+      for (int64_t l = 0; l < stats.n_layer; ++l) domain_layers.push_back(ds.pooled_layer(int(l)));
     for (int s = 0; s < K; ++s) {
       ExpertSpec spec;
       if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
