@@ -28,6 +28,7 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
     a(r, k) = a(k, r) = double(sum[kept[r]]) * inv_n;
   }
   a(k, k) = 1.0;
+  const Mat a_plain = a;  // [k+1, k+1] without the ridge, for the error
   double diag = 0;
   for (int64_t r = 0; r < k; ++r) diag += a(r, r);
   const double ridge = damp * (k > 0 ? diag / double(k) : 0.0);
@@ -50,6 +51,7 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
   if (!x.allFinite()) fail("refit_down: the least-squares solve is not finite (try a larger damping)");
 
   DownRefit out;
+  out.explained = 2.0 * x.cwiseProduct(c).sum() - (x * a_plain).cwiseProduct(x).sum();
   out.down.resize(size_t(n_embd) * k);
   out.bias.resize(n_embd);
   for (int64_t r = 0; r < n_embd; ++r) {
@@ -57,6 +59,17 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
     out.bias[r] = float(x(r, k));
   }
   return out;
+}
+
+double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram, int64_t tokens) {
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  if (int64_t(w.size()) != n_embd * n_ff) fail("ffn_output_energy: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  if (tokens <= 0) fail("ffn_output_energy: no calibration tokens");
+  Mat g = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(gram, n_ff, n_ff)
+              .cast<double>();  // [n_ff, n_ff]
+  Mat wd = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w.data(), n_embd, n_ff)
+               .cast<double>();  // [n_embd, n_ff]
+  return (wd * g).cwiseProduct(wd).sum() / double(tokens);
 }
 
 std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,

@@ -15,7 +15,13 @@ namespace mf {
 struct DownRefit {
   std::vector<float> down;  // [n_embd, k] row-major
   std::vector<float> bias;  // [n_embd]
+  // Output energy the fit reproduces, 2 tr(X C^T) - tr(X A X^T) per calibration token (A without
+  // the ridge): the fit's error is E||W a||^2 (ffn_output_energy) minus this.
+  double explained = 0;
 };
+
+// E||W a||^2 per calibration token: the dense FFN's output energy (tr(W G W^T) / tokens).
+double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram, int64_t tokens);
 
 // w: dense ffn_down [n_embd, n_ff] row-major; gram: sum over `tokens` of a a^T [n_ff, n_ff];
 // sum: sum of a [n_ff]; kept: k neuron ids. `damp` adds damp * mean(diag(G_SS)) to G_SS's

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "moe/down_refit.h"
+#include "moe/layer_widths.h"
 #include "ops/ops.h"
 
 namespace mf {
@@ -76,6 +77,31 @@ std::vector<uint8_t> purify(const TensorView& w, const std::vector<float>& x_sq,
     out.set_row(i, pruned.data());
   }
   return std::move(out.bytes);
+}
+
+// Layer widths for LayerWidths::ByError: candidate widths k + i*step (step about n_ff/32, whole
+// quantisation blocks) per layer, each scored by the re-fit error of its top-ranked neurons,
+// then the exact best split of n_layer * k (layer_widths.h).
+std::vector<int64_t> widths_by_error(const Model& model, const ExpertSpec& spec, const BuildOptions& opts, int64_t k,
+                                     const std::vector<std::vector<float>>& layer_down,
+                                     const std::vector<std::vector<double>>& layer_scores,
+                                     const std::vector<std::vector<int32_t>>& layer_forced) {
+  const HParams& hp = model.hp;
+  const int64_t blk = block_elems(model.w.layers[0].ffn_down.dtype);
+  const int64_t step = std::max<int64_t>(blk, ((hp.n_ff + 31) / 32 + blk - 1) / blk * blk);
+  std::vector<WidthCurve> curves(hp.n_layer);
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const float* gram = (*spec.gram)[il].data();
+    const LayerStats& gs = spec.gram_stats[il];
+    const double energy = ffn_output_energy(layer_down[il], hp.n_embd, hp.n_ff, gram, gs.tokens);
+    for (int64_t w = k - (k - 1) / step * step; w <= hp.n_ff; w += step) {
+      std::vector<int32_t> idx = top_k_neurons(layer_scores[il], w, layer_forced[il]);
+      DownRefit fit = refit_down(layer_down[il], hp.n_embd, hp.n_ff, gram, gs.act_sum.data(), gs.tokens, idx, opts.refit_damp);
+      curves[il].width.push_back(w);
+      curves[il].error.push_back(energy - fit.explained);
+    }
+  }
+  return allocate_widths(curves, k * hp.n_layer);
 }
 
 }  // namespace
@@ -160,6 +186,39 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
   e.buffers.reserve(size_t(hp.n_layer) * 3);
   const bool needs_stats = opts.mode == "dowp" || opts.score == NeuronScore::Activation;
   if (needs_stats && int64_t(spec.stats.size()) != hp.n_layer) fail("expert '", spec.name, "': missing calibration statistics");
+  // neurons mode: each layer's dense ffn_down, ranking and always-kept (shared) neurons, then
+  // the width of every layer.
+  const Compensation comp = opts.score == NeuronScore::Activation ? opts.compensation : Compensation::None;
+  std::vector<std::vector<float>> layer_down;     // [n_layer][n_embd * n_ff]
+  std::vector<std::vector<double>> layer_scores;  // [n_layer][n_ff]
+  std::vector<std::vector<int32_t>> layer_forced;  // [n_layer][<= k]
+  std::vector<int64_t> widths;                     // [n_layer]
+  if (opts.mode == "neurons") {
+    if (comp == Compensation::LeastSquares &&
+        (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer))
+      fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
+    if (opts.widths == LayerWidths::ByError && comp != Compensation::LeastSquares)
+      fail("expert '", spec.name, "': widths by error need least-squares compensation");
+    const int64_t k = neurons_for_density(model, opts.density);
+    for (int il = 0; il < hp.n_layer; ++il) {
+      const LayerWeights& d = model.w.layers[il];
+      std::vector<float> w(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff]
+      for (int64_t r = 0; r < hp.n_embd; ++r)
+        ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w.data() + r * hp.n_ff, hp.n_ff);
+      layer_down.push_back(std::move(w));
+      std::vector<int32_t> forced;
+      if (opts.shared_fraction > 0) {
+        if (!pooled) fail("a shared fraction needs pooled statistics");
+        int64_t n_shared = std::llround(opts.shared_fraction * double(k));
+        forced = top_k_neurons(neuron_scores(model, il, &(*pooled)[il], NeuronScore::Activation, opts.seed), n_shared);
+      }
+      layer_forced.push_back(std::move(forced));
+      const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
+      layer_scores.push_back(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None));
+    }
+    widths.assign(hp.n_layer, k);
+    if (opts.widths == LayerWidths::ByError) widths = widths_by_error(model, spec, opts, k, layer_down, layer_scores, layer_forced);
+  }
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& d = model.w.layers[il];
     LayerWeights& l = e.layers[il];
@@ -173,27 +232,16 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       l.ffn_down.data = e.buffers.back().data();
       continue;
     }
-    const int64_t k = neurons_for_density(model, opts.density);
-    std::vector<int32_t> forced;
-    if (opts.shared_fraction > 0) {
-      if (!pooled) fail("a shared fraction needs pooled statistics");
-      int64_t n_shared = std::llround(opts.shared_fraction * double(k));
-      forced = top_k_neurons(neuron_scores(model, il, &(*pooled)[il], NeuronScore::Activation, opts.seed), n_shared);
-    }
+    const int64_t k = widths[il];
+    const std::vector<float>& w_down = layer_down[il];  // [n_embd, n_ff]
+    const std::vector<int32_t>& forced = layer_forced[il];
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-    const Compensation comp = opts.score == NeuronScore::Activation ? opts.compensation : Compensation::None;
-    if (comp == Compensation::LeastSquares &&
-        (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer))
-      fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
-    std::vector<float> w_down(size_t(hp.n_embd) * hp.n_ff);  // [n_embd, n_ff] dense ffn_down
-    for (int64_t r = 0; r < hp.n_embd; ++r)
-      ops::dequantize_row(d.ffn_down.dtype, d.ffn_down.row(r), w_down.data() + r * hp.n_ff, hp.n_ff);
     std::vector<int32_t> idx;
     if (opts.obs_select && comp == Compensation::LeastSquares) {
       idx = obs_select(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), spec.gram_stats[il].act_sum.data(),
                        spec.gram_stats[il].tokens, k, opts.refit_damp, forced);
     } else {
-      idx = top_k_neurons(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None), k, forced);
+      idx = top_k_neurons(layer_scores[il], k, forced);
     }
     // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);

@@ -33,6 +33,13 @@ enum class Compensation {
   LeastSquares,  // ffn_down and the bias re-fitted on the kept neurons (down_refit.h); needs Gram matrices
 };
 
+// How neurons mode splits an expert's neuron budget (density * n_ff * n_layer) over layers.
+enum class LayerWidths {
+  Uniform,  // every layer keeps density * n_ff
+  ByError,  // the split minimising the summed least-squares re-fit error of the FFN outputs
+            // (layer_widths.h); needs Compensation::LeastSquares
+};
+
 struct ExpertSpec {
   std::string name;           // "code/0"
   int domain = -1;            // index into the domain list; -1 for pooled baselines
@@ -55,6 +62,7 @@ struct BuildOptions {
   // LeastSquares: choose the neurons by structured OBS on the Gram matrices (down_refit.h)
   // instead of by score.
   bool obs_select = false;
+  LayerWidths widths = LayerWidths::Uniform;
   uint64_t seed = 1;
 };
 

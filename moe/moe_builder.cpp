@@ -31,6 +31,15 @@ Compensation parse_compensation(const std::string& name, const CalibStats& stats
   return Compensation::LeastSquares;
 }
 
+LayerWidths parse_layer_widths(const std::string& name, Compensation compensation) {
+  if (name == "auto") return compensation == Compensation::LeastSquares ? LayerWidths::ByError : LayerWidths::Uniform;
+  if (name == "uniform") return LayerWidths::Uniform;
+  if (name != "error") fail("unknown layer widths '", name, "' (expected auto, uniform or error)");
+  if (compensation != Compensation::LeastSquares)
+    fail("layer widths by error need least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  return LayerWidths::ByError;
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(int, int)>& on_expert) {
   stats.check_model(model);

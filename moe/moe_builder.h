@@ -36,5 +36,8 @@ std::vector<std::vector<float>> pooled_gram(const CalibStats& stats);
 // Compensation named auto (least squares when the stats have Gram matrices, else mean),
 // lsq, mean or none. Throws mf::Error on another name, or lsq without Gram matrices.
 Compensation parse_compensation(const std::string& name, const CalibStats& stats);
+// Layer widths named auto (error with least-squares compensation, else uniform), uniform or
+// error; error needs least-squares compensation. Throws mf::Error.
+LayerWidths parse_layer_widths(const std::string& name, Compensation compensation);
 
 }  // namespace mf

@@ -18,7 +18,8 @@ namespace {
 
 struct BuildMoeOptions {
   ModelOptions model;
-  std::string stats, out, dowp_scale = "energy", score = "activation", compensation = "auto";
+  std::string stats, out, dowp_scale = "energy", score = "activation", compensation = "auto",
+              layer_widths = "auto";
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
@@ -33,6 +34,7 @@ void run_build_moe(BuildMoeOptions o) {
   else if (o.score != "activation") fail("--score must be activation, magnitude or random");
   CalibStats stats = load_calib_stats(o.stats);
   o.moe.build.compensation = parse_compensation(o.compensation, stats);
+  o.moe.build.widths = parse_layer_widths(o.layer_widths, o.moe.build.compensation);
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   auto t0 = std::chrono::steady_clock::now();
@@ -59,6 +61,7 @@ void run_build_moe(BuildMoeOptions o) {
                       {"compensation", o.moe.build.compensation == Compensation::LeastSquares ? "lsq"
                                        : o.moe.build.compensation == Compensation::Mean     ? "mean"
                                                                                             : "none"},
+                      {"layer_widths", o.moe.build.widths == LayerWidths::ByError ? "error" : "uniform"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},
@@ -68,6 +71,15 @@ void run_build_moe(BuildMoeOptions o) {
                       {"memory_overhead", double(experts) / double(dense)},
                       {"router", router_report_json(parts.router_report, o.moe.router)},
                       {"seconds", secs}};
+  if (info.mode == "neurons") {  // neurons kept per layer, per expert (they differ with --layer-widths error)
+    nlohmann::json widths = nlohmann::json::object();
+    for (const Expert& e : parts.experts) {
+      std::vector<int64_t> k;
+      for (const auto& n : e.neurons) k.push_back(int64_t(n.size()));
+      widths[e.name] = k;
+    }
+    j["expert_widths"] = widths;
+  }
   if (o.json) {
     std::printf("%s\n", dump_json(j).c_str());
   } else {
@@ -105,6 +117,9 @@ void add_build_moe(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--obs-select", o->moe.build.obs_select,
                 "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
+  cmd->add_option("--layer-widths", o->layer_widths,
+                  "neurons: neurons per layer: uniform (density * n_ff each), error (the split of the same total\n"
+                  "that minimises the summed re-fit error of the FFN outputs; needs lsq), or auto = error with lsq");
   cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: energy (default) or none");
   cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")

@@ -35,7 +35,7 @@ struct EvalMoeOptions {
   std::vector<int> prompt_lengths = {32, 128};
   int bench_reps = 5;
   float threshold = 0.0f;
-  std::string compensation = "auto";
+  std::string compensation = "auto", layer_widths = "auto";
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
@@ -84,6 +84,7 @@ struct Built {
 // ("agnostic") one the Gram matrices of all domains, and the router's training options.
 struct MethodContext {
   Compensation compensation = Compensation::Mean;
+  LayerWidths widths = LayerWidths::Uniform;     // neurons and agnostic (the data-driven structured ones)
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   RouterTrainOptions router;
 };
@@ -94,6 +95,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.router = ctx.router;
   o.build.density = density;
   o.build.compensation = ctx.compensation;
+  o.build.widths = ctx.widths;
   o.subdomains = K;
   o.threshold = 0.0f;
   if (method == "neurons") return {build_moe(model, stats, o)};
@@ -106,6 +108,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   spec.stats = pooled_stats(stats);
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
   if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
@@ -124,6 +127,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   MethodContext ctx;
   ctx.compensation = parse_compensation(o.compensation, stats);
   if (ctx.compensation == Compensation::LeastSquares) ctx.pooled_gram = pooled_gram(stats);
+  ctx.widths = parse_layer_widths(o.layer_widths, ctx.compensation);
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   std::filesystem::create_directories(o.out_dir);
@@ -258,7 +262,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   std::vector<const std::vector<LayerWeights>*> configs = {nullptr};
   speed_built.reserve(o.densities.size() + 1);
   for (double density : o.densities) {
-    speed_built.push_back(build_method(*model, stats, ctx, "agnostic", density, 1));  // same shapes as a domain expert
+    speed_built.push_back(build_method(*model, stats, ctx, "agnostic", density, 1));  // a domain expert's bytes per token
     configs.push_back(&speed_built.back().parts.experts[0].layers);
     speed_names.push_back("neurons@" + num(density, "%.2f"));
   }
@@ -281,7 +285,12 @@ void run_eval_moe(const EvalMoeOptions& o) {
   };
   std::string md = "# moeforge eval-moe\n\nModel `" + o.model.model + "`, stats `" + o.stats + "`, " + std::to_string(K) +
                    " sub-domain(s) per domain, perplexity windows of " + std::to_string(o.ctx) + " tokens, at most " +
-                   std::to_string(o.max_tokens) + " test tokens per domain.\n\n## Perplexity (lower is better)\n\n";
+                   std::to_string(o.max_tokens) + " test tokens per domain. Structured experts: " +
+                   (ctx.compensation == Compensation::LeastSquares ? "least-squares"
+                    : ctx.compensation == Compensation::Mean       ? "mean"
+                                                                   : "no") +
+                   " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
+                   ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
   md += "| test | density | dense |";
   for (const Method& m : kMethods) md += " " + m.name + " |";
@@ -386,6 +395,9 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
   cmd->add_option("--compensation", o->compensation,
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
+  cmd->add_option("--layer-widths", o->layer_widths,
+                  "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
+                  "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");
   add_router_train_options(cmd, o->router);
   cmd->add_flag("--router-only", o->router_only, "Only train the router and measure its accuracy (no perplexity or speed)");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");

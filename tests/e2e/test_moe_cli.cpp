@@ -65,13 +65,31 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   // asking for it without them is a clear error that writes nothing.
   auto lsq = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 -o " + dir + "/l.moe --json");
   ASSERT_EQ(lsq.code, 0) << lsq.err;
-  EXPECT_EQ(json::parse(lsq.out)["compensation"], "lsq");
+  json lj = json::parse(lsq.out);
+  EXPECT_EQ(lj["compensation"], "lsq");
+  EXPECT_EQ(lj["layer_widths"], "error");  // auto: widths by re-fit error with lsq
   auto off = run_cli("calibrate -m " + kModel + domains() + kSmall + " --gram off -o " + dir + "/s0.gguf --json");
   ASSERT_EQ(off.code, 0) << off.err;
   EXPECT_FALSE(json::parse(off.out)["gram"].get<bool>());
   auto mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 -o " + dir + "/m.moe --json");
   ASSERT_EQ(mean.code, 0) << mean.err;
   EXPECT_EQ(json::parse(mean.out)["compensation"], "mean");
+  json mj = json::parse(mean.out);
+  EXPECT_EQ(mj["layer_widths"], "uniform");
+  auto total = [](const json& widths) {
+    int64_t t = 0;
+    for (const auto& w : widths) t += w.get<int64_t>();
+    return t;
+  };
+  for (const auto& [name, widths] : lj["expert_widths"].items())  // other widths, the same total
+    EXPECT_EQ(total(widths), total(mj["expert_widths"][name])) << name;
+  EXPECT_NE(lj["expert_widths"]["code/0"], mj["expert_widths"]["code/0"]);
+  auto bad_widths = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --layer-widths error -o " + dir + "/x.moe");
+  EXPECT_EQ(bad_widths.code, 1);
+  EXPECT_NE(bad_widths.err.find("least-squares"), std::string::npos) << bad_widths.err;
+  auto bogus = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --layer-widths wide -o " + dir + "/x.moe");
+  EXPECT_EQ(bogus.code, 1);
+  EXPECT_NE(bogus.err.find("uniform or error"), std::string::npos) << bogus.err;
   auto bad = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --compensation lsq -o " + dir + "/x.moe");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("Gram"), std::string::npos) << bad.err;

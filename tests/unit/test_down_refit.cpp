@@ -111,6 +111,18 @@ TEST(DownRefit, ObsSelectionDropsRedundantNeuronsFirst) {
   EXPECT_THROW(obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 0, 0.0), Error);
 }
 
+TEST(DownRefit, ExplainedEnergyGivesTheFitsErrorOnTheData) {
+  Problem p;
+  const double energy = ffn_output_energy(p.wf, p.E, p.F, p.gram.data(), p.n);
+  MatR y = p.h * p.w.transpose();  // [n, E]
+  EXPECT_NEAR(energy, y.squaredNorm() / double(p.n), 1e-6 * energy);
+  for (double damp : {0.0, 0.1}) {  // with a ridge the fit is not the optimum, the identity still holds
+    std::vector<int32_t> kept = {1, 2, 4, 6, 9, 10};
+    DownRefit fit = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, damp);
+    EXPECT_NEAR(energy - fit.explained, p.error(kept, fit.down, fit.bias), 1e-4 * energy) << "damp " << damp;
+  }
+}
+
 TEST(DownRefit, RejectsBadInput) {
   Problem p;
   EXPECT_THROW(refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), 0, {0, 1}, 0.0), Error);        // no tokens

@@ -10,6 +10,7 @@
 #include "calib/kmeans.h"
 #include "core/error.h"
 #include "model/session.h"
+#include "moe/down_refit.h"
 #include "moe/moe_builder.h"
 #include "moe/moe_model.h"
 #include "ops/ops.h"
@@ -210,6 +211,51 @@ TEST(Experts, FullDensityEqualsDenseAndNeuronsEqualMaskedDense) {
   }
   std::vector<float> want = last_logits(m, &masked, ids), compact = last_logits(m, &e.layers, ids);
   for (size_t v = 0; v < want.size(); ++v) ASSERT_NEAR(compact[v], want[v], 1e-4f * (1 + std::fabs(want[v])));
+}
+
+// Summed least-squares re-fit error of an expert's FFN outputs over all layers.
+double refit_error(const Model& m, const DomainStats& ds, const Expert& e) {
+  double err = 0;
+  for (int il = 0; il < m.hp.n_layer; ++il) {
+    const TensorView& d = m.w.layers[il].ffn_down;  // f32 [n_embd, n_ff]
+    std::vector<float> w(d.f32(), d.f32() + d.numel());
+    const LayerStats st = ds.pooled_layer(il);
+    const float* g = ds.act_gram[il].data();
+    err += ffn_output_energy(w, m.hp.n_embd, m.hp.n_ff, g, st.tokens) -
+           refit_down(w, m.hp.n_embd, m.hp.n_ff, g, st.act_sum.data(), st.tokens, e.neurons[il], 0.01).explained;
+  }
+  return err;
+}
+
+TEST(Experts, WidthsByErrorKeepTheBudgetAndLowerTheRefitError) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ASSERT_TRUE(s.has_gram());
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.build.compensation = Compensation::LeastSquares;
+  MoeParts uniform = build_moe(m, s, o);
+  o.build.widths = LayerWidths::ByError;
+  MoeParts by_error = build_moe(m, s, o);
+  const int64_t k = neurons_for_density(m, 0.5);
+  bool any_uneven = false;
+  for (size_t x = 0; x < by_error.experts.size(); ++x) {
+    const Expert& e = by_error.experts[x];
+    int64_t total = 0;
+    for (int il = 0; il < m.hp.n_layer; ++il) {
+      const int64_t w = int64_t(e.neurons[il].size());
+      total += w;
+      any_uneven |= w != k;
+      EXPECT_EQ(e.layers[il].ffn_gate.shape[0], w);
+      EXPECT_EQ(e.layers[il].ffn_down.shape[1], w);
+    }
+    EXPECT_EQ(total, k * m.hp.n_layer) << e.name;  // the same neurons, and so the same bytes per token
+    const DomainStats& ds = s.domains[e.domain];
+    EXPECT_LE(refit_error(m, ds, e), refit_error(m, ds, uniform.experts[x]) * (1 + 1e-9)) << e.name;
+  }
+  EXPECT_TRUE(any_uneven);
+  o.build.compensation = Compensation::Mean;  // the widths come from the re-fit
+  EXPECT_THROW(build_moe(m, s, o), Error);
 }
 
 TEST(Experts, TopKAndDensityChecks) {
