@@ -58,7 +58,7 @@ struct BuildOptions {
   NeuronScore score = NeuronScore::Activation;
   DowpScale dowp_scale = DowpScale::Energy;  // dowp: the paper's scaling alpha (see docs/moe.md)
   Compensation compensation = Compensation::Mean;
-  double refit_damp = 0.01;  // LeastSquares: ridge, as a fraction of the mean kept second moment
+  double refit_damp = 0.001;  // LeastSquares: ridge, as a fraction of the mean kept second moment (docs/moe.md)
   // LeastSquares: choose the neurons by structured OBS on the Gram matrices (down_refit.h)
   // instead of by score.
   bool obs_select = false;

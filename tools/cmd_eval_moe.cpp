@@ -36,6 +36,7 @@ struct EvalMoeOptions {
   int bench_reps = 5;
   float threshold = 0.0f;
   std::string compensation = "auto", layer_widths = "auto";
+  double refit_damp = BuildOptions{}.refit_damp;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
@@ -85,6 +86,7 @@ struct Built {
 struct MethodContext {
   Compensation compensation = Compensation::Mean;
   LayerWidths widths = LayerWidths::Uniform;     // neurons and agnostic (the data-driven structured ones)
+  double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   RouterTrainOptions router;
 };
@@ -96,6 +98,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.density = density;
   o.build.compensation = ctx.compensation;
   o.build.widths = ctx.widths;
+  o.build.refit_damp = ctx.refit_damp;
   o.subdomains = K;
   o.threshold = 0.0f;
   if (method == "neurons") return {build_moe(model, stats, o)};
@@ -128,6 +131,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.compensation = parse_compensation(o.compensation, stats);
   if (ctx.compensation == Compensation::LeastSquares) ctx.pooled_gram = pooled_gram(stats);
   ctx.widths = parse_layer_widths(o.layer_widths, ctx.compensation);
+  ctx.refit_damp = o.refit_damp;
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   std::filesystem::create_directories(o.out_dir);
@@ -395,6 +399,8 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
   cmd->add_option("--compensation", o->compensation,
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
+  cmd->add_option("--refit-damp", o->refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
                   "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");

@@ -222,7 +222,7 @@ double refit_error(const Model& m, const DomainStats& ds, const Expert& e) {
     const LayerStats st = ds.pooled_layer(il);
     const float* g = ds.act_gram[il].data();
     err += ffn_output_energy(w, m.hp.n_embd, m.hp.n_ff, g, st.tokens) -
-           refit_down(w, m.hp.n_embd, m.hp.n_ff, g, st.act_sum.data(), st.tokens, e.neurons[il], 0.01).explained;
+           refit_down(w, m.hp.n_embd, m.hp.n_ff, g, st.act_sum.data(), st.tokens, e.neurons[il], BuildOptions{}.refit_damp).explained;
   }
   return err;
 }
