@@ -19,13 +19,15 @@ int main(int argc, char** argv) {
     mf::cli::Progress bar("train", cfg.steps);
     mf::TrainRunOptions run;
     run.resume = !fresh;
+    double shown_tps = 0;  // the trainer measures tokens/s at log steps only; show the latest between them
     run.on_progress = [&](const mf::TrainProgress& p) {
       if (p.phase != "training") {
         std::fprintf(stderr, "%s...\n", p.phase.c_str());
         return;
       }
+      if (p.tokens_per_s > 0) shown_tps = p.tokens_per_s;
       char extra[160];
-      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e %.0f tok/s", p.loss, p.lr, p.tokens_per_s);
+      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e %.0f tok/s", p.loss, p.lr, shown_tps);
       std::string line = extra;
       for (auto& [d, l] : p.valid_loss) line += " " + d + " " + std::to_string(l).substr(0, 6);
       bar.update(p.step, line);
