@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "serve/api_error.h"
+#include "serve/connection_pool.h"
 #include "serve/connection_probe.h"
 #include "serve/openai_json.h"
 
@@ -19,6 +20,7 @@ using json = nlohmann::json;
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(50);  // how often waiting handlers check the client
+constexpr size_t kOverflowThreads = 4;  // connections past --http-threads: answered 429 there
 
 // Set by the pre-routing handler, read by the logger: both run on the connection's thread.
 thread_local Clock::time_point t_request_start;
@@ -75,9 +77,9 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
   ctx_.n_ctx = scheduler_->n_ctx();
 
   http_ = std::make_unique<HttpServer>();
-  const size_t threads = opts_.http_threads > 0 ? size_t(opts_.http_threads)
+  const size_t threads = http_threads_ = opts_.http_threads > 0 ? size_t(opts_.http_threads)
                                                 : size_t(opts_.scheduler.n_parallel + opts_.scheduler.max_queue + 16);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http_->new_task_queue = [threads] { return new ConnectionPool(threads, kOverflowThreads); };
   http_->set_payload_max_length(opts_.max_body_bytes);
   http_->set_read_timeout(opts_.timeout_s, 0);
   http_->set_write_timeout(opts_.timeout_s, 0);
@@ -204,6 +206,13 @@ void Server::handle_generation(const httplib::Request& req, const std::string& b
                                Endpoint endpoint) {
   try {
     if (draining_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
+    if (ConnectionPool::on_overflow_thread()) {  // every connection thread is taken: refuse at once
+      metrics_.rejected_queue_full();
+      res.set_header("Retry-After", "1");
+      res.set_header("Connection", "close");  // retry on a new connection, which may get a main thread
+      throw ApiError(429, "the server is busy (all " + std::to_string(http_threads_) + " connection threads in use); retry later",
+                     "", "queue_full", "rate_limit_error");
+    }
     ApiRequest r = parse_request(body, endpoint);
     PreparedRequest p = prepare_request(r, ctx_);
     std::shared_ptr<Generation> gen;

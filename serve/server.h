@@ -78,6 +78,7 @@ class Server {
   Metrics metrics_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<httplib::Server> http_;
+  size_t http_threads_ = 0;  // main connection threads (ConnectionPool)
   std::atomic<bool> draining_{false};
   std::atomic<bool> running_{false};
   std::thread drain_thread_;

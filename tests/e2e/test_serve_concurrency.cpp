@@ -114,6 +114,33 @@ TEST(ServeConcurrency, FullQueueAnswers429WithRetryAfter) {
   EXPECT_EQ(r->status, 200);  // room again
 }
 
+TEST(ServeConcurrency, ConnectionsPastTheHttpThreadsGet429AtOnce) {
+  // Two connection threads, both held by clients that connect and send nothing. Without the
+  // overflow lane a third connection would wait in httplib's queue for the 10 s read timeout.
+  ServeProcess s("--http-threads 2 --timeout 10");
+  ASSERT_TRUE(s.ok()) << s.log();
+  test::RawConnection idle1(s.port()), idle2(s.port());
+  ASSERT_TRUE(idle1.connected() && idle2.connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both accepted and taken by threads
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = s.client().Post("/v1/completions", json{{"prompt", "x"}, {"max_tokens", 2}}.dump(), "application/json");
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_LT(secs, 5.0);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "queue_full");
+  EXPECT_EQ(s.client().Get("/health")->status, 200);  // cheap endpoints still answer
+  idle1.close();
+  idle2.close();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the threads see the close
+  r = s.client().Post("/v1/completions", json{{"prompt", "x"}, {"max_tokens", 2}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;  // capacity back
+  std::string m = s.metrics_when([](const std::string& t) { return metric(t, "moeforge_queue_rejected_total") == 1; });
+  EXPECT_EQ(metric(m, "moeforge_queue_rejected_total"), 1) << m;
+}
+
 TEST(ServeConcurrency, DisconnectCancelsTheGeneration) {
   ServeProcess s("--parallel 1 --debug-step-delay-ms 20");
   ASSERT_TRUE(s.ok()) << s.log();
