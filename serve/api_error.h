@@ -21,9 +21,9 @@ class ApiError : public std::runtime_error {
 
   nlohmann::json to_json() const { return error_json(status, what(), param, code, type); }
 
+  // As OpenAI's API: a bad key (401) and an unknown model or URL (404) are invalid requests,
+  // told apart by the status and `code`.
   static std::string default_type(int status) {
-    if (status == 401) return "authentication_error";
-    if (status == 404) return "not_found_error";
     if (status == 429) return "rate_limit_error";
     if (status >= 500) return "server_error";
     return "invalid_request_error";

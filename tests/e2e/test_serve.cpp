@@ -194,6 +194,7 @@ TEST(Serve, ErrorsAreOpenAIShaped4xx) {
   std::tie(st, j) = raw("/v1/completions", R"({"model": "gpt-4", "prompt": "x"})");  // unknown model
   EXPECT_EQ(st, 404);
   expect_error_shape(j, "model", "model_not_found");
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error");  // as OpenAI's API
   std::tie(st, j) = raw("/v1/completions", R"({"prompt": "x", "n": 2})");
   EXPECT_EQ(st, 400);
   expect_error_shape(j, "n");
@@ -250,7 +251,7 @@ TEST(Serve, ApiKey) {
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Bearer");
   expect_error_shape(json::parse(r->body), "", "invalid_api_key");
-  EXPECT_EQ(json::parse(r->body)["error"]["type"], "authentication_error");
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "invalid_request_error");  // as OpenAI's API
   r = c.Post("/v1/completions", {{"Authorization", "Bearer wrong"}}, body, "application/json");
   EXPECT_EQ(r->status, 401);
   r = c.Post("/v1/completions", {{"Authorization", "Bearer s3cret"}}, body, "application/json");
