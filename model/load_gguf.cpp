@@ -97,7 +97,7 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& g) {
   s.add_prefix_space = g.get_bool("moeforge.tokenizer.add_prefix_space", false);
   if (g.has("moeforge.tokenizer.token_strip")) {
     try {
-      for (auto& x : g.get_array("moeforge.tokenizer.token_strip")) s.strip.push_back(uint8_t(x.get<int32_t>() & 3));
+      for (auto& x : g.get_array("moeforge.tokenizer.token_strip")) s.added_flags.push_back(uint8_t(x.get<int32_t>() & 7));
     } catch (const nlohmann::json::exception&) {
       fail(label, ": moeforge.tokenizer.token_strip has the wrong element type");
     }
@@ -123,9 +123,9 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, GgufWriter& w) {
   w.set_bool("tokenizer.ggml.add_eos_token", s.add_eos);
   if (s.model == "llama") w.set_bool("tokenizer.ggml.add_space_prefix", s.add_space_prefix);
   if (!s.chat_template.empty()) w.set_string("tokenizer.chat_template", s.chat_template);
-  if (!s.strip.empty()) {  // HF added tokens' lstrip/rstrip; llama.cpp has no key for them
-    std::vector<int32_t> strip(s.strip.begin(), s.strip.end());
-    w.set_array("moeforge.tokenizer.token_strip", GgufType::I32, json(strip));
+  if (!s.added_flags.empty()) {  // HF added tokens' lstrip/rstrip/single_word; llama.cpp has no key for them
+    std::vector<int32_t> flags(s.added_flags.begin(), s.added_flags.end());
+    w.set_array("moeforge.tokenizer.token_strip", GgufType::I32, json(flags));
   }
   if (s.model == "gpt2") {
     w.set_bool("moeforge.tokenizer.ignore_merges", s.ignore_merges);

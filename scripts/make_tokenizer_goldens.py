@@ -19,6 +19,9 @@ Fixtures made here (each < 1 MB, byte-identical on reruns with the same library 
   gpt2_prefix/  GPT-2 ByteLevel with add_prefix_space and a non-special added token
   added_strip/  GPT-2 ByteLevel with added tokens that strip whitespace: <mask> (special,
            lstrip), <|end|> (special, rstrip), <note> (not special, lstrip and rstrip)
+  added_single_word/  GPT-2 ByteLevel with single_word added tokens: "ing" and "λ" (not
+           special), <x> (special, also lstrip), and a plain "ng" inside "ing"'s matches
+(`--only NAME` remakes one fixture and its golden, leaving the others as they are)
   spm/     SentencePiece BPE .model (identity normalizer, byte fallback, a user-defined piece)
 and goldens for those plus ../shared/models/tiny-llama-a/tokenizer.json (HF tokenizers) and
 ../shared/models/stories260K/tok512.bin (llama.cpp's llama-server /tokenize on
@@ -215,6 +218,24 @@ def make_added_strip(lines):
     return tok, cfg, ["<mask>", "<|end|>", "<note>"]
 
 
+def make_added_single_word(lines):
+    from tokenizers import AddedToken, pre_tokenizers
+    tok = train_bpe(lines, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), vocab_size=1200)
+    tok.add_special_tokens([AddedToken("<x>", single_word=True, lstrip=True, special=True, normalized=False)])
+    tok.add_tokens([AddedToken("ing", single_word=True, special=False, normalized=False),
+                    AddedToken("\u03bb", single_word=True, special=False, normalized=False),
+                    AddedToken("ng", special=False, normalized=False)])
+    return tok, {}, ["<x>", "ing", "\u03bb", "ng"]
+
+
+SINGLE_WORD_TEXTS = [
+    "ing sing singing a ing b ing_ _ing ing1 1ing ing. .ing ing- x ingsing ing",
+    "singng ng ing ng",
+    "a<x>b a <x> b <x><x> x  <x>y",
+    "\u03bb \u03bb\u03bb a\u03bb \u03bba \u00e9\u03bb \u03bb\u00e9 \u00e9ing ing\u00e9 \u4e2ding ing\u4e2d \u0661ing (\u03bb)",
+    "ing\n\ning\ting ing\u3000ing",
+]
+
 STRIP_TEXTS = [
     "I saw a <mask> here and a<mask>there.",
     "a  \t<mask>\n\nb <mask>",
@@ -394,6 +415,14 @@ def main():
         return texts + [f"Hi{specials[0]}there {specials[0]} end{specials[-1]}",
                         f"{specials[0]}{specials[-1]}x {specials[0][:-1]} <{specials[0]}>"]
 
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    if only == "added_single_word" or only is None:
+        tok, cfg, specials = make_added_single_word(lines)
+        rel = write_fixture("added_single_word", tok, cfg)
+        write_golden("added_single_word", "hf", "repo", rel,
+                     hf_cases(ROOT / rel, with_specials(specials) + SINGLE_WORD_TEXTS), vers)
+    if only is not None:
+        return
     write_golden("tiny_llama_a", "hf", "shared", "models/tiny-llama-a/tokenizer.json",
                  hf_cases(SHARED / "models/tiny-llama-a/tokenizer.json", with_specials(["<|endoftext|>"])), vers)
     for name, make in (("llama3", make_llama3), ("qwen2", make_qwen2), ("smollm", make_smollm),

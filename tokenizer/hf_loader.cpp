@@ -195,11 +195,12 @@ TokenizerSpec load_hf_tokenizer_spec(const std::string& path) {
         }
         spec.tokens[id] = t["content"].get<std::string>();
         spec.types[id] = flag(t, "special", false) ? TokenType::Control : TokenType::UserDefined;
-        const uint8_t strip = (flag(t, "lstrip", false) ? TokenizerSpec::kStripLeft : 0) |
-                              (flag(t, "rstrip", false) ? TokenizerSpec::kStripRight : 0);
-        if (strip) {
-          if (spec.strip.size() <= size_t(id)) spec.strip.resize(size_t(id) + 1, 0);
-          spec.strip[id] = strip;
+        const uint8_t flags = (flag(t, "lstrip", false) ? TokenizerSpec::kStripLeft : 0) |
+                              (flag(t, "rstrip", false) ? TokenizerSpec::kStripRight : 0) |
+                              (flag(t, "single_word", false) ? TokenizerSpec::kSingleWord : 0);
+        if (flags) {
+          if (spec.added_flags.size() <= size_t(id)) spec.added_flags.resize(size_t(id) + 1, 0);
+          spec.added_flags[id] = flags;
         }
       }
     }
@@ -209,7 +210,7 @@ TokenizerSpec load_hf_tokenizer_spec(const std::string& path) {
       spec.types[i] = TokenType::Unused;
     }
     if (spec.tokens.empty()) c.bad("empty vocabulary");
-    if (!spec.strip.empty()) spec.strip.resize(spec.tokens.size(), 0);
+    if (!spec.added_flags.empty()) spec.added_flags.resize(spec.tokens.size(), 0);
 
     auto id_of = [&](const std::string& piece) -> int32_t {
       for (size_t i = 0; i < spec.tokens.size(); ++i)

@@ -23,7 +23,8 @@ void validate_tokenizer_spec(const TokenizerSpec& s) {
   }
   for (auto [name, id] : {std::pair{"bos", s.bos_id}, {"eos", s.eos_id}, {"unk", s.unk_id}, {"pad", s.pad_id}})
     if (id < -1 || id >= int32_t(n)) fail("tokenizer: ", name, " id ", id, " out of range [0, ", n, ")");
-  if (!s.strip.empty() && s.strip.size() != n) fail("tokenizer: ", s.strip.size(), " strip flags for ", n, " tokens");
+  if (!s.added_flags.empty() && s.added_flags.size() != n)
+    fail("tokenizer: ", s.added_flags.size(), " added-token flags for ", n, " tokens");
   if (s.add_bos && s.bos_id < 0) fail("tokenizer: add_bos is set but there is no bos id");
   if (s.add_eos && s.eos_id < 0) fail("tokenizer: add_eos is set but there is no eos id");
   if (s.normalizer != "" && s.normalizer != "nfc") fail("tokenizer: unsupported normalizer '", s.normalizer, "'");

@@ -31,6 +31,24 @@ size_t trailing_space_start(std::string_view s) {
   return end;
 }
 
+// Hugging Face's word characters for single_word tokens: Rust's char::is_alphanumeric
+// (letters and numbers here) or '_'.
+bool is_word_cp(uint32_t cp) {
+  if (cp == '_') return true;
+  if (cp == unicode::kInvalid) return false;
+  const unicode::CharClass c = unicode::classify(cp);
+  return c == unicode::CharClass::Letter || c == unicode::CharClass::Number;
+}
+
+bool word_char_at(std::string_view s, size_t i) { return i < s.size() && is_word_cp(unicode::decode_utf8(s, i).cp); }
+
+bool word_char_before(std::string_view s, size_t i) {
+  if (i == 0) return false;
+  size_t b = i - 1;
+  while (b > 0 && i - b < 4 && (uint8_t(s[b]) & 0xC0) == 0x80) --b;  // back to the character's lead byte
+  return is_word_cp(unicode::decode_utf8(s, b).cp);
+}
+
 }  // namespace
 
 SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerSpec& spec, std::vector<TokenType> always,
@@ -41,8 +59,8 @@ SpecialTokenMatcher::SpecialTokenMatcher(const TokenizerSpec& spec, std::vector<
     const TokenType type = id < spec.types.size() ? spec.types[id] : TokenType::Normal;
     const bool is_always = has(always, type);
     if (text.empty() || !(is_always || has(on_parse, type))) continue;
-    const uint8_t strip = id < spec.strip.size() ? spec.strip[id] : 0;
-    by_first_byte_[uint8_t(text[0])].push_back({text, int32_t(id), is_always, strip});
+    const uint8_t flags = id < spec.added_flags.size() ? spec.added_flags[id] : 0;
+    by_first_byte_[uint8_t(text[0])].push_back({text, int32_t(id), is_always, flags});
     any_ = true;
     any_always_ = any_always_ || is_always;
   }
@@ -67,8 +85,12 @@ std::vector<SpecialTokenMatcher::Fragment> SpecialTokenMatcher::split(std::strin
     }
     if (!hit) { ++i; continue; }
     size_t start = i, end = i + hit->text.size();
-    if (hit->strip & TokenizerSpec::kStripLeft) start = raw_start + trailing_space_start(text.substr(raw_start, i - raw_start));
-    if (hit->strip & TokenizerSpec::kStripRight) end += leading_space(text.substr(end));
+    if ((hit->flags & TokenizerSpec::kSingleWord) && (word_char_before(text, start) || word_char_at(text, end))) {
+      i = end;  // inside a word: plain text
+      continue;
+    }
+    if (hit->flags & TokenizerSpec::kStripLeft) start = raw_start + trailing_space_start(text.substr(raw_start, i - raw_start));
+    if (hit->flags & TokenizerSpec::kStripRight) end += leading_space(text.substr(end));
     if (start > raw_start) out.push_back({-1, text.substr(raw_start, start - raw_start)});
     out.push_back({hit->id, text.substr(start, end - start)});
     i = end;

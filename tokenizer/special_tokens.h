@@ -1,7 +1,9 @@
 // Finds special/added token strings in text before normal tokenization: at each position
 // the longest token starting there wins, scanning left to right (Hugging Face's
-// leftmost-longest added-token matching). Tokens with lstrip/rstrip (TokenizerSpec::strip)
-// also take the whitespace (Unicode White_Space) before/after them, as Hugging Face does.
+// leftmost-longest added-token matching). Tokens with lstrip/rstrip (TokenizerSpec::added_flags)
+// also take the whitespace (Unicode White_Space) before/after them, as Hugging Face does; a
+// single_word token's match next to a word character stays plain text, and its bytes cannot
+// start another match (Hugging Face filters such matches after the leftmost-longest scan).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,7 +27,7 @@ class SpecialTokenMatcher {
   std::vector<Fragment> split(std::string_view text, bool parse_special) const;
 
  private:
-  struct Entry { std::string text; int32_t id; bool always; uint8_t strip; };
+  struct Entry { std::string text; int32_t id; bool always; uint8_t flags; };
   std::vector<Entry> by_first_byte_[256];  // longest first
   bool any_always_ = false, any_ = false;
 };

@@ -34,10 +34,12 @@ struct TokenizerSpec {
   std::string normalizer;               // "" or "nfc" (Qwen2's NFC normalizer)
   bool ignore_merges = false;           // a pre-token found whole in the vocab is one token (Llama-3)
   bool add_prefix_space = false;        // ByteLevel(add_prefix_space): " " before each text fragment
-  // Hugging Face added tokens' lstrip/rstrip: a match also takes the whitespace before
-  // (kStripLeft) and/or after (kStripRight) it. Empty, or one entry per token.
-  static constexpr uint8_t kStripLeft = 1, kStripRight = 2;
-  std::vector<uint8_t> strip;
+  // Hugging Face added tokens' matching flags, empty or one entry per token: lstrip/rstrip,
+  // a match also takes the whitespace before (kStripLeft) and/or after (kStripRight) it;
+  // single_word (kSingleWord), a match counts only with no word character (alphanumeric or
+  // '_') just before or after it.
+  static constexpr uint8_t kStripLeft = 1, kStripRight = 2, kSingleWord = 4;
+  std::vector<uint8_t> added_flags;
 };
 
 // Throws mf::Error when the spec is inconsistent (sizes, ids out of range, unknown model or

@@ -73,7 +73,7 @@ TEST_P(HfGolden, SurvivesGgufRoundTrip) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, HfGolden,
-                         ::testing::Values("tiny_llama_a", "llama3", "qwen2", "smollm", "gpt2_prefix", "added_strip",
+                         ::testing::Values("tiny_llama_a", "llama3", "qwen2", "smollm", "gpt2_prefix", "added_strip", "added_single_word",
                                            "moeforge_bpe"));
 
 TEST(TokenizerGolden, HfFixtureSpecs) {
