@@ -93,6 +93,7 @@ class Exporter {
     }
     w_.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
     w_.set_f32(a + "rope.freq_base", hp.rope_theta);
+    if (hp.sliding_window > 0) w_.set_u32(a + "attention.sliding_window", uint32_t(hp.sliding_window));
     w_.set_u32(a + "vocab_size", uint32_t(hp.n_vocab));
     // llama.cpp sizes the vocabulary from the token list: pad it to the embedding rows
     // with unused placeholders, as its own converter does.

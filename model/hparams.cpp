@@ -19,6 +19,7 @@ void HParams::validate(const std::string& label) const {
   positive("n_ff", n_ff);
   if (n_head % n_head_kv) fail(label, ": n_head ", n_head, " is not a multiple of n_head_kv ", n_head_kv);
   if (head_dim % 2) fail(label, ": head_dim ", head_dim, " must be even for RoPE");
+  if (sliding_window < 0) fail(label, ": sliding_window must not be negative (got ", sliding_window, ")");
   if (!(rms_eps > 0) || !(rope_theta > 0)) fail(label, ": rms_eps and rope_theta must be positive");
 }
 

@@ -20,6 +20,7 @@ struct HParams {
   RopeScaling rope_scaling;
   bool tied_embeddings = false;
   bool rope_neox = true;  // rotate_half pairs (HF layout); false: interleaved pairs (GGUF llama, llama2.c)
+  int sliding_window = 0;  // > 0: a query sees only the last sliding_window positions, itself included (Mistral)
 
   int n_embd_q() const { return n_head * head_dim; }
   int n_embd_kv() const { return n_head_kv * head_dim; }

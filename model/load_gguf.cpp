@@ -36,6 +36,7 @@ void load_gguf(Model& m, const std::string& path) {
   hp.rms_eps = float(g->get_float(a + "attention.layer_norm_rms_epsilon", 1e-5));
   hp.rope_theta = float(g->get_float(a + "rope.freq_base", 10000.0));
   hp.rope_neox = m.arch.gguf_rope_neox;
+  hp.sliding_window = int(g->get_int(a + "attention.sliding_window", 0));
   const GgufTensorInfo* embd = g->find_tensor("token_embd.weight");
   if (!embd) fail(path, ": missing tensor 'token_embd.weight'");
   hp.n_vocab = int(g->get_int(a + "vocab_size", embd->view.shape[0]));

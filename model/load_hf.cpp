@@ -52,6 +52,12 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
   hp.rms_eps = get_or<float>(cfg, "rms_norm_eps", 1e-6f, label);
   hp.tied_embeddings = get_or<bool>(cfg, "tie_word_embeddings", false, label);
   hp.rope_neox = true;
+  // Mistral's sliding-window attention (null or absent: full). Qwen2 configs carry a
+  // sliding_window that applies only with use_sliding_window, per layer: not supported.
+  if (get_or<bool>(cfg, "use_sliding_window", false, label))
+    fail(label, ": use_sliding_window (per-layer sliding windows) is not supported");
+  if (model_type == "mistral" && cfg.contains("sliding_window") && !cfg["sliding_window"].is_null())
+    hp.sliding_window = get_req<int>(cfg, "sliding_window", label);
   std::string act = get_or<std::string>(cfg, "hidden_act", "silu", label);
   if (act != "silu") fail(label, ": hidden_act '", act, "' is not supported (silu only)");
 

@@ -195,6 +195,7 @@ void Session::run_layer(int il) {
   ap.head_dim = hp.head_dim;
   ap.scale = 1.0f / std::sqrt(float(hp.head_dim));
   ap.kv_stride = KV;
+  ap.window = hp.sliding_window;
   for (const Placed& p : placed_) {
     const int64_t n_past = slots_[size_t(p.slot)].n_past;
     float* kc = k_cache(il, p.slot);  // [n_ctx, KV]

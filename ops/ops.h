@@ -20,6 +20,7 @@ struct AttentionParams {
   int head_dim = 1;
   float scale = 1.0f;     // usually 1/sqrt(head_dim)
   int64_t kv_stride = 0;  // floats between consecutive positions in k/v (n_head_kv*head_dim if 0)
+  int64_t window = 0;     // > 0: query at position P sees only keys P-window+1..P (sliding window)
 };
 
 namespace ref {
@@ -41,7 +42,8 @@ int64_t argmax(const float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i]
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 // Causal attention. q, out: [n_tokens, n_head, head_dim]; k, v: [n_past + n_tokens, kv_stride]
-// (position-major cache, head h_kv at offset h_kv*head_dim). Query t sees positions <= n_past + t.
+// (position-major cache, head h_kv at offset h_kv*head_dim). Query t sees positions <= n_past + t
+// (and, with a window, > n_past + t - window).
 void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p);
 }  // namespace ref
 

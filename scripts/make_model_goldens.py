@@ -6,14 +6,14 @@ Run in the reference environment from the repository root:
     ../shared/reference/run.sh python3 scripts/make_model_goldens.py
 Writes tests/golden/data/models/<fixture>/ (config.json, safetensors, tokenizer files,
 golden.json). The fixtures cover GQA ratios, tied/untied embeddings, q/k/v bias (Qwen2),
-rope_theta 500000 with llama3 scaling, f16/bf16 weights, sharded checkpoints and a
-vocabulary above 32k.
+rope_theta 500000 with llama3 scaling, f16/bf16 weights, sharded checkpoints, a
+vocabulary above 32k and Mistral's sliding-window attention. `--only NAME` remakes one.
 """
 import json, math, os, shutil, sys
 
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from tokenizers import Tokenizer
 
 OUT = "tests/golden/data/models"
@@ -37,6 +37,11 @@ FIXTURES = [
     ("llama-vocab32k-sharded", LlamaConfig, LlamaForCausalLM,
      dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
           intermediate_size=64, vocab_size=33024, tie_word_embeddings=True, rope_theta=10000.0), torch.float16, "400KB"),
+    # Mistral's sliding-window attention, narrow enough that the 8-token probe crosses it.
+    ("mistral-swa6", MistralConfig, MistralForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+          intermediate_size=96, vocab_size=1024, tie_word_embeddings=False, rope_theta=10000.0, sliding_window=6),
+     torch.float32, None),
 ]
 
 
@@ -59,7 +64,10 @@ def perplexity(model, ids):
 
 def main():
     tok = Tokenizer.from_file(os.path.join(TOK_DIR, "tokenizer.json"))
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None  # remake one fixture
     for i, (name, cfg_cls, model_cls, kw, dtype, shard) in enumerate(FIXTURES):
+        if only is not None and name != only:
+            continue
         d = os.path.join(OUT, name)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)

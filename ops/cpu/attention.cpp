@@ -121,7 +121,9 @@ void attention(const float* q, const float* k, const float* v, float* out, const
   // Key chunks per (kv head, token): about kSplitTasks tasks, chunks of >= 64 keys. Not tied
   // to the thread count, so results do not depend on it.
   const int64_t want = (kSplitTasks + pairs - 1) / pairs;
-  const int64_t n_split = std::max<int64_t>(1, std::min(want, (p.n_past + 1) / 64));
+  // Every query sees at least this many keys, so no chunk is empty.
+  const int64_t min_keys = p.window > 0 ? std::min<int64_t>(p.window, p.n_past + 1) : p.n_past + 1;
+  const int64_t n_split = std::max<int64_t>(1, std::min(want, min_keys / 64));
   // Partial results of split tasks: [task, G] maxima and sums, [task, G, hd] outputs. The
   // caller's buffers, bound by reference (a thread_local named in the lambda would be the worker's).
   thread_local std::vector<float> caller_ml, caller_o;
@@ -141,8 +143,10 @@ void attention(const float* q, const float* k, const float* v, float* out, const
       const int hk = int(pair / nt);
       const int64_t z = pair % nt;
       const int64_t t = z % 2 == 0 ? z / 2 : nt - 1 - z / 2;
-      const int64_t n_kv = p.n_past + t + 1;  // causal: positions 0..n_past+t
-      const int64_t j0 = n_kv * chunk / n_split, j1 = n_kv * (chunk + 1) / n_split, n = j1 - j0;
+      const int64_t end = p.n_past + t + 1;  // causal: positions ..n_past+t
+      const int64_t lo = p.window > 0 ? std::max<int64_t>(0, end - p.window) : 0;
+      const int64_t n_kv = end - lo;  // keys lo..end-1
+      const int64_t j0 = lo + n_kv * chunk / n_split, j1 = lo + n_kv * (chunk + 1) / n_split, n = j1 - j0;
       const float* kh = k + j0 * ks + int64_t(hk) * hd;
       const float* vh = v + j0 * ks + int64_t(hk) * hd;
       if (scores.size() < size_t(G * n)) scores.resize(size_t(G * n));

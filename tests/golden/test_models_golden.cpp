@@ -96,7 +96,7 @@ TEST_P(FixtureGolden, ConvertedGgufKeepsLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureGolden,
                          ::testing::Values("llama-gqa4-untied", "llama-mha-tied-theta500k-llama3", "qwen2-bias-gqa3",
-                                           "llama-vocab32k-sharded"),
+                                           "llama-vocab32k-sharded", "mistral-swa6"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) if (!isalnum(c)) c = '_';

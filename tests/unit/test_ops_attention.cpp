@@ -3,6 +3,7 @@
 // and thread counts. Tolerance: |a - ref| <= 1e-5 + 1e-4 |ref| (values in [-1, 1)).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -90,6 +91,50 @@ TEST(OpsAttention, FastMatchesReference) {
               ASSERT_EQ(bad, 0);
             }
           }
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsAttention, SlidingWindowIsFullAttentionOverTheLastKeys) {
+  // With a window W, query t (position n_past + t) equals plain attention over only the keys
+  // max(0, n_past + t + 1 - W) .. n_past + t.
+  AttentionParams p;
+  p.n_tokens = 4, p.n_past = 5, p.n_head = 4, p.n_head_kv = 2, p.head_dim = 8, p.scale = 0.35f, p.window = 3;
+  const int64_t ks = 2 * 8, n_kv = 9;
+  const auto q = test::random_floats(4 * 4 * 8, 7), k = test::random_floats(size_t(n_kv * ks), 8), v = test::random_floats(size_t(n_kv * ks), 9);
+  std::vector<float> got(q.size());
+  ref::attention(q.data(), k.data(), v.data(), got.data(), p);
+  for (int64_t t = 0; t < 4; ++t) {
+    const int64_t end = p.n_past + t + 1, lo = std::max<int64_t>(0, end - p.window);
+    AttentionParams one = p;
+    one.window = 0, one.n_tokens = 1, one.n_past = end - lo - 1;
+    std::vector<float> want(4 * 8);
+    ref::attention(q.data() + t * 32, k.data() + lo * ks, v.data() + lo * ks, want.data(), one);
+    for (int i = 0; i < 32; ++i) EXPECT_NEAR(got[size_t(t * 32 + i)], want[size_t(i)], 1e-6) << t << " " << i;
+  }
+}
+
+TEST(OpsAttention, FastMatchesReferenceWithSlidingWindows) {
+  for (int64_t window : {1, 3, 64, 200}) {
+    for (int64_t n_past : {0, 7, 100, 300}) {
+      for (int64_t nt : {1, 5, 33}) {
+        AttentionParams p;
+        p.n_tokens = nt, p.n_past = n_past, p.n_head = 8, p.n_head_kv = 2, p.head_dim = 20, p.window = window;
+        p.scale = 1.0f / std::sqrt(20.0f);
+        const int64_t ks = 2 * 20, n_kv = n_past + nt;
+        const auto q = test::random_floats(size_t(nt * 8 * 20), uint32_t(nt + window));
+        const auto k = test::random_floats(size_t(n_kv * ks), uint32_t(n_kv), -2.0f, 2.0f);
+        const auto v = test::random_floats(size_t(n_kv * ks), uint32_t(n_kv + 1));
+        std::vector<float> want(q.size());
+        ref::attention(q.data(), k.data(), v.data(), want.data(), p);
+        for (int threads : {1, 2}) {
+          std::vector<float> got(q.size(), NAN);
+          ops::attention(q.data(), k.data(), v.data(), got.data(), p, pool(threads));
+          for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_LE(std::fabs(got[i] - want[i]), 1e-5f + 1e-4f * std::fabs(want[i]))
+                << "window " << window << " n_past " << n_past << " nt " << nt << " threads " << threads << " i " << i;
         }
       }
     }
