@@ -180,9 +180,9 @@ void Session::run_layer(int il) {
     const int64_t r = g.row0, n = g.row1 - g.row0;
     ops::rmsnorm(x + r * E, l.attn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
     emit("attn_in", il, xn + r * E, n, E);
-    ops::matmul(l.wq, xn + r * E, q + r * Q, n, pool_);   // [n, Q]
-    ops::matmul(l.wk, xn + r * E, k + r * KV, n, pool_);  // [n, KV]
-    ops::matmul(l.wv, xn + r * E, v + r * KV, n, pool_);  // [n, KV]
+    const TensorView* qkv[] = {&l.wq, &l.wk, &l.wv};
+    float* qkv_out[] = {q + r * Q, k + r * KV, v + r * KV};  // [n, Q], [n, KV], [n, KV]
+    ops::matmul_group(qkv, xn + r * E, qkv_out, n, pool_);
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
@@ -224,8 +224,9 @@ void Session::run_layer(int il) {
     float* up = up_.data();                 // [n, F]
     ops::rmsnorm(x + r * E, l.ffn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
     emit("ffn_in", il, xn + r * E, n, E);
-    ops::matmul(l.ffn_gate, xn + r * E, gate, n, pool_);  // [n, F]
-    ops::matmul(l.ffn_up, xn + r * E, up, n, pool_);      // [n, F]
+    const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
+    float* gate_up_out[] = {gate, up};  // [n, F] each
+    ops::matmul_group(gate_up, xn + r * E, gate_up_out, n, pool_);
     ops::swiglu(gate, up, gate, n * F);                   // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
     ops::matmul(l.ffn_down, gate, xn + r * E, n, pool_);  // [n, E]

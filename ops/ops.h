@@ -5,6 +5,7 @@
 // TensorViews [n_out, n_in] whose rows are f32, f16, bf16, q8_0 or q4_0.
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -56,6 +57,11 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n);
 // Quantised weights (q8_0, q4_0) multiply x after quantising it to q8_0 per 32-block, as
 // GGML does: the result equals ref::matmul on dequantize(quantize_q8_0(x)) up to f32 rounding.
 void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+// y_i = matmul(w_i, x) for several weights on one input (q/k/v, gate/up), results identical
+// to separate calls. Small batches share one parallel pass over all their rows: decode
+// otherwise waits on a thread-pool hand-off per matrix.
+void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
+                  ThreadPool& pool);
 void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n, float eps);
 void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
 void softmax(float* x, int64_t n);

@@ -1,7 +1,9 @@
 // mf::ops::matmul: dispatch on the weight type.
+#include <algorithm>
 #include <cassert>
 
 #include "ops/cpu/matmul_impl.h"
+#include "ops/cpu/quant_acts.h"
 #include "ops/ops.h"
 
 namespace mf::ops {
@@ -16,6 +18,45 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
     case DType::Q4_0: detail::matmul_q4_0(w, x, y, n_tokens, pool); return;
     case DType::I32: assert(!"matmul: I32 weights"); return;
   }
+}
+
+void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
+                  ThreadPool& pool) {
+  assert(ws.size() == ys.size());
+  const DType dt = ws.empty() ? DType::F32 : ws[0]->dtype;
+  int64_t rows = 0, bytes = 0;
+  bool fusable = n_tokens > 0 && n_tokens <= detail::kGroupMaxTokens && dt != DType::I32;
+  for (const TensorView* w : ws) {
+    fusable = fusable && w->dtype == dt && w->cols() == ws[0]->cols();
+    rows += w->rows();
+    bytes += int64_t(w->nbytes()) * n_tokens;
+  }
+  if (!fusable || bytes < detail::kParallelMinBytes) {  // separate calls (small ones run inline anyway)
+    for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, ys[i], n_tokens, pool);
+    return;
+  }
+  const bool quantised = dt == DType::Q8_0 || dt == DType::Q4_0;
+  thread_local detail::QuantizedActs caller_acts;  // bound by reference: workers read the caller's
+  detail::QuantizedActs& xa = caller_acts;
+  if (quantised) {
+    detail::prepare_acts(n_tokens, ws[0]->cols(), xa);
+    detail::quantize_acts(x, 0, n_tokens, xa);
+  }
+  pool.parallel_for(rows, detail::kTileRows, [&](int, int64_t g0, int64_t g1) {
+    int64_t off = 0;  // first global row of matrix i
+    for (size_t i = 0; i < ws.size(); off += ws[i]->rows(), ++i) {
+      const int64_t r0 = std::max(g0, off) - off, r1 = std::min(g1, off + ws[i]->rows()) - off;
+      if (r0 >= r1) continue;
+      switch (dt) {
+        case DType::F32: detail::rows_f32(*ws[i], x, ys[i], n_tokens, r0, r1); break;
+        case DType::F16: detail::rows_f16(*ws[i], x, ys[i], n_tokens, r0, r1); break;
+        case DType::BF16: detail::rows_bf16(*ws[i], x, ys[i], n_tokens, r0, r1); break;
+        case DType::Q8_0: detail::rows_q8_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
+        case DType::Q4_0: detail::rows_q4_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
+        case DType::I32: break;
+      }
+    }
+  });
 }
 
 }  // namespace mf::ops

@@ -15,14 +15,23 @@ namespace {
 // Up to this many tokens (decode and small continuous batches) skip the f32 panel.
 constexpr int64_t kSmallBatchTokens = 8;
 
+static_assert(kGroupMaxTokens <= kSmallBatchTokens, "rows_f16 is the small-batch path");
+
+// Small batches: weights converted on the fly, rows [r0, r1).
+template <class L>
+void rows_half(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  const int64_t n_out = w.rows(), n_in = w.cols();
+  const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
+  gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
+}
+
 template <class L>
 void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   const int64_t n_out = w.rows(), n_in = w.cols();
   const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
   if (n_tokens <= kSmallBatchTokens) {
-    for_rows(pool, n_out, kTileRows, int64_t(w.nbytes()) * n_tokens, [&](int, int64_t r0, int64_t r1) {
-      gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
-    });
+    for_rows(pool, n_out, kTileRows, int64_t(w.nbytes()) * n_tokens,
+             [&](int, int64_t r0, int64_t r1) { rows_half<L>(w, x, y, n_tokens, r0, r1); });
     return;
   }
   const int64_t kc = k_slice(n_in);
@@ -51,6 +60,14 @@ void matmul_half(const TensorView& w, const float* x, float* y, int64_t n_tokens
 }
 
 }  // namespace
+
+void rows_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  rows_half<LoadF16>(w, x, y, n_tokens, r0, r1);
+}
+
+void rows_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  rows_half<LoadBF16>(w, x, y, n_tokens, r0, r1);
+}
 
 void matmul_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   matmul_half<LoadF16>(w, x, y, n_tokens, pool);

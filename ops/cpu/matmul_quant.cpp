@@ -176,6 +176,16 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
 
 }  // namespace
 
+static_assert(kGroupMaxTokens < kRepackMinTokens, "rows_q* are the dot-product tile path");
+
+void rows_q8_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  qrows<WeightsQ8_0>(static_cast<const uint8_t*>(w.data), w.row_stride(), r0, r1, xa, 0, n_tokens, y, w.rows());
+}
+
+void rows_q4_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  qrows<WeightsQ4_0>(static_cast<const uint8_t*>(w.data), w.row_stride(), r0, r1, xa, 0, n_tokens, y, w.rows());
+}
+
 void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   matmul_q<WeightsQ8_0>(w, x, y, n_tokens, pool);
 }
