@@ -19,6 +19,11 @@ ConnectionPool::~ConnectionPool() { shutdown(); }
 
 bool ConnectionPool::on_overflow_thread() { return t_overflow; }
 
+size_t ConnectionPool::main_load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return main_.busy + main_.jobs.size();
+}
+
 void ConnectionPool::enqueue(std::function<void()> fn) {
   Lane* lane;
   {

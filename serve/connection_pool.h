@@ -27,6 +27,10 @@ class ConnectionPool : public httplib::TaskQueue {
   // True on an overflow thread: the server is past its connection capacity.
   static bool on_overflow_thread();
 
+  // Connections running or queued on the main lane; a new one overflows once this reaches
+  // the main thread count.
+  size_t main_load();
+
  private:
   struct Lane {
     std::deque<std::function<void()>> jobs;

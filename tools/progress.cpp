@@ -16,18 +16,23 @@ Progress::~Progress() { finish(); }
 void Progress::update(int64_t done, const std::string& extra) {
   if (!enabled_) return;
   auto now = std::chrono::steady_clock::now();
+  if (base_done_ < 0) base_done_ = done, base_time_ = now;
   double since_last = std::chrono::duration<double>(now - last_).count();
   // Terminal: redraw up to 10x/s. Logs: one line every 5 s, so CI output stays short.
   if (done < total_ && since_last < (tty_ ? 0.1 : 5.0)) return;
   last_ = now;
   double elapsed = std::chrono::duration<double>(now - start_).count();
   double frac = total_ > 0 ? double(done) / double(total_) : 1.0;
-  double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+  double since_base = std::chrono::duration<double>(now - base_time_).count();
+  std::string eta = "?";
+  if (done >= total_) eta = "0s";
+  else if (done > base_done_ && since_base > 0)
+    eta = std::to_string(int64_t(since_base * double(total_ - done) / double(done - base_done_))) + "s";
   int width = 30, filled = int(frac * width);
   std::string bar(filled, '#');
   bar.resize(width, '.');
-  std::fprintf(stderr, "%s%s [%s] %lld/%lld %.0fs eta %.0fs %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
-               (long long)done, (long long)total_, elapsed, eta, extra.c_str(), tty_ ? "\033[K" : "\n");
+  std::fprintf(stderr, "%s%s [%s] %lld/%lld %.0fs eta %s %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
+               (long long)done, (long long)total_, elapsed, eta.c_str(), extra.c_str(), tty_ ? "\033[K" : "\n");
   std::fflush(stderr);
 }
 

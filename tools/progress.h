@@ -19,6 +19,10 @@ class Progress {
   int64_t total_;
   bool enabled_, tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_;
+  // The first update seen: the rate for the ETA is measured from here, so work resumed part
+  // way (a training run from its checkpoint) does not count the earlier steps as done now.
+  int64_t base_done_ = -1;
+  std::chrono::steady_clock::time_point base_time_;
 };
 
 }  // namespace mf::cli
