@@ -24,15 +24,15 @@ void Progress::update(int64_t done, const std::string& extra) {
   double elapsed = std::chrono::duration<double>(now - start_).count();
   double frac = total_ > 0 ? double(done) / double(total_) : 1.0;
   double since_base = std::chrono::duration<double>(now - base_time_).count();
-  std::string eta = "?";
-  if (done >= total_) eta = "0s";
+  char eta[32] = "?";
+  if (done >= total_) std::snprintf(eta, sizeof eta, "0s");
   else if (done > base_done_ && since_base > 0)
-    eta = std::to_string(int64_t(since_base * double(total_ - done) / double(done - base_done_))) + "s";
+    std::snprintf(eta, sizeof eta, "%.0fs", since_base * double(total_ - done) / double(done - base_done_));
   int width = 30, filled = int(frac * width);
   std::string bar(filled, '#');
   bar.resize(width, '.');
   std::fprintf(stderr, "%s%s [%s] %lld/%lld %.0fs eta %s %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(),
-               (long long)done, (long long)total_, elapsed, eta.c_str(), extra.c_str(), tty_ ? "\033[K" : "\n");
+               (long long)done, (long long)total_, elapsed, eta, extra.c_str(), tty_ ? "\033[K" : "\n");
   std::fflush(stderr);
 }
 
