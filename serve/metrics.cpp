@@ -161,6 +161,10 @@ std::string Metrics::render(const Gauges& g) const {
   out += "moeforge_slots " + std::to_string(g.slots) + "\n";
   header(out, "moeforge_draining", "gauge", "1 while the server drains after SIGTERM.");
   out += "moeforge_draining " + std::to_string(g.draining) + "\n";
+  header(out, "moeforge_http_connections", "gauge", "Connections held by the main connection threads (this scrape included).");
+  out += "moeforge_http_connections " + std::to_string(g.http_connections) + "\n";
+  header(out, "moeforge_http_threads", "gauge", "Main connection threads (--http-threads); connections past them get 429.");
+  out += "moeforge_http_threads " + std::to_string(g.http_threads) + "\n";
   header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   out += "process_resident_memory_bytes " + std::to_string(resident_memory_bytes()) + "\n";
   return out;

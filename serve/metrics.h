@@ -31,6 +31,8 @@ struct Gauges {
   int64_t active_sequences = 0;
   int64_t slots = 0;
   int64_t draining = 0;
+  int64_t http_connections = 0;  // held or queued on the main connection threads
+  int64_t http_threads = 0;
 };
 
 class Metrics {

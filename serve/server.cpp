@@ -79,7 +79,11 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
   http_ = std::make_unique<HttpServer>();
   const size_t threads = http_threads_ = opts_.http_threads > 0 ? size_t(opts_.http_threads)
                                                 : size_t(opts_.scheduler.n_parallel + opts_.scheduler.max_queue + 16);
-  http_->new_task_queue = [threads] { return new ConnectionPool(threads, kOverflowThreads); };
+  http_->new_task_queue = [this, threads] {
+    auto* pool = new ConnectionPool(threads, kOverflowThreads);
+    connections_ = pool;
+    return pool;
+  };
   http_->set_payload_max_length(opts_.max_body_bytes);
   http_->set_read_timeout(opts_.timeout_s, 0);
   http_->set_write_timeout(opts_.timeout_s, 0);
@@ -106,6 +110,8 @@ Gauges Server::gauges() const {
   g.active_sequences = scheduler_->active();
   g.slots = scheduler_->n_parallel();
   g.draining = draining_ ? 1 : 0;
+  if (ConnectionPool* pool = connections_) g.http_connections = int64_t(pool->main_load());  // read only by handlers, while it lives
+  g.http_threads = int64_t(http_threads_);
   return g;
 }
 

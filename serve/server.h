@@ -25,6 +25,8 @@ struct Response;
 
 namespace mf::serve {
 
+class ConnectionPool;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                // 0: any free port (bind() returns it)
@@ -79,6 +81,7 @@ class Server {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<httplib::Server> http_;
   size_t http_threads_ = 0;  // main connection threads (ConnectionPool)
+  std::atomic<ConnectionPool*> connections_{nullptr};  // made and owned by httplib while it listens
   std::atomic<bool> draining_{false};
   std::atomic<bool> running_{false};
   std::thread drain_thread_;
