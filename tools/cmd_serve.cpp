@@ -114,8 +114,8 @@ void run_serve(ServeOptions o) {
         std::fprintf(stderr, "moeforge serve: second %s: exiting without draining\n", name);
         std::_Exit(1);
       }
+      server.shutdown();  // returns at once; new requests get 503 from here on
       std::fprintf(stderr, "moeforge serve: %s: draining in-flight requests (again to force)\n", name);
-      server.shutdown();
       draining = true;
     }
   });

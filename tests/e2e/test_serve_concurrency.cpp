@@ -208,7 +208,8 @@ TEST(ServeConcurrency, SigtermDrainsInFlightRequests) {
   ASSERT_EQ(started, 2);
   kill(s.pid(), SIGTERM);
   // New connections are refused (or told 503) while the two streams finish.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 500 && s.log().find("draining") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto r = s.client(5).Post("/v1/completions", json{{"prompt", "x"}, {"max_tokens", 2}}.dump(), "application/json");
   EXPECT_TRUE(!r || r->status == 503);
   for (auto& t : streams) t.join();
