@@ -95,6 +95,8 @@ void save_calib_stats(const CalibStats& s, const std::string& path) {
     std::string dp = "calib." + std::to_string(d) + ".";
     f32(dp + "embeddings", ds.embeddings, ds.n_samples());
     w.add_tensor(dp + "sample_cluster", make_view(DType::I32, {ds.n_samples()}, ds.sample_cluster.data()));
+    if (!ds.tokens.empty())
+      w.add_tensor(dp + "tokens", make_view(DType::I32, {ds.n_samples(), s.sample_tokens}, ds.tokens.data()));
     for (size_t l = 0; l < ds.act_gram.size(); ++l)
       w.add_tensor(dp + "blk." + std::to_string(l) + ".act_gram",
                    make_view(DType::F32, {s.n_ff, s.n_ff}, ds.act_gram[l].data()));
@@ -116,8 +118,9 @@ CalibStats load_calib_stats(const std::string& path) {
   if (g->get_string("general.architecture", "") != "moeforge.calib")
     fail(path, ": not a moeforge calibration stats file (run moeforge calibrate)");
   int64_t version = g->get_int("moeforge.calib.version");
-  if (version != CalibStats::kVersion)
-    fail(path, ": calibration stats version ", version, ", this moeforge reads version ", CalibStats::kVersion);
+  if (version < CalibStats::kOldestReadable || version > CalibStats::kVersion)
+    fail(path, ": calibration stats version ", version, ", this moeforge reads versions ", CalibStats::kOldestReadable,
+         " to ", CalibStats::kVersion);
   CalibStats s;
   s.model_fingerprint = g->get_string("moeforge.calib.model_fingerprint");
   s.model_path = g->get_string("moeforge.calib.model_path", "");
@@ -156,6 +159,11 @@ CalibStats load_calib_stats(const std::string& path) {
     const int32_t* sp = static_cast<const int32_t*>(scv.data);
     ds.sample_cluster.assign(sp, sp + n);
     ds.embeddings = floats(dp + "embeddings", n * s.dim);
+    if (version >= 5) {
+      const TensorView& tv = read(dp + "tokens", n * s.sample_tokens, DType::I32);
+      const int32_t* tp = static_cast<const int32_t*>(tv.data);
+      ds.tokens.assign(tp, tp + n * s.sample_tokens);
+    }
     if (has_gram)
       for (int64_t l = 0; l < s.n_layer; ++l)
         ds.act_gram.push_back(floats(dp + "blk." + std::to_string(l) + ".act_gram", s.n_ff * s.n_ff));

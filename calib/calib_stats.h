@@ -40,13 +40,18 @@ struct DomainStats {
   // input): the second moments that the least-squares re-fit of ffn_down needs. Empty when
   // calibrated without them (see CalibOptions::gram).
   std::vector<std::vector<float>> act_gram;  // [n_layer][n_ff * n_ff] row-major, symmetric
+  // The calibration samples' token ids in corpus order, sample i at [i * sample_tokens, ...):
+  // what a sequential re-fit runs through partly built experts. Empty in version-4 files.
+  std::vector<int32_t> tokens;  // [n_samples * sample_tokens]
   int64_t n_samples() const { return int64_t(sample_cluster.size()); }
   int64_t n_tokens() const;
   LayerStats pooled_layer(int layer) const;  // sums over all clusters
 };
 
 struct CalibStats {
-  static constexpr int kVersion = 4;  // 3: a list of embedding layers; 4: FFN activation Gram matrices
+  // 3: a list of embedding layers; 4: FFN activation Gram matrices; 5: the samples' token ids.
+  static constexpr int kVersion = 5;
+  static constexpr int kOldestReadable = 4;  // version 4 loads without token ids
   std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
   std::string model_path;         // informational
   // The routing embedding concatenates, per listed layer L, the mean over a sample's tokens
@@ -60,6 +65,7 @@ struct CalibStats {
   void check_model(const Model& model) const;
   int domain_index(const std::string& name) const;  // -1 if absent
   bool has_gram() const { return !domains.empty() && !domains[0].act_gram.empty(); }
+  bool has_tokens() const { return !domains.empty() && !domains[0].tokens.empty(); }
 };
 
 // Atomic write; load throws mf::Error naming the file on a bad or foreign file.

@@ -248,6 +248,7 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
     }
     acc.gram = nullptr;
     if (gram) ds.act_gram = gram->finish();
+    ds.tokens = ids;  // exactly the n samples above
     // Centroids become the means of the samples actually assigned (empty clusters keep the seed).
     for (int c = 0; c < M; ++c) {
       ClusterStats& cs = ds.clusters[c];

@@ -11,6 +11,12 @@ namespace mf {
 
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
+  return refit_down_toward(w, n_embd, n_ff, gram, sum, gram, sum, tokens, kept, damp);
+}
+
+DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                            const float* sum, const float* cross, const float* target_sum, int64_t tokens,
+                            const std::vector<int32_t>& kept, double damp) {
   using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   if (int64_t(w.size()) != n_embd * n_ff) fail("refit_down: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
   if (tokens <= 0) fail("refit_down: no calibration tokens");
@@ -20,6 +26,7 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
     if (j < 0 || j >= n_ff) fail("refit_down: neuron ", j, " outside 0..", n_ff - 1);
   const double inv_n = 1.0 / double(tokens);
   Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> g(gram, n_ff, n_ff);
+  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> cr(cross, n_ff, n_ff);
 
   // A = [[G_SS, m_S], [m_S^T, 1]] + ridge on G_SS: [k+1, k+1]
   Mat a(k + 1, k + 1);
@@ -34,11 +41,11 @@ DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, 
   const double ridge = damp * (k > 0 ? diag / double(k) : 0.0);
   for (int64_t r = 0; r < k; ++r) a(r, r) += ridge;
 
-  // C = W [G_:S, m]: [n_embd, k+1]
+  // C = W [X_:S, m_t] (X = E[a_t a^T]; a_t = a and X = G for the plain re-fit): [n_embd, k+1]
   Mat rhs(n_ff, k + 1);  // [n_ff, k+1]
   for (int64_t j = 0; j < n_ff; ++j) {
-    for (int64_t c = 0; c < k; ++c) rhs(j, c) = double(g(j, kept[c])) * inv_n;
-    rhs(j, k) = double(sum[j]) * inv_n;
+    for (int64_t c = 0; c < k; ++c) rhs(j, c) = double(cr(j, kept[c])) * inv_n;
+    rhs(j, k) = double(target_sum[j]) * inv_n;
   }
   Mat wd = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w.data(), n_embd, n_ff)
                .cast<double>();  // [n_embd, n_ff]

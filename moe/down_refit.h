@@ -30,6 +30,15 @@ double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
 
+// The same fit when the expert's FFN sees other activations a than those a_t whose dense output
+// it should reproduce: minimises E || W a_t - (W' a_S + b) ||^2. gram and sum are the sums of
+// a a^T and a; cross is the sum of a_t a^T [n_ff (a_t), n_ff (a)] and target_sum that of a_t.
+// (A sequential re-fit: a from the expert's own pruned earlier layers, a_t from the dense model
+// on the same tokens.) `explained` is then relative to E||W a_t||^2.
+DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                            const float* sum, const float* cross, const float* target_sum, int64_t tokens,
+                            const std::vector<int32_t>& kept, double damp);
+
 // Structured Optimal Brain Surgeon selection of the k neurons to keep: starting from all,
 // repeatedly remove the neuron whose removal, with the others re-fitted as above, adds the
 // least output error, ||W'_:j||^2 / [A^-1]_jj (A = [[G, m], [m^T, 1]] with the same ridge),

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "moe/down_refit.h"
 #include "moe/layer_widths.h"
+#include "moe/sequential_refit.h"
 #include "ops/ops.h"
 
 namespace mf {
@@ -193,12 +194,18 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
   std::vector<std::vector<double>> layer_scores;  // [n_layer][n_ff]
   std::vector<std::vector<int32_t>> layer_forced;  // [n_layer][<= k]
   std::vector<int64_t> widths;                     // [n_layer]
+  RefitWindows windows;                            // sequential re-fit only
   if (opts.mode == "neurons") {
     if (comp == Compensation::LeastSquares &&
         (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer))
       fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
     if (opts.widths == LayerWidths::ByError && comp != Compensation::LeastSquares)
       fail("expert '", spec.name, "': widths by error need least-squares compensation");
+    if (opts.sequential && comp != Compensation::LeastSquares)
+      fail("expert '", spec.name, "': a sequential re-fit needs least-squares compensation");
+    if (opts.sequential && (spec.token_streams.empty() || !spec.pool))
+      fail("expert '", spec.name, "': a sequential re-fit needs the calibration tokens (stats from moeforge calibrate ",
+           "version 5 or later)");
     const int64_t k = neurons_for_density(model, opts.density);
     for (int il = 0; il < hp.n_layer; ++il) {
       const LayerWeights& d = model.w.layers[il];
@@ -217,6 +224,8 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       layer_scores.push_back(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None));
     }
     widths.assign(hp.n_layer, k);
+    if (comp == Compensation::LeastSquares && opts.sequential)
+      windows = refit_windows(spec.token_streams, opts.sequential_tokens);
     if (opts.widths == LayerWidths::ByError) widths = widths_by_error(model, spec, opts, k, layer_down, layer_scores, layer_forced);
   }
   for (int il = 0; il < hp.n_layer; ++il) {
@@ -250,7 +259,12 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       up.copy_row(r, d.ffn_up.row(idx[r]));
     }
     DownRefit fit;  // down [n_embd, k] and bias [n_embd]
-    if (comp == Compensation::LeastSquares) {
+    if (comp == Compensation::LeastSquares && opts.sequential) {
+      // e.layers: layers before il already the expert's, il and above still dense.
+      RefitMoments m = collect_refit_moments(model, e.layers, il, windows, *spec.pool);
+      fit = refit_down_toward(w_down, hp.n_embd, hp.n_ff, m.gram.data(), m.sum.data(), m.cross.data(),
+                              m.target_sum.data(), m.tokens, idx, opts.refit_damp);
+    } else if (comp == Compensation::LeastSquares) {
       const LayerStats& gs = spec.gram_stats[il];
       fit = refit_down(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), gs.act_sum.data(), gs.tokens, idx,
                        opts.refit_damp);

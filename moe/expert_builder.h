@@ -7,10 +7,12 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "calib/calib_stats.h"
+#include "core/thread_pool.h"
 #include "model/model.h"
 
 namespace mf {
@@ -49,6 +51,11 @@ struct ExpertSpec {
   // statistics [n_layer] (act_sum, tokens). A sub-domain expert uses its whole domain's.
   const std::vector<std::vector<float>>* gram = nullptr;
   std::vector<LayerStats> gram_stats;
+  // For BuildOptions::sequential: the calibration token streams of the domains this expert
+  // serves (a sub-domain expert: its whole domain's, as for the Gram matrices) and the pool the
+  // forward passes run on.
+  std::vector<std::span<const int32_t>> token_streams;
+  ThreadPool* pool = nullptr;
 };
 
 struct BuildOptions {
@@ -63,6 +70,11 @@ struct BuildOptions {
   // instead of by score.
   bool obs_select = false;
   LayerWidths widths = LayerWidths::Uniform;
+  // LeastSquares: re-fit layer by layer on the activations of the expert's own pruned earlier
+  // layers, toward the dense FFN outputs (sequential_refit.h), over about this many tokens.
+  // Neuron choice and widths still come from the dense statistics.
+  bool sequential = false;
+  int64_t sequential_tokens = 32768;
   uint64_t seed = 1;
 };
 

@@ -1,5 +1,7 @@
 #include "moe/moe_builder.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace mf {
@@ -19,6 +21,16 @@ std::vector<std::vector<float>> pooled_gram(const CalibStats& stats) {
     for (size_t l = 0; l < g.size(); ++l)
       for (size_t i = 0; i < g[l].size(); ++i) g[l][i] += stats.domains[d].act_gram[l][i];
   return g;
+}
+
+std::vector<std::span<const int32_t>> calibration_tokens(const CalibStats& stats, const std::vector<int>& domains) {
+  if (!stats.has_tokens())
+    fail("the calibration stats hold no token ids (version 4): re-run moeforge calibrate for a sequential re-fit");
+  std::vector<std::span<const int32_t>> out;
+  for (size_t d = 0; d < stats.domains.size(); ++d)
+    if (domains.empty() || std::find(domains.begin(), domains.end(), int(d)) != domains.end())
+      out.emplace_back(stats.domains[d].tokens);
+  return out;
 }
 
 Compensation parse_compensation(const std::string& name, const CalibStats& stats) {
@@ -59,6 +71,11 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
     for (int s = 0; s < K; ++s) {
       ExpertSpec spec;
       if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
+      if (opts.build.sequential) {
+        if (!opts.pool) fail("a sequential re-fit needs a thread pool");
+        spec.token_streams = calibration_tokens(stats, {d});
+        spec.pool = opts.pool;
+      }
       spec.name = ds.name + "/" + std::to_string(s);
       spec.domain = d;
       spec.subdomain = s;

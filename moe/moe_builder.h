@@ -15,6 +15,7 @@ struct MoeBuildOptions {
   int subdomains = 1;
   float threshold = 0.5f;
   RouterTrainOptions router;
+  ThreadPool* pool = nullptr;  // for build.sequential: the re-fit's forward passes
 };
 
 struct MoeParts {
@@ -32,6 +33,10 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
 std::vector<LayerStats> pooled_stats(const CalibStats& stats);
 // Summed FFN activation Gram matrices of all domains ([n_layer][n_ff * n_ff]; empty without).
 std::vector<std::vector<float>> pooled_gram(const CalibStats& stats);
+
+// The calibration token streams of these domains (all when empty), for a sequential re-fit.
+// Throws mf::Error when the stats hold no token ids (version 4).
+std::vector<std::span<const int32_t>> calibration_tokens(const CalibStats& stats, const std::vector<int>& domains = {});
 
 // Compensation named auto (least squares when the stats have Gram matrices, else mean),
 // lsq, mean or none. Throws mf::Error on another name, or lsq without Gram matrices.

@@ -36,7 +36,11 @@ void run_build_moe(BuildMoeOptions o) {
   o.moe.build.compensation = parse_compensation(o.compensation, stats);
   o.moe.build.widths = parse_layer_widths(o.layer_widths, o.moe.build.compensation);
   auto model = load(o.model);
+  if (o.moe.build.sequential && o.moe.build.compensation != Compensation::LeastSquares)
+    fail("--sequential-refit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  if (o.moe.build.sequential) calibration_tokens(stats);  // fails now on stats without token ids
   ThreadPool pool(o.model.threads);
+  o.moe.pool = &pool;
   auto t0 = std::chrono::steady_clock::now();
   Progress progress("build experts", int64_t(stats.domains.size()) * o.moe.subdomains);
   MoeParts parts = build_moe(*model, stats, o.moe, [&](int done, int) { progress.update(done); });
@@ -62,6 +66,9 @@ void run_build_moe(BuildMoeOptions o) {
                                        : o.moe.build.compensation == Compensation::Mean     ? "mean"
                                                                                             : "none"},
                       {"layer_widths", o.moe.build.widths == LayerWidths::ByError ? "error" : "uniform"},
+                      {"refit", o.moe.build.compensation != Compensation::LeastSquares ? "none"
+                                : o.moe.build.sequential                                ? "sequential"
+                                                                                        : "plain"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},
@@ -117,6 +124,11 @@ void add_build_moe(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--obs-select", o->moe.build.obs_select,
                 "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
+  cmd->add_flag("--sequential-refit", o->moe.build.sequential,
+               "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
+               "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
+  cmd->add_option("--refit-tokens", o->moe.build.sequential_tokens, "Calibration tokens per expert for --sequential-refit")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "neurons: neurons per layer: uniform (density * n_ff each), error (the split of the same total\n"
                   "that minimises the summed re-fit error of the FFN outputs; needs lsq), or auto = error with lsq");

@@ -37,6 +37,8 @@ struct EvalMoeOptions {
   float threshold = 0.0f;
   std::string compensation = "auto", layer_widths = "auto";
   double refit_damp = BuildOptions{}.refit_damp;
+  bool sequential_refit = false;
+  int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
@@ -88,6 +90,9 @@ struct MethodContext {
   LayerWidths widths = LayerWidths::Uniform;     // neurons and agnostic (the data-driven structured ones)
   double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
+  bool sequential = false;                       // neurons and agnostic, with lsq
+  int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  ThreadPool* pool = nullptr;
   RouterTrainOptions router;
 };
 
@@ -99,6 +104,9 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.compensation = ctx.compensation;
   o.build.widths = ctx.widths;
   o.build.refit_damp = ctx.refit_damp;
+  o.build.sequential = ctx.sequential;
+  o.build.sequential_tokens = ctx.refit_tokens;
+  o.pool = ctx.pool;
   o.subdomains = K;
   o.threshold = 0.0f;
   if (method == "neurons") return {build_moe(model, stats, o)};
@@ -111,7 +119,8 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   spec.stats = pooled_stats(stats);
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
-  if (method != "agnostic") b.widths = LayerWidths::Uniform;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false;
+  if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
   if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
@@ -134,6 +143,12 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.refit_damp = o.refit_damp;
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
+  ctx.sequential = o.sequential_refit;
+  ctx.refit_tokens = o.refit_tokens;
+  ctx.pool = &pool;
+  if (ctx.sequential && ctx.compensation != Compensation::LeastSquares)
+    fail("--sequential-refit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  if (ctx.sequential) calibration_tokens(stats);  // fails now on stats without token ids
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
 
@@ -293,6 +308,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                    (ctx.compensation == Compensation::LeastSquares ? "least-squares"
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
+                   (ctx.sequential ? " (sequential re-fit over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
                    ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
@@ -401,6 +417,11 @@ void add_eval_moe(CLI::App& app) {
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
   cmd->add_option("--refit-damp", o->refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--sequential-refit", o->sequential_refit,
+               "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
+               "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
+  cmd->add_option("--refit-tokens", o->refit_tokens, "Calibration tokens per expert for --sequential-refit")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
                   "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");

@@ -123,6 +123,44 @@ TEST(DownRefit, ExplainedEnergyGivesTheFitsErrorOnTheData) {
   }
 }
 
+TEST(DownRefit, TowardOtherTargetsEqualsTheDirectSolutionAndItsExplainedEnergy) {
+  // The expert sees perturbed activations hp (its pruned earlier layers) but must reproduce
+  // the dense outputs W h: solve [hp_S, 1] X^T = h W^T directly and compare.
+  Problem p;
+  std::mt19937 rng(11);
+  std::normal_distribution<double> g(0.0, 0.3);
+  MatR hp = p.h;  // [n, F]
+  for (int64_t t = 0; t < p.n; ++t)
+    for (int64_t j = 0; j < p.F; ++j) hp(t, j) = 0.9 * p.h(t, j) + 0.05 * j + g(rng);
+  MatR gm = hp.transpose() * hp, cm = p.h.transpose() * hp;  // [F, F] each; cross rows index the targets
+  std::vector<float> gram(gm.data(), gm.data() + p.F * p.F), cross(cm.data(), cm.data() + p.F * p.F), sum;
+  for (int64_t j = 0; j < p.F; ++j) sum.push_back(float(hp.col(j).sum()));
+  std::vector<int32_t> kept = {0, 1, 4, 6, 7, 10};
+  const int64_t k = int64_t(kept.size());
+  DownRefit fit = refit_down_toward(p.wf, p.E, p.F, gram.data(), sum.data(), cross.data(), p.sum.data(), p.n, kept, 0.0);
+  MatR x(p.n, k + 1);  // [n, k+1]
+  for (int64_t c = 0; c < k; ++c) x.col(c) = hp.col(kept[c]);
+  x.col(k).setOnes();
+  MatR y = p.h * p.w.transpose();               // [n, E] dense outputs
+  MatR sol = x.colPivHouseholderQr().solve(y);  // [k+1, E]
+  for (int64_t r = 0; r < p.E; ++r) {
+    for (int64_t c = 0; c < k; ++c) EXPECT_NEAR(fit.down[r * k + c], sol(c, r), 1e-4 * (1 + std::fabs(sol(c, r))));
+    EXPECT_NEAR(fit.bias[r], sol(k, r), 1e-4 * (1 + std::fabs(sol(k, r))));
+  }
+  MatR pred = x * sol;  // [n, E]
+  const double err = (y - pred).squaredNorm() / double(p.n);
+  const double energy = ffn_output_energy(p.wf, p.E, p.F, p.gram.data(), p.n);
+  EXPECT_NEAR(energy - fit.explained, err, 1e-4 * energy);
+  // The plain re-fit, which assumes the expert sees h, does worse on what it really sees.
+  DownRefit plain = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.0);
+  MatR xp(k + 1, p.E);  // [k+1, E]
+  for (int64_t r = 0; r < p.E; ++r) {
+    for (int64_t c = 0; c < k; ++c) xp(c, r) = plain.down[r * k + c];
+    xp(k, r) = plain.bias[r];
+  }
+  EXPECT_GT((y - x * xp).squaredNorm() / double(p.n), err * 1.01);
+}
+
 TEST(DownRefit, RejectsBadInput) {
   Problem p;
   EXPECT_THROW(refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), 0, {0, 1}, 0.0), Error);        // no tokens

@@ -1,6 +1,8 @@
 // Calibration statistics, K-means, expert construction, the router and .moe files.
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include "moe/down_refit.h"
 #include "moe/moe_builder.h"
 #include "moe/moe_model.h"
+#include "moe/sequential_refit.h"
 #include "ops/ops.h"
 #include "test_util.h"
 
@@ -120,6 +123,11 @@ TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
   EXPECT_EQ(r.domains[1].embeddings, s.domains[1].embeddings);
   EXPECT_EQ(r.domains[2].clusters[1].layers[3].act_abs, s.domains[2].clusters[1].layers[3].act_abs);
   EXPECT_EQ(r.domains[3].act_gram[4], s.domains[3].act_gram[4]);
+  // The samples' token ids: the corpus's first n_samples * sample_tokens tokens.
+  std::vector<int32_t> ids = tokenize_corpus(m, small_domains()[2].files);
+  ASSERT_EQ(int64_t(s.domains[2].tokens.size()), s.domains[2].n_samples() * s.sample_tokens);
+  EXPECT_TRUE(std::equal(s.domains[2].tokens.begin(), s.domains[2].tokens.end(), ids.begin()));
+  EXPECT_EQ(r.domains[2].tokens, s.domains[2].tokens);
   EXPECT_NO_THROW(r.check_model(m));
   auto other = load_model("tests/golden/data/models/llama-gqa4-untied");
   EXPECT_THROW(r.check_model(*other), Error);
@@ -256,6 +264,71 @@ TEST(Experts, WidthsByErrorKeepTheBudgetAndLowerTheRefitError) {
   EXPECT_TRUE(any_uneven);
   o.build.compensation = Compensation::Mean;  // the widths come from the re-fit
   EXPECT_THROW(build_moe(m, s, o), Error);
+}
+
+// FFN activations [n, n_ff] at `layer` over the windows, running `layers` (null: dense).
+Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> activations(const Model& m, const std::vector<LayerWeights>* layers,
+                                                                                  const RefitWindows& w, int layer) {
+  ThreadPool pool(2);
+  Session s(m, 256, pool);
+  s.set_layers(layers);
+  std::vector<double> rows;
+  s.set_hook([&](const HookEvent& e) {
+    if (e.layer == layer && e.name == "ffn_gate_act") rows.insert(rows.end(), e.data, e.data + e.n_tokens * e.width);
+  });
+  for (const auto& win : w.windows) {
+    s.reset();
+    s.eval(win, false);
+  }
+  const int64_t F = m.hp.n_ff;
+  return Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(rows.data(), int64_t(rows.size()) / F, F);
+}
+
+TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
+  using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ThreadPool pool(2);
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.build.compensation = Compensation::LeastSquares;
+  o.pool = &pool;
+  MoeParts plain = build_moe(m, s, o);
+  o.build.sequential = true;
+  MoeParts seq = build_moe(m, s, o);
+  const int d = 1, L = int(m.hp.n_layer) - 1;
+  const Expert &ep = plain.experts[d], &es = seq.experts[d];
+  for (int il = 0; il <= L; ++il) EXPECT_EQ(es.neurons[il], ep.neurons[il]);  // same neurons, other weights
+  // Layer 0 sees the dense model's own activations: the moments' cross and Gram agree exactly.
+  RefitWindows w = refit_windows(calibration_tokens(s, {d}), o.build.sequential_tokens);
+  RefitMoments m0 = collect_refit_moments(m, m.w.layers, 0, w, pool);
+  EXPECT_EQ(m0.gram, m0.cross);
+  EXPECT_EQ(m0.sum, m0.target_sum);
+  EXPECT_EQ(m0.tokens, w.tokens());
+  // The last layer, on the activations the expert's pruned earlier layers produce, against the
+  // dense outputs on the same tokens: the sequential fit's error is below the plain one's.
+  std::vector<LayerWeights> below = es.layers;
+  below[L] = m.w.layers[L];
+  MatR a = activations(m, &below, w, L), at = activations(m, nullptr, w, L);  // [n, n_ff] each
+  const TensorView& dd = m.w.layers[L].ffn_down;                               // f32 [n_embd, n_ff]
+  MatR wd = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(dd.f32(), m.hp.n_embd, m.hp.n_ff).cast<double>();
+  MatR y = at * wd.transpose();  // [n, n_embd] dense outputs
+  const std::vector<int32_t>& kept = es.neurons[L];
+  MatR as(a.rows(), int64_t(kept.size()));  // [n, k]
+  for (size_t c = 0; c < kept.size(); ++c) as.col(int64_t(c)) = a.col(kept[c]);
+  auto error = [&](const Expert& e) {
+    const LayerWeights& l = e.layers[L];
+    MatR down = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(l.ffn_down.f32(), m.hp.n_embd, int64_t(kept.size())).cast<double>();
+    Eigen::RowVectorXd bias = Eigen::Map<const Eigen::RowVectorXf>(l.ffn_down_b.f32(), m.hp.n_embd).cast<double>();
+    MatR pred = (as * down.transpose()).rowwise() + bias;  // [n, n_embd]
+    return (y - pred).squaredNorm() / double(a.rows());
+  };
+  const double err_seq = error(es), err_plain = error(ep);
+  EXPECT_LT(err_seq, err_plain * 0.99) << err_seq << " vs " << err_plain;
+  // Without token ids (stats of version 4) it is a clear error.
+  CalibStats old = s;
+  for (DomainStats& ds : old.domains) ds.tokens.clear();
+  EXPECT_THROW(build_moe(m, old, o), Error);
 }
 
 TEST(Experts, TopKAndDensityChecks) {
