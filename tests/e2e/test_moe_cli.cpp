@@ -94,6 +94,20 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("Gram"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/x.moe"));
+
+  // Sequential re-fit: the same neurons and widths, other down weights; it needs lsq.
+  EXPECT_EQ(lj["refit"], "plain");
+  auto seq = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit --refit-tokens 1024 -o " +
+                     dir + "/q.moe --json");
+  ASSERT_EQ(seq.code, 0) << seq.err;
+  json qj = json::parse(seq.out);
+  EXPECT_EQ(qj["refit"], "sequential");
+  EXPECT_EQ(qj["expert_widths"], lj["expert_widths"]);
+  EXPECT_NE(test::read_file(dir + "/q.moe"), test::read_file(dir + "/l.moe"));
+  auto seq_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --sequential-refit -o " + dir + "/x.moe");
+  EXPECT_EQ(seq_mean.code, 1);
+  EXPECT_NE(seq_mean.err.find("least-squares"), std::string::npos) << seq_mean.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.moe"));
 }
 
 TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
