@@ -39,6 +39,7 @@ struct EvalMoeOptions {
   double refit_damp = BuildOptions{}.refit_damp;
   bool sequential_refit = false;
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  double shared_fraction = 0.0;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
@@ -91,6 +92,7 @@ struct MethodContext {
   double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
+  double shared_fraction = 0.0;                  // neurons only
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   ThreadPool* pool = nullptr;
   RouterTrainOptions router;
@@ -105,6 +107,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.widths = ctx.widths;
   o.build.refit_damp = ctx.refit_damp;
   o.build.sequential = ctx.sequential;
+  o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
   o.build.sequential_tokens = ctx.refit_tokens;
   o.pool = ctx.pool;
   o.subdomains = K;
@@ -144,6 +147,8 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   ctx.sequential = o.sequential_refit;
+  ctx.shared_fraction = o.shared_fraction;
+  if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
   ctx.refit_tokens = o.refit_tokens;
   ctx.pool = &pool;
   if (ctx.sequential && ctx.compensation != Compensation::LeastSquares)
@@ -309,6 +314,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
                    (ctx.sequential ? " (sequential re-fit over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
+                   (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
                    ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
@@ -417,6 +423,8 @@ void add_eval_moe(CLI::App& app) {
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
   cmd->add_option("--refit-damp", o->refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--shared-fraction", o->shared_fraction,
+                  "neurons: part of each expert's neurons chosen from all domains pooled (always-on set)");
   cmd->add_flag("--sequential-refit", o->sequential_refit,
                "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
