@@ -17,7 +17,7 @@ build: deps
 # Main job on the built-in default model (see README).
 demo: build
 	$(BUILD)/bin/moeforge inspect $(DEMO_MODEL)
-	@echo "--- code"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'def read_config(path):' -n 48 --temp 0
+	@echo "--- code"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'def read_config(path):'$$'\n' -n 48 --temp 0
 	@echo "--- math"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'Question: A shop sells 4 pens for 2 dollars each. How much do the pens cost?'$$'\n''Answer:' -n 48 --temp 0
 	@echo "--- prose"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'And it came to pass, when the' -n 48 --temp 0
 	@echo "--- reference"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'The module provides' -n 48 --temp 0
