@@ -39,7 +39,7 @@ struct EvalMoeOptions {
   double refit_damp = BuildOptions{}.refit_damp;
   bool sequential_refit = false;
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
-  double shared_fraction = 0.0;
+  double shared_fraction = BuildOptions{}.shared_fraction;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
   bool json = false;
@@ -92,7 +92,7 @@ struct MethodContext {
   double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
-  double shared_fraction = 0.0;                  // neurons only
+  double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   ThreadPool* pool = nullptr;
   RouterTrainOptions router;
