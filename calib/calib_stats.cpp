@@ -75,6 +75,7 @@ void save_calib_stats(const CalibStats& s, const std::string& path) {
   w.set_u32("moeforge.calib.version", CalibStats::kVersion);
   w.set_string("moeforge.calib.model_fingerprint", s.model_fingerprint);
   w.set_string("moeforge.calib.model_path", s.model_path);
+  w.set_string("moeforge.calib.sampling", s.sampling);
   w.set_array("moeforge.calib.embed_layers", GgufType::I32, nlohmann::json(s.embed_layers));
   w.set_u32("moeforge.calib.sample_tokens", uint32_t(s.sample_tokens));
   w.set_u32("moeforge.calib.dim", uint32_t(s.dim));
@@ -124,6 +125,7 @@ CalibStats load_calib_stats(const std::string& path) {
   CalibStats s;
   s.model_fingerprint = g->get_string("moeforge.calib.model_fingerprint");
   s.model_path = g->get_string("moeforge.calib.model_path", "");
+  s.sampling = g->get_string("moeforge.calib.sampling", "head");  // files before it was recorded took the head
   for (const auto& l : g->get_array("moeforge.calib.embed_layers")) s.embed_layers.push_back(l.get<int>());
   s.sample_tokens = int(g->get_int("moeforge.calib.sample_tokens"));
   s.dim = g->get_int("moeforge.calib.dim");

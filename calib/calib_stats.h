@@ -54,6 +54,7 @@ struct CalibStats {
   static constexpr int kOldestReadable = 4;  // version 4 loads without token ids
   std::string model_fingerprint;  // fingerprint_hex(model_fingerprint(model))
   std::string model_path;         // informational
+  std::string sampling = "head";  // informational: which tokens of a longer corpus were used (head | spread)
   // The routing embedding concatenates, per listed layer L, the mean over a sample's tokens
   // of the token embeddings (L = 0) or of block L-1's output (L > 0). dim = n_embd x count.
   std::vector<int> embed_layers;

@@ -15,23 +15,92 @@
 
 namespace mf {
 
-std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files, int64_t max_tokens) {
-  const Tokenizer& tok = model.require_tokenizer();
-  std::vector<int32_t> ids;
+namespace {
+
+// A domain's files joined by a blank line; each is checked to be non-empty UTF-8.
+std::string read_corpus_text(const std::vector<std::string>& files) {
+  std::string text;
   for (size_t i = 0; i < files.size(); ++i) {
-    std::string text = read_text_file(files[i]);  // throws on missing, empty, non-UTF-8
+    text += read_text_file(files[i]);  // throws on missing, empty, non-UTF-8
     if (i + 1 < files.size()) text += "\n\n";
-    // Tokenize in pieces cut after a newline, stopping once the budget is met.
-    const size_t kPiece = 1 << 16;
-    for (size_t pos = 0; pos < text.size() && int64_t(ids.size()) < max_tokens;) {
-      size_t end = pos + kPiece >= text.size() ? text.size() : text.find('\n', pos + kPiece);
-      end = end == std::string::npos ? text.size() : end + 1;
-      std::vector<int32_t> t = tok.encode(std::string_view(text).substr(pos, end - pos), /*add_special=*/false);
-      ids.insert(ids.end(), t.begin(), t.end());
-      pos = end;
-    }
+  }
+  return text;
+}
+
+// Tokens of text, in pieces cut after a newline, stopping once max_tokens are reached.
+std::vector<int32_t> tokenize_text(const Tokenizer& tok, std::string_view text, int64_t max_tokens) {
+  std::vector<int32_t> ids;
+  const size_t kPiece = 1 << 16;
+  for (size_t pos = 0; pos < text.size() && int64_t(ids.size()) < max_tokens;) {
+    size_t end = pos + kPiece >= text.size() ? text.size() : text.find('\n', pos + kPiece);
+    end = end == std::string::npos ? text.size() : end + 1;
+    std::vector<int32_t> t = tok.encode(text.substr(pos, end - pos), /*add_special=*/false);
+    ids.insert(ids.end(), t.begin(), t.end());
+    pos = end;
   }
   if (int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
+  return ids;
+}
+
+bool utf8_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+// The first line start at or after byte `at`, if one is within 4 KiB; else the first char
+// boundary (so blocks of long-line text do not all start at the same line).
+size_t line_start_from(std::string_view text, size_t at) {
+  if (at == 0) return 0;
+  size_t nl = text.substr(0, std::min(text.size(), at + 4096)).find('\n', at - 1);
+  if (nl != std::string_view::npos) return nl + 1;
+  while (at < text.size() && utf8_continuation(text[at])) ++at;
+  return at;
+}
+
+// Up to `want` tokens of the text starting at byte `begin`, tokenized from there up to a line
+// end so that no word is cut (the chunk grows until it holds more than `want` tokens).
+std::vector<int32_t> tokens_from(const Tokenizer& tok, std::string_view text, size_t begin, int64_t want) {
+  std::vector<int32_t> t;
+  for (size_t bytes = size_t(want) * 8 + 256;; bytes *= 2) {
+    size_t end = text.size();
+    if (begin + bytes < text.size()) {
+      size_t nl = text.rfind('\n', begin + bytes);
+      end = nl != std::string_view::npos && nl > begin ? nl + 1 : begin + bytes;
+      while (end > begin && end < text.size() && utf8_continuation(text[end])) --end;
+    }
+    t = tok.encode(text.substr(begin, end - begin), /*add_special=*/false);
+    if (int64_t(t.size()) >= want || end == text.size()) break;
+  }
+  if (int64_t(t.size()) > want) t.resize(size_t(want));
+  return t;
+}
+
+}  // namespace
+
+std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files, int64_t max_tokens) {
+  return tokenize_text(model.require_tokenizer(), read_corpus_text(files), max_tokens);
+}
+
+std::vector<int32_t> select_calibration_tokens(const Model& model, const std::vector<std::string>& files, int64_t budget,
+                                        int sample_tokens, CalibSampling sampling) {
+  const Tokenizer& tok = model.require_tokenizer();
+  const std::string text = read_corpus_text(files);
+  const int64_t S = sample_tokens;
+  std::vector<int32_t> ids = tokenize_text(tok, text, budget + 1);  // one more: is there text beyond the budget?
+  if (sampling == CalibSampling::Head || int64_t(ids.size()) <= budget) {
+    ids.resize(size_t(std::min<int64_t>(int64_t(ids.size()), budget) / S * S));
+    return ids;
+  }
+  // Spread: whole samples in contiguous blocks of about 256 tokens, the blocks starting at
+  // evenly spaced line starts of the text, so the budget covers the whole corpus.
+  const int64_t n_samples = budget / S;
+  const int64_t per_block = std::max<int64_t>(1, 256 / S);  // samples per block
+  const int64_t n_blocks = (n_samples + per_block - 1) / per_block;
+  ids.clear();
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t want = std::min(per_block, n_samples - int64_t(ids.size()) / S) * S;
+    size_t begin = line_start_from(text, size_t(double(b) / double(n_blocks) * double(text.size())));
+    if (begin >= text.size()) break;
+    std::vector<int32_t> t = tokens_from(tok, text, begin, want);
+    ids.insert(ids.end(), t.begin(), t.begin() + int64_t(t.size()) / S * S);
+  }
   return ids;
 }
 
@@ -169,6 +238,7 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
   CalibStats s;
   s.model_fingerprint = fingerprint_hex(model_fingerprint(model));
   s.model_path = model.path;
+  s.sampling = opts.sampling == CalibSampling::Spread ? "spread" : "head";
   s.embed_layers = opts.embed_layers.empty() ? default_embed_layers(hp.n_layer) : opts.embed_layers;
   check_embed_layers(s.embed_layers, hp.n_layer, "calibrate");
   s.sample_tokens = opts.sample_tokens;
@@ -181,8 +251,8 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
   // Tokenize everything first so that bad files fail before minutes of work.
   std::vector<std::vector<int32_t>> corpora;
   for (const DomainCorpus& d : domains) {
-    std::vector<int32_t> ids = tokenize_corpus(model, d.files, opts.tokens_per_domain);
-    int64_t n_samples = std::min<int64_t>(int64_t(ids.size()), opts.tokens_per_domain) / opts.sample_tokens;
+    std::vector<int32_t> ids = select_calibration_tokens(model, d.files, opts.tokens_per_domain, opts.sample_tokens, opts.sampling);
+    int64_t n_samples = int64_t(ids.size()) / opts.sample_tokens;
     if (n_samples < opts.micro_clusters)
       fail("domain '", d.name, "' has ", ids.size(), " tokens: ", n_samples, " samples of ", opts.sample_tokens,
            " tokens, fewer than the ", opts.micro_clusters, " micro-clusters (give more text or --micro-clusters)");

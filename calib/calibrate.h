@@ -21,11 +21,16 @@ struct DomainCorpus {
 // Whether calibration also sums a a^T of the FFN activations (n_layer x n_ff^2 per domain).
 enum class GramMode { Auto, On, Off };  // Auto: on when a domain's sums take at most kAutoGramBytes
 
+// Which tokens a domain's budget takes when its corpus is longer: the first ones, or blocks
+// spread evenly over the whole corpus (more documents for the same budget).
+enum class CalibSampling { Head, Spread };
+
 struct CalibOptions {
   int64_t tokens_per_domain = 65536;  // budget per domain (fewer if the corpus is shorter)
   int sample_tokens = 64;             // tokens per calibration sample (one embedding each)
   int micro_clusters = 16;            // K-means clusters per domain (upper bound on sub-domains)
   std::vector<int> embed_layers;      // empty: the default (see default_embed_layers)
+  CalibSampling sampling = CalibSampling::Spread;
   GramMode gram = GramMode::Auto;
   uint64_t seed = 1234;
 };
@@ -47,6 +52,13 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
 // max_tokens (later text is not tokenized). Every file is still checked to be non-empty UTF-8.
 std::vector<int32_t> tokenize_corpus(const Model& model, const std::vector<std::string>& files,
                                      int64_t max_tokens = INT64_MAX);
+
+// The calibration tokens of a domain: whole samples of sample_tokens, at most budget tokens.
+// If the corpus has more, Head takes the first ones; Spread takes contiguous blocks of about
+// 256 tokens (whole samples), tokenized from evenly spaced line starts of the joined text.
+// Every file is checked to be non-empty UTF-8.
+std::vector<int32_t> select_calibration_tokens(const Model& model, const std::vector<std::string>& files, int64_t budget,
+                                        int sample_tokens, CalibSampling sampling);
 
 // The routing embedding of a token sequence: per listed layer, the mean over tokens of the
 // hidden state there (0: token embeddings), concatenated; runs a forward pass only if a

@@ -18,6 +18,7 @@ struct CalibrateOptions {
   std::string out;
   CalibOptions calib;
   std::string gram = "auto";
+  std::string sampling = "spread";
   bool json = false;
 };
 
@@ -49,6 +50,8 @@ void run_calibrate(const CalibrateOptions& o) {
   if (o.gram == "on") calib.gram = GramMode::On;
   else if (o.gram == "off") calib.gram = GramMode::Off;
   else if (o.gram != "auto") fail("--gram must be auto, on or off");
+  if (o.sampling == "head") calib.sampling = CalibSampling::Head;
+  else if (o.sampling != "spread") fail("--sampling must be head or spread");
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   auto t0 = std::chrono::steady_clock::now();
@@ -66,7 +69,8 @@ void run_calibrate(const CalibrateOptions& o) {
   save_calib_stats(stats, o.out);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json j = {{"out", o.out}, {"model_fingerprint", stats.model_fingerprint}, {"embed_layers", stats.embed_layers},
-                      {"sample_tokens", stats.sample_tokens}, {"gram", stats.has_gram()}, {"seconds", secs}};
+                      {"sample_tokens", stats.sample_tokens},
+                      {"sampling", stats.sampling}, {"gram", stats.has_gram()}, {"seconds", secs}};
   for (const DomainStats& d : stats.domains)
     j["domains"].push_back({{"name", d.name}, {"tokens", d.n_tokens()}, {"samples", d.n_samples()},
                             {"clusters", d.clusters.size()}});
@@ -92,6 +96,9 @@ void add_calibrate(CLI::App& app) {
   cmd->add_option("-d,--domain", o->domains, "NAME=FILE[,FILE...] (repeat for each domain)")->required();
   cmd->add_option("-o,--out", o->out, "Output statistics file (GGUF-based, tied to the model)")->required();
   cmd->add_option("--tokens-per-domain", o->calib.tokens_per_domain, "Token budget per domain")->check(CLI::PositiveNumber);
+  cmd->add_option("--sampling", o->sampling,
+                  "Which tokens a corpus longer than the budget gives: spread (default: blocks of about 256 tokens\n"
+                  "from evenly spaced places, so the budget covers every part of the corpus) or head (the first ones)");
   cmd->add_option("--sample-tokens", o->calib.sample_tokens, "Tokens per calibration sample")->check(CLI::Range(2, 4096));
   cmd->add_option("--micro-clusters", o->calib.micro_clusters,
                   "K-means clusters per domain; build-moe --subdomains can be at most this")

@@ -38,6 +38,7 @@ struct EvalMoeOptions {
   std::string compensation = "auto", layer_widths = "auto";
   double refit_damp = BuildOptions{}.refit_damp;
   bool sequential_refit = false;
+  bool obs_select = false;
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   double shared_fraction = BuildOptions{}.shared_fraction;
   RouterTrainOptions router;
@@ -93,6 +94,7 @@ struct MethodContext {
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
   double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
+  bool obs_select = false;                                   // neurons only, with lsq
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   ThreadPool* pool = nullptr;
   RouterTrainOptions router;
@@ -108,6 +110,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.refit_damp = ctx.refit_damp;
   o.build.sequential = ctx.sequential;
   o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
+  o.build.obs_select = method == "neurons" && ctx.obs_select;
   o.build.sequential_tokens = ctx.refit_tokens;
   o.pool = ctx.pool;
   o.subdomains = K;
@@ -147,6 +150,9 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   ctx.sequential = o.sequential_refit;
+  ctx.obs_select = o.obs_select;
+  if (ctx.obs_select && ctx.compensation != Compensation::LeastSquares)
+    fail("--obs-select needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
   ctx.shared_fraction = o.shared_fraction;
   if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
   ctx.refit_tokens = o.refit_tokens;
@@ -428,6 +434,8 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_flag("--sequential-refit", o->sequential_refit,
                "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
+  cmd->add_flag("--obs-select", o->obs_select,
+                "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
   cmd->add_option("--refit-tokens", o->refit_tokens, "Calibration tokens per expert for --sequential-refit")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--layer-widths", o->layer_widths,

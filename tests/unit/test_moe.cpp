@@ -11,6 +11,7 @@
 #include "calib/fingerprint.h"
 #include "calib/kmeans.h"
 #include "core/error.h"
+#include "core/text_file.h"
 #include "model/session.h"
 #include "moe/down_refit.h"
 #include "moe/moe_builder.h"
@@ -85,7 +86,7 @@ TEST(Calibrate, StatisticsMatchTheHooksByHand) {
     EXPECT_EQ(samples, d.n_samples());
   }
   // The code domain's summed act^2 of layer 2 equals what a hook sees over the same samples.
-  std::vector<int32_t> ids = tokenize_corpus(m, {"tests/data/moe/code.txt"}, 1024);
+  std::vector<int32_t> ids = select_calibration_tokens(m, {"tests/data/moe/code.txt"}, 1024, 32, small_opts().sampling);
   ThreadPool pool(2);
   Session sess(m, 32, pool);
   const int64_t F = m.hp.n_ff;
@@ -124,10 +125,11 @@ TEST(Calibrate, StatsFileRoundTripsAndIsTiedToTheModel) {
   const int last = int(s.n_layer) - 1;
   EXPECT_EQ(r.domains[2].clusters[1].layers[last].act_abs, s.domains[2].clusters[1].layers[last].act_abs);
   EXPECT_EQ(r.domains[3].act_gram[last], s.domains[3].act_gram[last]);
-  // The samples' token ids: the corpus's first n_samples * sample_tokens tokens.
-  std::vector<int32_t> ids = tokenize_corpus(m, small_domains()[2].files);
+  // The samples' token ids: the calibration tokens of the domain, in order.
+  std::vector<int32_t> ids = select_calibration_tokens(m, small_domains()[2].files, 1024, 32, small_opts().sampling);
   ASSERT_EQ(int64_t(s.domains[2].tokens.size()), s.domains[2].n_samples() * s.sample_tokens);
-  EXPECT_TRUE(std::equal(s.domains[2].tokens.begin(), s.domains[2].tokens.end(), ids.begin()));
+  EXPECT_EQ(s.domains[2].tokens, ids);
+  EXPECT_EQ(r.sampling, "spread");
   EXPECT_EQ(r.domains[2].tokens, s.domains[2].tokens);
   EXPECT_NO_THROW(r.check_model(m));
   auto other = load_model("tests/golden/data/models/llama-gqa4-untied");
@@ -173,6 +175,38 @@ TEST(Calibrate, MultiLayerEmbeddingsConcatenateTheLayersMeans) {
   EXPECT_THROW(sequence_embedding(m, ids, {}, pool), Error);
   EXPECT_THROW(sequence_embedding(m, ids, {int(m.hp.n_layer) + 1}, pool), Error);
   EXPECT_THROW(sequence_embedding(m, ids, {2, 2}, pool), Error);
+}
+
+TEST(Calibrate, SpreadSamplingCoversTheCorpusInWholeSamples) {
+  const Model& m = shared_model();
+  const Tokenizer& tok = m.require_tokenizer();
+  const std::string file = "tests/data/moe/math.txt";
+  const std::string text = read_text_file(file);
+  const std::vector<int32_t> all = tokenize_corpus(m, {file});
+  ASSERT_GT(all.size(), 2000u);
+  // Head: the first whole samples.
+  std::vector<int32_t> head = select_calibration_tokens(m, {file}, 1000, 32, CalibSampling::Head);
+  ASSERT_EQ(head.size(), 992u);
+  EXPECT_TRUE(std::equal(head.begin(), head.end(), all.begin()));
+  // A budget above the corpus: both take everything there is, in whole samples.
+  std::vector<int32_t> spread = select_calibration_tokens(m, {file}, 1 << 20, 32, CalibSampling::Spread);
+  EXPECT_EQ(spread, select_calibration_tokens(m, {file}, 1 << 20, 32, CalibSampling::Head));
+  EXPECT_EQ(spread.size(), all.size() / 32 * 32);
+  // Spread: exactly the budget's samples, in blocks of 256 tokens starting at evenly spaced
+  // line starts; the first block is the head of the corpus, and every block is text of it.
+  spread = select_calibration_tokens(m, {file}, 1024, 32, CalibSampling::Spread);
+  ASSERT_EQ(spread.size(), 1024u);
+  EXPECT_TRUE(std::equal(spread.begin(), spread.begin() + 256, all.begin()));
+  size_t last = 0;
+  for (int b = 0; b < 4; ++b) {
+    std::string piece = tok.decode(std::vector<int32_t>(spread.begin() + b * 256, spread.begin() + (b + 1) * 256));
+    size_t at = text.find(piece);
+    ASSERT_NE(at, std::string::npos) << "block " << b;
+    EXPECT_TRUE(at == 0 || text[at - 1] == '\n') << "block " << b << " starts mid-line";
+    if (b > 0) EXPECT_GT(at, last) << "block " << b;
+    EXPECT_NEAR(double(at) / double(text.size()), b / 4.0, 0.05) << "block " << b;
+    last = at;
+  }
 }
 
 TEST(Calibrate, RejectsBadCorpora) {
