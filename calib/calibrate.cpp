@@ -190,9 +190,16 @@ bool collects_gram(const HParams& hp, GramMode mode) {
 }
 
 std::vector<int> default_embed_layers(int64_t n_layer) {
-  // The middle layer alone: on the default model, concatenating the token embeddings, the
-  // middle and the last layer overfits the calibration documents (docs/benchmarks.md).
-  return {int(n_layer / 2)};
+  // The outputs of up to 4 evenly spaced blocks, the last included. With spread sampling
+  // (many documents) this routes better than the middle block alone on the default model;
+  // with the head of each corpus (few documents) more layers overfitted (docs/benchmarks.md).
+  std::vector<int> layers;
+  const int64_t count = std::min<int64_t>(4, n_layer);
+  for (int64_t i = 1; i <= count; ++i) {
+    int l = int((i * n_layer + count - 1) / count);  // ceil(i * n_layer / count)
+    if (layers.empty() || layers.back() != l) layers.push_back(l);
+  }
+  return layers;
 }
 
 void check_embed_layers(const std::vector<int>& layers, int64_t n_layer, const std::string& what) {

@@ -66,7 +66,8 @@ std::vector<int32_t> select_calibration_tokens(const Model& model, const std::ve
 std::vector<float> sequence_embedding(const Model& model, std::span<const int32_t> tokens,
                                       const std::vector<int>& layers, ThreadPool& pool);
 
-// The embedding layers used when none are given: {n_layer / 2}.
+// The embedding layers used when none are given: the outputs of up to 4 evenly spaced blocks,
+// ending with the last ({1, 2, 3, 4} for 4 layers, {8, 15, 23, 30} for 30).
 std::vector<int> default_embed_layers(int64_t n_layer);
 
 // Throws mf::Error unless layers is a non-empty list of distinct layers in 0..n_layer.

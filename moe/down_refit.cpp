@@ -79,13 +79,13 @@ double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_
   return (wd * g).cwiseProduct(wd).sum() / double(tokens);
 }
 
-std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
-                                const float* sum, int64_t tokens, int64_t k, double damp,
-                                const std::vector<int32_t>& forced) {
+std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                       const float* sum, int64_t tokens, int64_t k, double damp,
+                                       const std::vector<int32_t>& forced) {
   using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  if (int64_t(w.size()) != n_embd * n_ff) fail("obs_select: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
-  if (tokens <= 0) fail("obs_select: no calibration tokens");
-  if (k < 1 || k > n_ff) fail("obs_select: cannot keep ", k, " of ", n_ff, " neurons");
+  if (int64_t(w.size()) != n_embd * n_ff) fail("obs: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  if (tokens <= 0) fail("obs: no calibration tokens");
+  if (k < 1 || k > n_ff) fail("obs: cannot keep ", k, " of ", n_ff, " neurons");
   const int64_t F = n_ff;
   const double inv_n = 1.0 / double(tokens);
   // A = [[G, m], [m^T, 1]] + ridge: [F+1, F+1]; the last index is the bias's constant input.
@@ -99,10 +99,11 @@ std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int
   a(F, F) = 1.0;
   for (int64_t r = 0; r < F; ++r) a(r, r) += damp * diag / double(F);
   Mat h = a.ldlt().solve(Mat::Identity(F + 1, F + 1));  // A^-1
-  if (!h.allFinite()) fail("obs_select: the second-moment matrix is singular (try a larger damping)");
+  if (!h.allFinite()) fail("obs: the second-moment matrix is singular (try a larger damping)");
   Mat x = Mat::Zero(n_embd, F + 1);  // [n_embd, F+1] current down weights and bias
   for (int64_t r = 0; r < n_embd; ++r)
     for (int64_t c = 0; c < F; ++c) x(r, c) = w[r * F + c];
+  std::vector<int32_t> removed;
   std::vector<char> alive(F, 1), locked(F, 0);
   for (int32_t j : forced)
     if (j >= 0 && j < F) locked[j] = 1;
@@ -122,14 +123,31 @@ std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int
     x.noalias() -= xj * (hj / hjj);
     h.noalias() -= hj.transpose() * (hj / hjj);  // A^-1 is symmetric: column best = hj^T
     alive[best] = 0;
+    removed.push_back(int32_t(best));
     x.col(best).setZero();
     h.row(best).setZero();
     h.col(best).setZero();
   }
+  return removed;
+}
+
+std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                const float* sum, int64_t tokens, int64_t k, double damp,
+                                const std::vector<int32_t>& forced) {
+  std::vector<char> alive(size_t(n_ff), 1);
+  for (int32_t j : obs_removal_order(w, n_embd, n_ff, gram, sum, tokens, k, damp, forced)) alive[size_t(j)] = 0;
   std::vector<int32_t> kept;
-  for (int64_t j = 0; j < F; ++j)
+  for (int64_t j = 0; j < n_ff; ++j)
     if (alive[j]) kept.push_back(int32_t(j));
   return kept;
+}
+
+std::vector<double> obs_scores(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                               const float* sum, int64_t tokens, double damp, const std::vector<int32_t>& forced) {
+  std::vector<double> score(static_cast<size_t>(n_ff), static_cast<double>(n_ff));  // never removed: above every removed one
+  const std::vector<int32_t> order = obs_removal_order(w, n_embd, n_ff, gram, sum, tokens, 1, damp, forced);
+  for (size_t i = 0; i < order.size(); ++i) score[size_t(order[i])] = double(i);
+  return score;
 }
 
 }  // namespace mf

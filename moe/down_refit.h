@@ -48,4 +48,15 @@ std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int
                                 const float* sum, int64_t tokens, int64_t k, double damp,
                                 const std::vector<int32_t>& forced = {});
 
+// The same greedy removal, as the ids in the order removed, until k neurons are left.
+std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                       const float* sum, int64_t tokens, int64_t k, double damp,
+                                       const std::vector<int32_t>& forced = {});
+
+// Neuron scores [n_ff] from the full removal order (down to one neuron): the i-th removed
+// scores i, forced and last survivors n_ff. The top k by score are exactly obs_select's k,
+// for every k, so the sets are nested and layer widths can be chosen on them.
+std::vector<double> obs_scores(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                               const float* sum, int64_t tokens, double damp, const std::vector<int32_t>& forced = {});
+
 }  // namespace mf

@@ -221,7 +221,12 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       }
       layer_forced.push_back(std::move(forced));
       const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-      layer_scores.push_back(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None));
+      if (opts.obs_select && comp == Compensation::LeastSquares)  // OBS order: nested sets for every width
+        layer_scores.push_back(obs_scores(layer_down[il], hp.n_embd, hp.n_ff, (*spec.gram)[il].data(),
+                                          spec.gram_stats[il].act_sum.data(), spec.gram_stats[il].tokens, opts.refit_damp,
+                                          layer_forced[il]));
+      else
+        layer_scores.push_back(neuron_scores(model, il, st, opts.score, opts.seed, comp != Compensation::None));
     }
     widths.assign(hp.n_layer, k);
     if (comp == Compensation::LeastSquares && opts.sequential)
@@ -245,13 +250,8 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     const std::vector<float>& w_down = layer_down[il];  // [n_embd, n_ff]
     const std::vector<int32_t>& forced = layer_forced[il];
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-    std::vector<int32_t> idx;
-    if (opts.obs_select && comp == Compensation::LeastSquares) {
-      idx = obs_select(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), spec.gram_stats[il].act_sum.data(),
-                       spec.gram_stats[il].tokens, k, opts.refit_damp, forced);
-    } else {
-      idx = top_k_neurons(layer_scores[il], k, forced);
-    }
+    // With obs_select the scores are the OBS removal order, so this is obs_select's set.
+    std::vector<int32_t> idx = top_k_neurons(layer_scores[il], k, forced);
     // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
     for (int64_t r = 0; r < k; ++r) {

@@ -105,7 +105,8 @@ void add_calibrate(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   cmd->add_option("--embed-layers", o->calib.embed_layers,
                   "Routing embedding: comma-separated layers L whose mean hidden state over a sample's tokens "
-                  "is concatenated (0: token embeddings, L > 0: block L-1's output); default n_layer/2")
+                  "is concatenated (0: token embeddings, L > 0: block L-1's output); default: up to 4 evenly spaced\n"
+                  "blocks ending with the last (1,2,3,4 for a 4-layer model)")
       ->delimiter(',');
   cmd->add_option("--gram", o->gram,
                   "Also sum a a^T of the FFN activations per layer and domain, for build-moe's least-squares\n"

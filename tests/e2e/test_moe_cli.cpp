@@ -50,6 +50,7 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   ASSERT_EQ(j["domains"].size(), 4u);
   EXPECT_EQ(j["domains"][1]["name"], "math");
   EXPECT_EQ(j["domains"][1]["tokens"], 2048);
+  EXPECT_EQ(j["sampling"], "spread");  // the default; the test corpora are longer than the budget
   auto b = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.25 --mode dowp -o " + dir + "/d.moe --json");
   ASSERT_EQ(b.code, 0) << b.err;
   json bj = json::parse(b.out);
@@ -210,6 +211,8 @@ TEST(MoeCli, BadInputFailsCleanly) {
   expect_failure("calibrate -m " + kModel + " --domain a=tests/data/moe/math.txt --micro-clusters 200 -o " + dir + "/s.gguf",
                  "micro-clusters", dir + "/s.gguf");
   expect_failure("calibrate -m " + kModel + " --domain nofile -o " + dir + "/s.gguf", "NAME=FILE", dir + "/s.gguf");
+  expect_failure("calibrate -m " + kModel + " --domain a=tests/data/moe/math.txt --sampling tail -o " + dir + "/s.gguf",
+                 "--sampling", dir + "/s.gguf");
   // A domain with too few calibration clusters for its sub-domain count.
   expect_failure("build-moe -m " + kModel + " -s " + b.stats + " --density 0.5 --subdomains 5 -o " + dir + "/x.moe",
                  "too few for 5 sub-domains", dir + "/x.moe");

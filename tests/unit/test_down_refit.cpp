@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "moe/down_refit.h"
+#include "moe/expert_builder.h"
 
 namespace mf {
 namespace {
@@ -109,6 +110,27 @@ TEST(DownRefit, ObsSelectionDropsRedundantNeuronsFirst) {
   DownRefit b = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, {0, 1, 3, 4, 6, 9, 10, 11}, 1e-6);
   EXPECT_LE(p.error(forced, a.down, a.bias), p.error({0, 1, 3, 4, 6, 9, 10, 11}, b.down, b.bias) * 1.0001);
   EXPECT_THROW(obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 0, 0.0), Error);
+}
+
+TEST(DownRefit, ObsScoresRankNeuronsSoEveryTopKIsObsSelectsSet) {
+  Problem p;
+  for (const std::vector<int32_t>& forced : {std::vector<int32_t>{}, std::vector<int32_t>{2}}) {
+    std::vector<double> score = obs_scores(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 1e-6, forced);
+    ASSERT_EQ(int64_t(score.size()), p.F);
+    for (int64_t k = 1; k <= p.F; ++k) {
+      std::vector<int32_t> want = obs_select(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, k, 1e-6, forced);
+      if (int64_t(want.size()) > k) continue;  // more forced neurons than k
+      EXPECT_EQ(top_k_neurons(score, k, forced), want) << "k " << k;
+    }
+    // The redundant neurons are the first removed.
+    std::vector<int32_t> order = obs_removal_order(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 1, 1e-6, forced);
+    EXPECT_EQ(int64_t(order.size()), p.F - 1);
+    if (forced.empty()) {
+      std::vector<int32_t> first(order.begin(), order.begin() + 4);
+      std::sort(first.begin(), first.end());
+      EXPECT_EQ(first, (std::vector<int32_t>{2, 5, 8, 11}));
+    }
+  }
 }
 
 TEST(DownRefit, ExplainedEnergyGivesTheFitsErrorOnTheData) {

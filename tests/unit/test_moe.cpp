@@ -209,6 +209,14 @@ TEST(Calibrate, SpreadSamplingCoversTheCorpusInWholeSamples) {
   }
 }
 
+TEST(Calibrate, DefaultEmbeddingLayersAreUpToFourEvenlySpacedBlocksEndingWithTheLast) {
+  EXPECT_EQ(default_embed_layers(1), (std::vector<int>{1}));
+  EXPECT_EQ(default_embed_layers(3), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(default_embed_layers(4), (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(default_embed_layers(6), (std::vector<int>{2, 3, 5, 6}));
+  EXPECT_EQ(default_embed_layers(30), (std::vector<int>{8, 15, 23, 30}));
+}
+
 TEST(Calibrate, RejectsBadCorpora) {
   const Model& m = shared_model();
   ThreadPool pool(2);
