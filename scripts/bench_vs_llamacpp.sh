@@ -4,10 +4,14 @@
 # Needs the reference environment and the 135M-shape model:
 #   ../shared/reference/run.sh python3 scripts/make_bench_model.py build-ref/bench135m
 #   build/bin/moeforge convert build-ref/bench135m build-ref/bench135m-f16.gguf --type f16   (and q8_0)
+# Each round also measures this machine's DRAM read bandwidth on the same threads just before
+# moeforge's run (bench_ops BM_ReadBandwidth), since it moves with the machine's neighbours:
+# "of bound" is the median over rounds of decode GB/s / that round's read GB/s.
 # Usage: scripts/bench_vs_llamacpp.sh [ROUNDS] [FILES...]   (prints a markdown table)
 set -euo pipefail
 REF=${REF:-../shared/reference/run.sh}
 BIN=${BIN:-build/bin/moeforge}
+BENCH_OPS=${BENCH_OPS:-build/bin/bench_ops}
 ROUNDS=${1:-3}; shift || true
 FILES=("$@")
 [ ${#FILES[@]} -gt 0 ] || FILES=(build-ref/bench135m-f16.gguf build-ref/bench135m-q8_0.gguf)
@@ -15,6 +19,9 @@ T=${THREADS:-2}; P=${PROMPT:-128}; N=${GEN:-64}; R=${REPS:-3}
 tmp=$(mktemp -d)
 for f in "${FILES[@]}"; do
   for r in $(seq "$ROUNDS"); do
+    $BENCH_OPS --benchmark_filter="BM_ReadBandwidth/$T/" --benchmark_format=json 2>/dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["benchmarks"][0]["bytes_per_second"] / 1e9)' \
+      >> "$tmp/$(basename "$f").bw"
     $BIN bench -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" --json 2>/dev/null >> "$tmp/$(basename "$f").mf"
     $REF sh -c "llama-bench -m $f -t $T -p $P -n $N -r $R -o json 2>/dev/null" | python3 -c '
 import json,sys
@@ -29,8 +36,8 @@ done
 python3 - "$tmp" "${FILES[@]}" <<'PY'
 import json, statistics, sys, os
 tmp, files = sys.argv[1], sys.argv[2:]
-print("| model | prefill moeforge | prefill llama.cpp | ratio | decode moeforge | decode llama.cpp | ratio | decode GB/s (moeforge) |")
-print("|---|---|---|---|---|---|---|---|")
+print("| model | prefill moeforge | prefill llama.cpp | ratio | decode moeforge | decode llama.cpp | ratio | decode GB/s (moeforge) | read GB/s (same rounds) | of bound |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for f in files:
     b = os.path.basename(f)
     mf = [json.loads(l) for l in open(f"{tmp}/{b}.mf")]
@@ -38,6 +45,8 @@ for f in files:
     med = lambda rows, k: statistics.median(r[k] for r in rows)
     pm, pl, dm, dl = med(mf, "prefill_tps"), med(lc, "prefill_tps"), med(mf, "decode_tps"), med(lc, "decode_tps")
     gbps = statistics.median(r["decode_gbps"] for r in mf)
-    print(f"| {b} | {pm:.1f} | {pl:.1f} | {pm/pl:.2f} | {dm:.1f} | {dl:.1f} | {dm/dl:.2f} | {gbps:.2f} |")
+    bw = [float(l) for l in open(f"{tmp}/{b}.bw")]
+    of_bound = statistics.median(r["decode_gbps"] / w for r, w in zip(mf, bw))
+    print(f"| {b} | {pm:.1f} | {pl:.1f} | {pm/pl:.2f} | {dm:.1f} | {dl:.1f} | {dm/dl:.2f} | {gbps:.2f} | {statistics.median(bw):.1f} | {of_bound:.0%} |")
 PY
 rm -rf "$tmp"

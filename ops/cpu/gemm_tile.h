@@ -141,4 +141,39 @@ void gemm_rows(const typename L::T* w, int64_t ldw, int64_t n_rows, const float*
   }
 }
 
+// One token: y[r] = dot(w[r], x) for rows [0, n_rows), one row after the other, so a
+// thread's weights ([n_rows, k], contiguous) are read as one sequential stream, with a
+// software prefetch kStreamPrefetchBytes ahead once per cache line. (The 4-row tiles above
+// read four interleaved streams, which the hardware prefetcher follows poorly.) Used for
+// f16/bf16 decode; f32 keeps the tiles: on the small f32 default model, whose weights stay in
+// cache, x's reuse across 4 rows was worth more (docs/benchmarks.md).
+template <class L>
+void rows_stream(const typename L::T* w, int64_t n_rows, const float* x, float* y, int64_t k) {
+  constexpr int64_t kStreamPrefetchBytes = 1024;
+  constexpr int64_t kLine = 64, kStep = 32;  // weights per step: 64 bytes (f16) or 128 (f32)
+  const char* end = reinterpret_cast<const char*>(w + n_rows * k);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const typename L::T* wr = w + r * k;  // [k]
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + kStep <= k; i += kStep) {
+#pragma GCC unroll 2
+      for (int64_t line = 0; line < int64_t(kStep * sizeof(typename L::T)); line += kLine) {
+        const char* pf = reinterpret_cast<const char*>(wr + i) + line + kStreamPrefetchBytes;
+        if (pf < end) _mm_prefetch(pf, _MM_HINT_T0);
+      }
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a)
+        acc[a] = _mm256_fmadd_ps(L::load(wr + i + 8 * a), _mm256_loadu_ps(x + i + 8 * a), acc[a]);
+    }
+    for (; i < k; i += 8) {
+      const int n = int(k - i < 8 ? k - i : 8);
+      const __m256 wv = n == 8 ? L::load(wr + i) : load_tail<L>(wr + i, n);
+      const __m256 xv = n == 8 ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, simd::tail_mask(n));
+      acc[0] = _mm256_fmadd_ps(wv, xv, acc[0]);
+    }
+    y[r] = simd::hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  }
+}
+
 }  // namespace mf::ops::detail

@@ -1,4 +1,5 @@
-// f16 and bf16-weight matmuls. Few tokens: convert weights on the fly inside the tile
+// f16 and bf16-weight matmuls. One token (decode): one sequential stream of rows per thread
+// (rows_stream). Few tokens: convert weights on the fly inside the tile
 // (each weight is converted once per 3-token tile, cheaper than a panel pass that streams
 // rows without prefetch). More tokens: convert a 4-row weight panel
 // to f32 once into an L1-resident buffer and run the f32 tiles over the token chunk.
@@ -22,6 +23,7 @@ template <class L>
 void rows_half(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
   const int64_t n_out = w.rows(), n_in = w.cols();
   const uint16_t* wd = static_cast<const uint16_t*>(w.data);  // [n_out, n_in]
+  if (n_tokens == 1) return rows_stream<L>(wd + r0 * n_in, r1 - r0, x, y + r0, n_in);
   gemm_rows<L>(wd + r0 * n_in, n_in, r1 - r0, x, n_in, n_tokens, y + r0, n_out, n_in, false);
 }
 

@@ -131,10 +131,44 @@ void qrows_x_tokens(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64
   }
 }
 
-// Rows [r, r1) in dot-product tiles of 4 rows, then a tail of 1-3.
+// One token (decode): rows [r, r1) one after the other, so a thread's weights are one
+// sequential stream (four rows at a time are four interleaved streams, which the hardware
+// prefetcher follows poorly), prefetched kStreamPrefetchBytes ahead once per block. Each
+// block: d_w d_x (w . x) as in the tiles, without the 4-row fold.
+template <class W>
+void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const QuantizedActs& xa, int64_t t0, float* y) {
+  constexpr int64_t kStreamPrefetchBytes = 1024;
+  const int64_t nb = xa.n_blocks;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const char* end = reinterpret_cast<const char*>(wd + r1 * ldw);
+  const int8_t* xq_row = xa.qs + t0 * nb * kQBlock;  // [nb, 32]
+  const float* xd = xa.d + t0 * nb;                  // [nb]
+  const int32_t* xsum = xa.sum + t0 * nb;            // [nb]
+  for (; r < r1; ++r) {
+    const auto* blocks = reinterpret_cast<const typename W::Block*>(wd + r * ldw);  // [nb]
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      const char* pf = reinterpret_cast<const char*>(blocks + b) + kStreamPrefetchBytes;
+      if (pf < end) _mm_prefetch(pf, _MM_HINT_T0);
+      const __m256i wq = W::load(blocks[b]);
+      const __m256i wu = W::kUnsigned ? wq : _mm256_sign_epi8(wq, wq);
+      const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq_row + b * kQBlock));
+      const __m256i xs = W::kUnsigned ? xq : _mm256_sign_epi8(xq, wq);
+      __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xs), ones);  // 8 lanes summing to w . x
+      // Offset codes: 8 lanes each remove sum(x), 8 sum(x) in all.
+      if constexpr (W::kUnsigned) dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(xsum[b]));
+      const __m256 scale = _mm256_set1_ps(fp16_to_f32(blocks[b].d) * xd[b]);
+      acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[b & 1]);
+    }
+    y[r] = simd::hsum(_mm256_add_ps(acc[0], acc[1]));
+  }
+}
+
+// Rows [r, r1) in dot-product tiles of 4 rows, then a tail of 1-3 (one token: qrows_stream).
 template <class W>
 void qrows(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const QuantizedActs& xa, int64_t t0, int64_t nt,
            float* yc, int64_t ldy) {
+  if (nt == 1) return qrows_stream<W>(wd, ldw, r, r1, xa, t0, yc);
   for (; r + 4 <= r1; r += 4) qrows_x_tokens<W, 4>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy);
   switch (r1 - r) {
     case 3: qrows_x_tokens<W, 3>(wd + r * ldw, ldw, xa, t0, nt, yc + r, ldy); break;
