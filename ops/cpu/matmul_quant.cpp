@@ -133,8 +133,8 @@ void qrows_x_tokens(const uint8_t* w, size_t ldw, const QuantizedActs& xa, int64
 
 // One token (decode): rows [r, r1) one after the other, so a thread's weights are one
 // sequential stream (four rows at a time are four interleaved streams, which the hardware
-// prefetcher follows poorly), prefetched kStreamPrefetchBytes ahead once per block. Each
-// block: d_w d_x (w . x) as in the tiles, without the 4-row fold.
+// prefetcher follows poorly), prefetched kStreamPrefetchBytes ahead. Each block adds
+// d_w d_x (w . x) as in the tiles, folding 4 blocks of the row instead of 4 rows.
 template <class W>
 void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const QuantizedActs& xa, int64_t t0, float* y) {
   constexpr int64_t kStreamPrefetchBytes = 1024;
@@ -146,21 +146,41 @@ void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const Qu
   const int32_t* xsum = xa.sum + t0 * nb;            // [nb]
   for (; r < r1; ++r) {
     const auto* blocks = reinterpret_cast<const typename W::Block*>(wd + r * ldw);  // [nb]
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < nb; ++b) {
-      const char* pf = reinterpret_cast<const char*>(blocks + b) + kStreamPrefetchBytes;
-      if (pf < end) _mm_prefetch(pf, _MM_HINT_T0);
+    __m256 acc = _mm256_setzero_ps();
+    // Block b's dot product, 8 int32 lanes summing to w . x.
+    auto block_dot = [&](int64_t b) {
       const __m256i wq = W::load(blocks[b]);
       const __m256i wu = W::kUnsigned ? wq : _mm256_sign_epi8(wq, wq);
       const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq_row + b * kQBlock));
       const __m256i xs = W::kUnsigned ? xq : _mm256_sign_epi8(xq, wq);
-      __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xs), ones);  // 8 lanes summing to w . x
-      // Offset codes: 8 lanes each remove sum(x), 8 sum(x) in all.
-      if constexpr (W::kUnsigned) dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(xsum[b]));
-      const __m256 scale = _mm256_set1_ps(fp16_to_f32(blocks[b].d) * xd[b]);
-      acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[b & 1]);
+      return _mm256_madd_epi16(_mm256_maddubs_epi16(wu, xs), ones);
+    };
+    int64_t b = 0;
+    // 4 blocks at a time, folded as qtile_fold folds 4 rows: lanes b and b+4 hold halves of
+    // block b, so the int->float conversion and the scale FMA happen once per 4 blocks.
+    for (; b + 4 <= nb; b += 4) {
+      const char* pf = reinterpret_cast<const char*>(blocks + b) + kStreamPrefetchBytes;
+      if (pf < end) _mm_prefetch(pf, _MM_HINT_T0);
+      if (pf + 64 < end) _mm_prefetch(pf + 64, _MM_HINT_T0);  // 4 blocks span up to 3 lines
+      if (pf + 128 < end) _mm_prefetch(pf + 128, _MM_HINT_T0);
+      __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(block_dot(b), block_dot(b + 1)),
+                                       _mm256_hadd_epi32(block_dot(b + 2), block_dot(b + 3)));
+      // Offset codes: each block is split over 2 lanes, so each lane removes half of 8 sum(x).
+      if constexpr (W::kUnsigned) {
+        const __m128i s4 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xsum + b)), 2);
+        rows = _mm256_sub_epi32(rows, _mm256_set_m128i(s4, s4));
+      }
+      const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(short(blocks[b].d), short(blocks[b + 1].d), short(blocks[b + 2].d),
+                                                    short(blocks[b + 3].d), 0, 0, 0, 0));
+      const __m128 sc = _mm_mul_ps(dw, _mm_loadu_ps(xd + b));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), _mm256_set_m128(sc, sc), acc);
     }
-    y[r] = simd::hsum(_mm256_add_ps(acc[0], acc[1]));
+    for (; b < nb; ++b) {  // the last nb % 4 blocks, one by one
+      __m256i dot = block_dot(b);
+      if constexpr (W::kUnsigned) dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(xsum[b]));  // 8 lanes x sum(x)
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16_to_f32(blocks[b].d) * xd[b]), acc);
+    }
+    y[r] = simd::hsum(acc);
   }
 }
 
