@@ -55,7 +55,7 @@ size_t line_start_from(std::string_view text, size_t at) {
 }
 
 // Up to `want` tokens of the text starting at byte `begin`, tokenized from there up to a line
-// end so that no word is cut (the chunk grows until it holds more than `want` tokens).
+// end so that no word is cut (the chunk doubles until it holds at least `want` tokens or reaches the end).
 std::vector<int32_t> tokens_from(const Tokenizer& tok, std::string_view text, size_t begin, int64_t want) {
   std::vector<int32_t> t;
   for (size_t bytes = size_t(want) * 8 + 256;; bytes *= 2) {
@@ -263,7 +263,6 @@ CalibStats calibrate(const Model& model, const std::vector<DomainCorpus>& domain
     if (n_samples < opts.micro_clusters)
       fail("domain '", d.name, "' has ", ids.size(), " tokens: ", n_samples, " samples of ", opts.sample_tokens,
            " tokens, fewer than the ", opts.micro_clusters, " micro-clusters (give more text or --micro-clusters)");
-    ids.resize(size_t(n_samples * opts.sample_tokens));
     corpora.push_back(std::move(ids));
   }
 
