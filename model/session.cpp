@@ -222,6 +222,7 @@ void Session::run_layer(int il) {
     const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
     float* gate = gate_.data();             // [n, F]
     float* up = up_.data();                 // [n, F]
+    emit("ffn_resid", il, x + r * E, n, E);
     ops::rmsnorm(x + r * E, l.ffn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
     emit("ffn_in", il, xn + r * E, n, E);
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};

@@ -15,7 +15,8 @@ namespace mf {
 
 // Named intermediate values of a block, reported to hooks during the forward pass.
 // Hook points: "attn_in" [n_tokens, n_embd] (normed attention input), "attn_out" [n_tokens, n_embd_q]
-// (attention output, the input of wo), "ffn_in" [n_tokens, n_embd] (normed FFN input),
+// (attention output, the input of wo), "ffn_resid" [n_tokens, n_embd] (the residual stream
+// entering the FFN block), "ffn_in" [n_tokens, n_embd] (normed FFN input),
 // "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
 // expert's width), "block_out" [n_tokens, n_embd].
 // A step over several slots reports each point once per group of slots sharing a layer

@@ -9,29 +9,28 @@
 
 namespace mf {
 
-DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
-                     const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
-  return refit_down_toward(w, n_embd, n_ff, gram, sum, gram, sum, tokens, kept, damp);
-}
+namespace {
 
-DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
-                            const float* sum, const float* cross, const float* target_sum, int64_t tokens,
-                            const std::vector<int32_t>& kept, double damp) {
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  if (int64_t(w.size()) != n_embd * n_ff) fail("refit_down: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+void check_kept(int64_t n_ff, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
   if (tokens <= 0) fail("refit_down: no calibration tokens");
   if (damp < 0) fail("refit_down: negative damping ", damp);
-  const int64_t k = int64_t(kept.size());
   for (int32_t j : kept)
     if (j < 0 || j >= n_ff) fail("refit_down: neuron ", j, " outside 0..", n_ff - 1);
-  const double inv_n = 1.0 / double(tokens);
-  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> g(gram, n_ff, n_ff);
-  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> cr(cross, n_ff, n_ff);
+}
 
-  // A = [[G_SS, m_S], [m_S^T, 1]] + ridge on G_SS: [k+1, k+1]
-  Mat a(k + 1, k + 1);
+// Solves X A = C for X = [W' b]: A = [[G_SS, m_S], [m_S^T, 1]] (per token, ridge on G_SS) from the
+// sums gram [n_ff, n_ff] and sum [n_ff]; c [n_embd, k+1] the per-token target moments.
+DownRefit solve_refit(const float* gram, const float* sum, int64_t n_ff, int64_t tokens, const std::vector<int32_t>& kept,
+                      double damp, const Mat& c) {
+  const int64_t k = int64_t(kept.size()), n_embd = c.rows();
+  const double inv_n = 1.0 / double(tokens);
+  MapF g(gram, n_ff, n_ff);
+  Mat a(k + 1, k + 1);  // [k+1, k+1]
   for (int64_t r = 0; r < k; ++r) {
-    for (int64_t c = 0; c < k; ++c) a(r, c) = double(g(kept[r], kept[c])) * inv_n;
+    for (int64_t col = 0; col < k; ++col) a(r, col) = double(g(kept[r], kept[col])) * inv_n;
     a(r, k) = a(k, r) = double(sum[kept[r]]) * inv_n;
   }
   a(k, k) = 1.0;
@@ -40,16 +39,6 @@ DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t
   for (int64_t r = 0; r < k; ++r) diag += a(r, r);
   const double ridge = damp * (k > 0 ? diag / double(k) : 0.0);
   for (int64_t r = 0; r < k; ++r) a(r, r) += ridge;
-
-  // C = W [X_:S, m_t] (X = E[a_t a^T]; a_t = a and X = G for the plain re-fit): [n_embd, k+1]
-  Mat rhs(n_ff, k + 1);  // [n_ff, k+1]
-  for (int64_t j = 0; j < n_ff; ++j) {
-    for (int64_t c = 0; c < k; ++c) rhs(j, c) = double(cr(j, kept[c])) * inv_n;
-    rhs(j, k) = double(target_sum[j]) * inv_n;
-  }
-  Mat wd = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w.data(), n_embd, n_ff)
-               .cast<double>();  // [n_embd, n_ff]
-  Mat c = wd * rhs;  // [n_embd, k+1]
 
   // X A = C with A symmetric positive (semi)definite: solve A X^T = C^T.
   Eigen::LDLT<Mat> ldlt(a);
@@ -68,8 +57,39 @@ DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t
   return out;
 }
 
+}  // namespace
+
+DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                     const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
+  if (int64_t(w.size()) != n_embd * n_ff) fail("refit_down: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  check_kept(n_ff, tokens, kept, damp);
+  const int64_t k = int64_t(kept.size());
+  const double inv_n = 1.0 / double(tokens);
+  MapF g(gram, n_ff, n_ff);
+  Mat rhs(n_ff, k + 1);  // [n_ff, k+1] = [G_:S, m] per token
+  for (int64_t j = 0; j < n_ff; ++j) {
+    for (int64_t col = 0; col < k; ++col) rhs(j, col) = double(g(j, kept[col])) * inv_n;
+    rhs(j, k) = double(sum[j]) * inv_n;
+  }
+  const Mat c = MapF(w.data(), n_embd, n_ff).cast<double>() * rhs;  // [n_embd, k+1] = W [G_:S, m]
+  return solve_refit(gram, sum, n_ff, tokens, kept, damp, c);
+}
+
+DownRefit refit_down_to(int64_t n_embd, int64_t n_ff, const float* gram, const float* sum, const float* out_cross,
+                        const float* out_sum, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
+  check_kept(n_ff, tokens, kept, damp);
+  const int64_t k = int64_t(kept.size());
+  const double inv_n = 1.0 / double(tokens);
+  MapF yc(out_cross, n_embd, n_ff);  // [n_embd, n_ff] sum of y a^T
+  Mat c(n_embd, k + 1);              // [n_embd, k+1] = [E[y a_S^T], E[y]]
+  for (int64_t r = 0; r < n_embd; ++r) {
+    for (int64_t col = 0; col < k; ++col) c(r, col) = double(yc(r, kept[col])) * inv_n;
+    c(r, k) = double(out_sum[r]) * inv_n;
+  }
+  return solve_refit(gram, sum, n_ff, tokens, kept, damp, c);
+}
+
 double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram, int64_t tokens) {
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   if (int64_t(w.size()) != n_embd * n_ff) fail("ffn_output_energy: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
   if (tokens <= 0) fail("ffn_output_energy: no calibration tokens");
   Mat g = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(gram, n_ff, n_ff)
@@ -79,16 +99,12 @@ double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_
   return (wd * g).cwiseProduct(wd).sum() / double(tokens);
 }
 
-std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
-                                       const float* sum, int64_t tokens, int64_t k, double damp,
-                                       const std::vector<int32_t>& forced) {
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  if (int64_t(w.size()) != n_embd * n_ff) fail("obs: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
-  if (tokens <= 0) fail("obs: no calibration tokens");
-  if (k < 1 || k > n_ff) fail("obs: cannot keep ", k, " of ", n_ff, " neurons");
-  const int64_t F = n_ff;
+namespace {
+
+// A = [[G, m], [m^T, 1]] per token + ridge on G: [F+1, F+1]; the last index is the bias's
+// constant input.
+Mat augmented_moments(const float* gram, const float* sum, int64_t F, int64_t tokens, double damp) {
   const double inv_n = 1.0 / double(tokens);
-  // A = [[G, m], [m^T, 1]] + ridge: [F+1, F+1]; the last index is the bias's constant input.
   Mat a(F + 1, F + 1);
   double diag = 0;
   for (int64_t r = 0; r < F; ++r) {
@@ -98,11 +114,19 @@ std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_em
   }
   a(F, F) = 1.0;
   for (int64_t r = 0; r < F; ++r) a(r, r) += damp * diag / double(F);
-  Mat h = a.ldlt().solve(Mat::Identity(F + 1, F + 1));  // A^-1
-  if (!h.allFinite()) fail("obs: the second-moment matrix is singular (try a larger damping)");
-  Mat x = Mat::Zero(n_embd, F + 1);  // [n_embd, F+1] current down weights and bias
-  for (int64_t r = 0; r < n_embd; ++r)
-    for (int64_t c = 0; c < F; ++c) x(r, c) = w[r * F + c];
+  return a;
+}
+
+void check_obs(int64_t n_ff, int64_t tokens, int64_t k) {
+  if (tokens <= 0) fail("obs: no calibration tokens");
+  if (k < 1 || k > n_ff) fail("obs: cannot keep ", k, " of ", n_ff, " neurons");
+}
+
+// Greedy structured OBS from the fit x [n_embd, F+1] on all neurons (and the bias) with
+// h = A^-1: removes neurons until k are left, cheapest first, returning them in that order.
+std::vector<int32_t> obs_order(Mat x, Mat h, int64_t k, const std::vector<int32_t>& forced) {
+  const int64_t F = h.rows() - 1;
+  if (!h.allFinite() || !x.allFinite()) fail("obs: the second-moment matrix is singular (try a larger damping)");
   std::vector<int32_t> removed;
   std::vector<char> alive(F, 1), locked(F, 0);
   for (int32_t j : forced)
@@ -118,8 +142,8 @@ std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_em
     if (best < 0) break;  // only forced neurons left
     // Remove `best`: the others absorb it (x -= x_:j h_j: / h_jj), then A^-1 without it.
     const double hjj = h(best, best);
-    Eigen::VectorXd xj = x.col(best);          // [n_embd]
-    Eigen::RowVectorXd hj = h.row(best);      // [F+1]
+    Eigen::VectorXd xj = x.col(best);      // [n_embd]
+    Eigen::RowVectorXd hj = h.row(best);  // [F+1]
     x.noalias() -= xj * (hj / hjj);
     h.noalias() -= hj.transpose() * (hj / hjj);  // A^-1 is symmetric: column best = hj^T
     alive[best] = 0;
@@ -129,6 +153,38 @@ std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_em
     h.col(best).setZero();
   }
   return removed;
+}
+
+}  // namespace
+
+std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                                       const float* sum, int64_t tokens, int64_t k, double damp,
+                                       const std::vector<int32_t>& forced) {
+  if (int64_t(w.size()) != n_embd * n_ff) fail("obs: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  check_obs(n_ff, tokens, k);
+  const int64_t F = n_ff;
+  const Mat a = augmented_moments(gram, sum, F, tokens, damp);  // [F+1, F+1]
+  Mat x = Mat::Zero(n_embd, F + 1);  // [n_embd, F+1]: with every neuron, the dense weights and no bias fit exactly
+  for (int64_t r = 0; r < n_embd; ++r)
+    for (int64_t c = 0; c < F; ++c) x(r, c) = w[r * F + c];
+  return obs_order(std::move(x), a.ldlt().solve(Mat::Identity(F + 1, F + 1)), k, forced);
+}
+
+std::vector<int32_t> obs_removal_order_to(int64_t n_embd, int64_t n_ff, const float* gram, const float* sum,
+                                          const float* out_cross, const float* out_sum, int64_t tokens, int64_t k,
+                                          double damp, const std::vector<int32_t>& forced) {
+  check_obs(n_ff, tokens, k);
+  const int64_t F = n_ff;
+  const double inv_n = 1.0 / double(tokens);
+  const Mat a = augmented_moments(gram, sum, F, tokens, damp);  // [F+1, F+1]
+  Mat c(n_embd, F + 1);                                          // [n_embd, F+1] = [E[y a^T], E[y]]
+  for (int64_t r = 0; r < n_embd; ++r) {
+    for (int64_t j = 0; j < F; ++j) c(r, j) = double(out_cross[r * F + j]) * inv_n;
+    c(r, F) = double(out_sum[r]) * inv_n;
+  }
+  Mat h = a.ldlt().solve(Mat::Identity(F + 1, F + 1));  // A^-1
+  Mat x = c * h;                                         // [n_embd, F+1] the fit on all neurons
+  return obs_order(std::move(x), std::move(h), k, forced);
 }
 
 std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,

@@ -30,14 +30,13 @@ double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
 
-// The same fit when the expert's FFN sees other activations a than those a_t whose dense output
-// it should reproduce: minimises E || W a_t - (W' a_S + b) ||^2. gram and sum are the sums of
-// a a^T and a; cross is the sum of a_t a^T [n_ff (a_t), n_ff (a)] and target_sum that of a_t.
-// (A sequential re-fit: a from the expert's own pruned earlier layers, a_t from the dense model
-// on the same tokens.) `explained` is then relative to E||W a_t||^2.
-DownRefit refit_down_toward(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
-                            const float* sum, const float* cross, const float* target_sum, int64_t tokens,
-                            const std::vector<int32_t>& kept, double damp);
+// The same fit toward any per-token targets y [n_embd]: minimises E || y - (W' a_S + b) ||^2.
+// gram and sum are the sums of a a^T and a; out_cross is the sum of y a^T [n_embd, n_ff] and
+// out_sum that of y [n_embd]. refit_down is the case y = W a. (A sequential re-fit: a from the
+// expert's own pruned earlier layers, y the dense model's FFN output, or what the residual stream
+// needs, on the same tokens.) `explained` is then relative to E||y||^2.
+DownRefit refit_down_to(int64_t n_embd, int64_t n_ff, const float* gram, const float* sum, const float* out_cross,
+                        const float* out_sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
 
 // Structured Optimal Brain Surgeon selection of the k neurons to keep: starting from all,
 // repeatedly remove the neuron whose removal, with the others re-fitted as above, adds the
@@ -52,6 +51,12 @@ std::vector<int32_t> obs_select(const std::vector<float>& w, int64_t n_embd, int
 std::vector<int32_t> obs_removal_order(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                                        const float* sum, int64_t tokens, int64_t k, double damp,
                                        const std::vector<int32_t>& forced = {});
+
+// The same greedy removal toward any targets y (as refit_down_to): it starts from the fit of y
+// on all neurons and the bias instead of from the dense weights.
+std::vector<int32_t> obs_removal_order_to(int64_t n_embd, int64_t n_ff, const float* gram, const float* sum,
+                                          const float* out_cross, const float* out_sum, int64_t tokens, int64_t k,
+                                          double damp, const std::vector<int32_t>& forced = {});
 
 // Neuron scores [n_ff] from the full removal order (down to one neuron): the i-th removed
 // scores i, forced and last survivors n_ff. The top k by score are exactly obs_select's k,

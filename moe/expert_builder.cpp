@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "moe/down_refit.h"
 #include "moe/layer_widths.h"
-#include "moe/sequential_refit.h"
 #include "ops/ops.h"
 
 namespace mf {
@@ -250,8 +249,23 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     const std::vector<float>& w_down = layer_down[il];  // [n_embd, n_ff]
     const std::vector<int32_t>& forced = layer_forced[il];
     const LayerStats* st = spec.stats.empty() ? nullptr : &spec.stats[il];
-    // With obs_select the scores are the OBS removal order, so this is obs_select's set.
+    // A sequential re-fit's moments: the activations of the expert's own earlier layers (e.layers:
+    // layers before il already the expert's, il and above still dense) against the target.
+    RefitMoments seq;
+    const bool sequential = comp == Compensation::LeastSquares && opts.sequential;
+    if (sequential) seq = collect_refit_moments(model, e.layers, il, windows, opts.refit_target, *spec.pool);
+    // With obs_select the scores are the OBS removal order, so this is obs_select's set; with a
+    // sequential re-fit OBS runs again on the moments the neurons will be re-fitted on.
     std::vector<int32_t> idx = top_k_neurons(layer_scores[il], k, forced);
+    if (sequential && opts.obs_select && int64_t(forced.size()) <= k) {
+      std::vector<char> alive(size_t(hp.n_ff), 1);
+      for (int32_t j : obs_removal_order_to(hp.n_embd, hp.n_ff, seq.gram.data(), seq.sum.data(), seq.out_cross.data(),
+                                            seq.out_sum.data(), seq.tokens, k, opts.refit_damp, forced))
+        alive[size_t(j)] = 0;
+      idx.clear();
+      for (int64_t j = 0; j < hp.n_ff; ++j)
+        if (alive[size_t(j)]) idx.push_back(int32_t(j));
+    }
     // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
     for (int64_t r = 0; r < k; ++r) {
@@ -259,11 +273,9 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       up.copy_row(r, d.ffn_up.row(idx[r]));
     }
     DownRefit fit;  // down [n_embd, k] and bias [n_embd]
-    if (comp == Compensation::LeastSquares && opts.sequential) {
-      // e.layers: layers before il already the expert's, il and above still dense.
-      RefitMoments m = collect_refit_moments(model, e.layers, il, windows, *spec.pool);
-      fit = refit_down_toward(w_down, hp.n_embd, hp.n_ff, m.gram.data(), m.sum.data(), m.cross.data(),
-                              m.target_sum.data(), m.tokens, idx, opts.refit_damp);
+    if (sequential) {
+      fit = refit_down_to(hp.n_embd, hp.n_ff, seq.gram.data(), seq.sum.data(), seq.out_cross.data(), seq.out_sum.data(),
+                          seq.tokens, idx, opts.refit_damp);
     } else if (comp == Compensation::LeastSquares) {
       const LayerStats& gs = spec.gram_stats[il];
       fit = refit_down(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), gs.act_sum.data(), gs.tokens, idx,

@@ -14,6 +14,7 @@
 #include "calib/calib_stats.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "moe/sequential_refit.h"
 
 namespace mf {
 
@@ -71,10 +72,11 @@ struct BuildOptions {
   bool obs_select = false;
   LayerWidths widths = LayerWidths::Uniform;
   // LeastSquares: re-fit layer by layer on the activations of the expert's own pruned earlier
-  // layers, toward the dense FFN outputs (sequential_refit.h), over about this many tokens.
+  // layers, toward `refit_target` (sequential_refit.h), over about this many tokens.
   // Neuron choice and widths still come from the dense statistics.
   bool sequential = false;
   int64_t sequential_tokens = 32768;
+  RefitTarget refit_target = RefitTarget::Ffn;
   uint64_t seed = 1;
 };
 

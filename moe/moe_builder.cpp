@@ -52,6 +52,12 @@ LayerWidths parse_layer_widths(const std::string& name, Compensation compensatio
   return LayerWidths::ByError;
 }
 
+RefitTarget parse_refit_target(const std::string& name) {
+  if (name == "ffn") return RefitTarget::Ffn;
+  if (name != "residual") fail("unknown re-fit target '", name, "' (expected ffn or residual)");
+  return RefitTarget::Residual;
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(int, int)>& on_expert) {
   stats.check_model(model);

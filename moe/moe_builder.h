@@ -44,5 +44,7 @@ Compensation parse_compensation(const std::string& name, const CalibStats& stats
 // Layer widths named auto (error with least-squares compensation, else uniform), uniform or
 // error; error needs least-squares compensation. Throws mf::Error.
 LayerWidths parse_layer_widths(const std::string& name, Compensation compensation);
+// Sequential re-fit target named ffn or residual. Throws mf::Error on another name.
+RefitTarget parse_refit_target(const std::string& name);
 
 }  // namespace mf

@@ -1,6 +1,7 @@
 #include "moe/sequential_refit.h"
 
 #include <algorithm>
+#include <string_view>
 
 #include <Eigen/Core>
 
@@ -15,17 +16,22 @@ namespace {
 // layers above and the logits) is not needed. The session is reset before its next use.
 struct StopForward {};
 
-// Runs `tokens` through `s` and copies the FFN activations at `layer` into rows [n, n_ff].
-void capture(Session& s, std::span<const int32_t> tokens, int layer, int64_t n_ff, std::vector<float>& rows) {
-  rows.resize(tokens.size() * size_t(n_ff));
-  int64_t got = 0;
+// Runs `tokens` through `s` and copies the hook points `names` at `layer` into rows
+// [n, width] each, stopping the pass once the last of them has all its rows.
+void capture(Session& s, std::span<const int32_t> tokens, int layer, const std::vector<std::string_view>& names,
+             std::vector<std::vector<float>*> rows) {
+  const int64_t n = int64_t(tokens.size());
+  std::vector<int64_t> got(names.size(), 0);
   s.reset();
   s.set_hook([&](const HookEvent& e) {
-    if (e.layer != layer || e.name != "ffn_gate_act") return;
-    if (e.width != n_ff) fail("sequential re-fit: layer ", layer, " has ", e.width, " FFN neurons, expected the dense ", n_ff);
-    std::copy_n(e.data, e.n_tokens * e.width, rows.begin() + got * n_ff);
-    got += e.n_tokens;
-    if (got == int64_t(tokens.size())) throw StopForward{};
+    if (e.layer != layer) return;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (e.name != names[i]) continue;
+      rows[i]->resize(size_t(n * e.width));
+      std::copy_n(e.data, e.n_tokens * e.width, rows[i]->begin() + got[i] * e.width);
+      got[i] += e.n_tokens;
+      if (i + 1 == names.size() && got[i] == n) throw StopForward{};
+    }
   });
   try {
     s.eval(tokens, false);
@@ -33,7 +39,8 @@ void capture(Session& s, std::span<const int32_t> tokens, int layer, int64_t n_f
   }
   s.set_hook({});
   s.reset();
-  if (got != int64_t(tokens.size())) fail("sequential re-fit: the forward pass reported no activations for layer ", layer);
+  for (size_t i = 0; i < names.size(); ++i)
+    if (got[i] != n) fail("sequential re-fit: the forward pass reported no '", names[i], "' for layer ", layer);
 }
 
 }  // namespace
@@ -66,38 +73,42 @@ RefitWindows refit_windows(const std::vector<std::span<const int32_t>>& streams,
 }
 
 RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
-                                   const RefitWindows& windows, ThreadPool& pool) {
-  const int64_t F = model.hp.n_ff;
+                                   const RefitWindows& windows, RefitTarget target, ThreadPool& pool) {
+  const int64_t F = model.hp.n_ff, E = model.hp.n_embd;
+  if (expert_layers.at(size_t(layer)).ffn_gate.shape[0] != F)
+    fail("sequential re-fit: layer ", layer, " of the expert is not the dense ", F, " neurons wide");
   int64_t longest = 0;
   for (const auto& w : windows.windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
   if (longest == 0) fail("sequential re-fit: no token windows");
   Session dense(model, int(longest), pool), expert(model, int(longest), pool);
   expert.set_layers(&expert_layers);
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(F, F), cross = Eigen::MatrixXd::Zero(F, F);  // [F, F]
-  Eigen::VectorXd sum = Eigen::VectorXd::Zero(F), target_sum = Eigen::VectorXd::Zero(F);    // [F]
-  std::vector<float> a_rows, t_rows;  // [n, F] expert and dense activations of one window
+  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(F, F), out_cross = Eigen::MatrixXd::Zero(E, F);  // [F, F], [E, F]
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(F), out_sum = Eigen::VectorXd::Zero(E);           // [F], [E]
+  std::vector<float> a_rows, xe_rows, xd_rows, bd_rows;  // [n, F], then [n, E] x3: one window
   RefitMoments m;
   for (const auto& w : windows.windows) {
-    capture(expert, w, layer, F, a_rows);
-    capture(dense, w, layer, F, t_rows);
+    capture(expert, w, layer, {"ffn_resid", "ffn_gate_act"}, {&xe_rows, &a_rows});
+    capture(dense, w, layer, {"ffn_resid", "block_out"}, {&xd_rows, &bd_rows});
     const int64_t n = int64_t(w.size());
-    Eigen::Map<const RowMat> a(a_rows.data(), n, F), t(t_rows.data(), n, F);  // [n, F]
+    Eigen::Map<const RowMat> a(a_rows.data(), n, F);  // [n, F]
+    Eigen::Map<const RowMat> bd(bd_rows.data(), n, E), resid(target == RefitTarget::Residual ? xe_rows.data() : xd_rows.data(), n, E);
+    const RowMat y = bd - resid;  // [n, E]
     // f32 products per window (at most a few hundred rows), summed in f64.
-    gram.noalias() += (a.transpose() * a).cast<double>();    // [F, F]
-    cross.noalias() += (t.transpose() * a).cast<double>();   // [F, F]
+    gram.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
+    out_cross.noalias() += (y.transpose() * a).cast<double>();  // [E, F]
     sum += a.colwise().sum().transpose().cast<double>();
-    target_sum += t.colwise().sum().transpose().cast<double>();
+    out_sum += y.colwise().sum().transpose().cast<double>();
     m.tokens += n;
   }
   m.gram.resize(size_t(F * F));
-  m.cross.resize(size_t(F * F));
+  m.out_cross.resize(size_t(E * F));
   Eigen::Map<RowMat>(m.gram.data(), F, F) = gram.cast<float>();
-  Eigen::Map<RowMat>(m.cross.data(), F, F) = cross.cast<float>();
+  Eigen::Map<RowMat>(m.out_cross.data(), E, F) = out_cross.cast<float>();
   m.sum.resize(size_t(F));
-  m.target_sum.resize(size_t(F));
+  m.out_sum.resize(size_t(E));
   Eigen::Map<Eigen::VectorXf>(m.sum.data(), F) = sum.cast<float>();
-  Eigen::Map<Eigen::VectorXf>(m.target_sum.data(), F) = target_sum.cast<float>();
+  Eigen::Map<Eigen::VectorXf>(m.out_sum.data(), E) = out_sum.cast<float>();
   return m;
 }
 

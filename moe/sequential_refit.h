@@ -1,8 +1,10 @@
 // Sequential least-squares re-fit (SparseGPT's layer-by-layer order, applied to structured
 // experts): layer l's ffn_down is re-fitted on the activations the expert itself produces at
-// layer l, once layers 0..l-1 are already pruned and re-fitted, toward the dense model's FFN
-// output on the same tokens. The plain re-fit uses the dense model's activations at every
-// layer and so ignores the error the pruned earlier layers feed forward.
+// layer l, once layers 0..l-1 are already pruned and re-fitted, toward a target on the same
+// tokens: the dense model's FFN output, or what the expert's residual stream needs to be
+// back on the dense model's after layer l (which also corrects the drift earlier layers left).
+// The plain re-fit uses the dense model's activations at every layer and so ignores the error
+// the pruned earlier layers feed forward.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -24,17 +26,26 @@ struct RefitWindows {
 // `streams`. Throws mf::Error if there are no tokens.
 RefitWindows refit_windows(const std::vector<std::span<const int32_t>>& streams, int64_t budget, int64_t window = 256);
 
+// What layer l's re-fitted FFN output y should reproduce, per token:
+// Ffn:      the dense FFN output, y = block_out_dense - ffn_resid_dense;
+// Residual: the dense block output less the expert's residual stream entering the FFN,
+//           y = block_out_dense - ffn_resid_expert, so the expert's stream after layer l is
+//           as close to the dense one as this layer can bring it.
+enum class RefitTarget { Ffn, Residual };
+
 // Sums over the windows' tokens, for one layer: of a a^T and a, with a the FFN activations
 // [n_ff] at `layer` of the model run with `expert_layers` (earlier layers pruned, this one
-// dense), and of a_t a^T and a_t, with a_t the dense model's activations there.
+// dense), and of y a^T and y, with y the target [n_embd] above.
 struct RefitMoments {
-  std::vector<float> gram, cross;        // [n_ff * n_ff] row-major; cross rows index a_t
-  std::vector<float> sum, target_sum;    // [n_ff]
+  std::vector<float> gram;       // [n_ff * n_ff] row-major
+  std::vector<float> sum;        // [n_ff]
+  std::vector<float> out_cross;  // [n_embd * n_ff] row-major: sum of y a^T
+  std::vector<float> out_sum;    // [n_embd]
   int64_t tokens = 0;
 };
 
 // Throws mf::Error if layer `layer` of expert_layers is not the dense layer's width.
 RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
-                                   const RefitWindows& windows, ThreadPool& pool);
+                                   const RefitWindows& windows, RefitTarget target, ThreadPool& pool);
 
 }  // namespace mf

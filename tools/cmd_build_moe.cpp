@@ -19,7 +19,7 @@ namespace {
 struct BuildMoeOptions {
   ModelOptions model;
   std::string stats, out, dowp_scale = "energy", score = "activation", compensation = "auto",
-              layer_widths = "auto";
+              layer_widths = "auto", refit_target = "ffn";
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
@@ -35,6 +35,7 @@ void run_build_moe(BuildMoeOptions o) {
   CalibStats stats = load_calib_stats(o.stats);
   o.moe.build.compensation = parse_compensation(o.compensation, stats);
   o.moe.build.widths = parse_layer_widths(o.layer_widths, o.moe.build.compensation);
+  o.moe.build.refit_target = parse_refit_target(o.refit_target);
   auto model = load(o.model);
   if (o.moe.build.sequential && o.moe.build.compensation != Compensation::LeastSquares)
     fail("--sequential-refit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
@@ -69,6 +70,7 @@ void run_build_moe(BuildMoeOptions o) {
                       {"refit", o.moe.build.compensation != Compensation::LeastSquares ? "none"
                                 : o.moe.build.sequential                                ? "sequential"
                                                                                         : "plain"},
+                      {"refit_target", o.refit_target},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},
@@ -127,6 +129,9 @@ void add_build_moe(CLI::App& app) {
   cmd->add_flag("--sequential-refit", o->moe.build.sequential,
                "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
+  cmd->add_option("--refit-target", o->refit_target,
+                  "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
+                  "after the layer, which also corrects the drift left by the expert's earlier layers)");
   cmd->add_option("--refit-tokens", o->moe.build.sequential_tokens, "Calibration tokens per expert for --sequential-refit")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--layer-widths", o->layer_widths,

@@ -1,5 +1,6 @@
 // moeforge eval-moe: per-domain perplexity of domain experts against dense and same-density
 // baselines, router accuracy, speed and memory; writes a markdown report, CSVs and SVG plots.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -38,11 +39,13 @@ struct EvalMoeOptions {
   std::string compensation = "auto", layer_widths = "auto";
   double refit_damp = BuildOptions{}.refit_damp;
   bool sequential_refit = false;
+  std::string refit_target = "ffn";
   bool obs_select = false;
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   double shared_fraction = BuildOptions{}.shared_fraction;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
+  std::vector<std::string> methods;  // perplexity of these methods only (empty: all)
   bool json = false;
 };
 
@@ -93,6 +96,7 @@ struct MethodContext {
   double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
+  RefitTarget refit_target = RefitTarget::Ffn;
   double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
   bool obs_select = false;                                   // neurons only, with lsq
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
@@ -109,6 +113,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.widths = ctx.widths;
   o.build.refit_damp = ctx.refit_damp;
   o.build.sequential = ctx.sequential;
+  o.build.refit_target = ctx.refit_target;
   o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
   o.build.obs_select = method == "neurons" && ctx.obs_select;
   o.build.sequential_tokens = ctx.refit_tokens;
@@ -138,6 +143,15 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
 void run_eval_moe(const EvalMoeOptions& o) {
   for (double d : o.densities)
     if (!(d > 0 && d <= 1)) fail("density ", d, " is outside (0, 1]");
+  std::vector<Method> methods;  // the ones to evaluate, in kMethods' order
+  for (const std::string& name : o.methods)
+    if (std::none_of(kMethods.begin(), kMethods.end(), [&](const Method& m) { return m.name == name; })) {
+      std::string known;
+      for (const Method& m : kMethods) known += (known.empty() ? "" : ", ") + m.name;
+      fail("unknown method '", name, "' (expected ", known, ")");
+    }
+  for (const Method& m : kMethods)
+    if (o.methods.empty() || std::find(o.methods.begin(), o.methods.end(), m.name) != o.methods.end()) methods.push_back(m);
   if (o.tests.empty()) fail("give at least one --test NAME=FILE");
   CalibStats stats = load_calib_stats(o.stats);
   auto model = load(o.model);
@@ -150,6 +164,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
   ctx.sequential = o.sequential_refit;
+  ctx.refit_target = parse_refit_target(o.refit_target);
   ctx.obs_select = o.obs_select;
   if (ctx.obs_select && ctx.compensation != Compensation::LeastSquares)
     fail("--obs-select needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
@@ -192,7 +207,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   // ---- Perplexity: dense, then every method at every density.
   std::map<std::string, std::map<std::string, std::map<double, double>>> ppl;  // test -> method -> density -> ppl
   std::map<std::string, double> dense_ppl;
-  const int n_evals = o.router_only ? 0 : int(tests.size()) * (1 + int(kMethods.size() * o.densities.size()));
+  const int n_evals = o.router_only ? 0 : int(tests.size()) * (1 + int(methods.size() * o.densities.size()));
   Progress progress("eval-moe perplexity", n_evals);
   int done = 0;
   for (const TestSet& t : tests) {
@@ -205,7 +220,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
     if (o.router_only) break;
     // neurons and neurons-routed evaluate the same experts: build them once per density.
     std::map<std::string, Built> built;
-    for (const Method& m : kMethods) {
+    for (const Method& m : methods) {
       const std::string key = m.name == "neurons-routed" ? "neurons" : m.name;
       if (!built.count(key)) built[key] = build_method(*model, stats, ctx, key, density, K);
       const Built& b = built[key];
@@ -319,19 +334,19 @@ void run_eval_moe(const EvalMoeOptions& o) {
                    (ctx.compensation == Compensation::LeastSquares ? "least-squares"
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
-                   (ctx.sequential ? " (sequential re-fit over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
+                   (ctx.sequential ? " (sequential re-fit toward the " + o.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
                    (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
                    ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
   md += "| test | density | dense |";
-  for (const Method& m : kMethods) md += " " + m.name + " |";
+  for (const Method& m : methods) md += " " + m.name + " |";
   md += "\n|---|---|---|";
-  for (size_t i = 0; i < kMethods.size(); ++i) md += "---|";
+  for (size_t i = 0; i < methods.size(); ++i) md += "---|";
   md += "\n";
   for (const TestSet& t : tests) {
     std::vector<ChartSeries> series;
-    for (const Method& m : kMethods) {
+    for (const Method& m : methods) {
       ChartSeries s{m.name, {}, {}, !m.per_domain};
       for (double density : o.densities) {
         auto it = ppl[t.name][m.name].find(density);
@@ -346,7 +361,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                svg_line_chart("perplexity on " + t.name + (t.domain < 0 ? " (unseen)" : ""), "FFN density", "perplexity", series));
     for (double density : o.densities) {
       md += "| " + t.name + (t.domain < 0 ? " (unseen)" : "") + " | " + num(density, "%.2f") + " | " + num(dense_ppl[t.name], "%.2f") + " |";
-      for (const Method& m : kMethods) {
+      for (const Method& m : methods) {
         auto it = ppl[t.name][m.name].find(density);
         md += it == ppl[t.name][m.name].end() ? " - |" : " " + num(it->second, "%.2f") + " |";
       }
@@ -354,7 +369,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
     }
   }
   md += "\nMethods:\n";
-  for (const Method& m : kMethods) md += "- `" + m.name + "`: " + m.description + "\n";
+  for (const Method& m : methods) md += "- `" + m.name + "`: " + m.description + "\n";
   md += "\nPlots: `ppl_<test>.svg`. All figures: `perplexity.csv`.\n\n" + router_md;
   md += "## Speed, memory, FLOPs (one expert against dense, same engine, medians of " + std::to_string(o.bench_reps) +
         " interleaved runs, " + std::to_string(pool.size()) + " threads)\n\n";
@@ -380,6 +395,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   md += "| method | density | one expert (MB) | all experts (MB) | overhead vs dense weights |\n|---|---|---|---|---|\n";
   for (const std::string name : {"neurons", "dowp"})
     for (double density : o.densities) {
+      if (!method_bytes[name].count(density)) continue;  // not evaluated (--methods)
       int64_t one = method_bytes[name][density], all = one * D * K;
       md += "| " + name + " | " + num(density, "%.2f") + " | " + num(one / 1e6, "%.3f") + " | " + num(all / 1e6, "%.3f") + " | +" +
             num(100.0 * double(all) / double(dense_bytes), "%.0f%%") + " |\n";
@@ -436,12 +452,18 @@ void add_eval_moe(CLI::App& app) {
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
   cmd->add_flag("--obs-select", o->obs_select,
                 "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
+  cmd->add_option("--refit-target", o->refit_target,
+                  "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
+                  "after the layer, which also corrects the drift left by the expert's earlier layers)");
   cmd->add_option("--refit-tokens", o->refit_tokens, "Calibration tokens per expert for --sequential-refit")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
                   "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");
   add_router_train_options(cmd, o->router);
+  cmd->add_option("--methods", o->methods,
+                  "Evaluate the perplexity of only these methods (default: all): neurons, neurons-routed, dowp,\n"
+                  "agnostic, magnitude, random, wanda");
   cmd->add_flag("--router-only", o->router_only, "Only train the router and measure its accuracy (no perplexity or speed)");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
   cmd->callback([o] { run_eval_moe(*o); });

@@ -105,6 +105,19 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(qj["refit"], "sequential");
   EXPECT_EQ(qj["expert_widths"], lj["expert_widths"]);
   EXPECT_NE(test::read_file(dir + "/q.moe"), test::read_file(dir + "/l.moe"));
+  EXPECT_EQ(qj["refit_target"], "ffn");
+  // Toward the residual stream: other down weights again, same widths.
+  auto res = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit --refit-tokens 1024 " +
+                     "--refit-target residual -o " + dir + "/r.moe --json");
+  ASSERT_EQ(res.code, 0) << res.err;
+  json rj = json::parse(res.out);
+  EXPECT_EQ(rj["refit_target"], "residual");
+  EXPECT_EQ(rj["expert_widths"], lj["expert_widths"]);
+  EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/q.moe"));
+  auto bad_target = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit " +
+                            "--refit-target logits -o " + dir + "/x.moe");
+  EXPECT_EQ(bad_target.code, 1);
+  EXPECT_NE(bad_target.err.find("ffn or residual"), std::string::npos) << bad_target.err;
   auto seq_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --sequential-refit -o " + dir + "/x.moe");
   EXPECT_EQ(seq_mean.code, 1);
   EXPECT_NE(seq_mean.err.find("least-squares"), std::string::npos) << seq_mean.err;
@@ -187,6 +200,20 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   for (const char* m : {"neurons", "dowp", "random", "magnitude", "agnostic", "wanda"})
     EXPECT_GT(j["ppl"]["math"][m]["0.50"].get<double>(), 1.0) << m;
   EXPECT_EQ(j["router"]["32"]["prompts"], 20);
+  // --methods: only those methods' perplexity; an unknown one is a clear error.
+  std::string some = test::temp_dir() + "/eval_some";
+  auto r2 = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
+                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
+                    "--methods neurons wanda -o " + some);
+  ASSERT_EQ(r2.code, 0) << r2.err;
+  json j2 = json::parse(test::read_file(some + "/results.json"));
+  EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
+  EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
+  EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
+  auto r3 = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests + " --methods neurons sparsegpt -o " + some + "3");
+  EXPECT_EQ(r3.code, 1);
+  EXPECT_NE(r3.err.find("unknown method 'sparsegpt'"), std::string::npos) << r3.err;
+  EXPECT_FALSE(fs::exists(some + "3"));
 }
 
 // A one-line error naming `needle`, exit code 1, no output file.

@@ -133,6 +133,35 @@ TEST(DownRefit, ObsScoresRankNeuronsSoEveryTopKIsObsSelectsSet) {
   }
 }
 
+TEST(DownRefit, ObsTowardTargetsStartsFromTheirFit) {
+  Problem p;
+  // Outputs y = V h with V [E, F]: the moments refit_down_to and obs_removal_order_to take.
+  auto moments = [&](const MatR& v, std::vector<float>& cross, std::vector<float>& ysum) {
+    MatR y = p.h * v.transpose(), cm = y.transpose() * p.h;  // [n, E], [E, F]
+    cross.assign(cm.data(), cm.data() + p.E * p.F);
+    ysum.clear();
+    for (int64_t r = 0; r < p.E; ++r) ysum.push_back(float(y.col(r).sum()));
+  };
+  std::vector<float> cross, ysum;
+  // Toward the dense outputs it is plain OBS: the redundant neurons go first.
+  moments(p.w, cross, ysum);
+  std::vector<int32_t> order = obs_removal_order_to(p.E, p.F, p.gram.data(), p.sum.data(), cross.data(), ysum.data(), p.n, 8, 1e-6);
+  std::sort(order.begin(), order.end());
+  EXPECT_EQ(order, (std::vector<int32_t>{2, 5, 8, 11}));
+  // Toward outputs that only neurons 0, 1, 3, 4 feed, every other neuron costs nothing to
+  // remove, whatever its weight in W.
+  MatR v = MatR::Zero(p.E, p.F);  // [E, F]
+  for (int j : {0, 1, 3, 4}) v.col(j) = p.w.col(j);
+  moments(v, cross, ysum);
+  order = obs_removal_order_to(p.E, p.F, p.gram.data(), p.sum.data(), cross.data(), ysum.data(), p.n, 4, 1e-9);
+  std::sort(order.begin(), order.end());
+  EXPECT_EQ(order, (std::vector<int32_t>{2, 5, 6, 7, 8, 9, 10, 11}));
+  // Forced neurons stay.
+  order = obs_removal_order_to(p.E, p.F, p.gram.data(), p.sum.data(), cross.data(), ysum.data(), p.n, 4, 1e-9, {7});
+  EXPECT_EQ(std::find(order.begin(), order.end(), 7), order.end());
+  EXPECT_THROW(obs_removal_order_to(p.E, p.F, p.gram.data(), p.sum.data(), cross.data(), ysum.data(), p.n, 0, 0.0), Error);
+}
+
 TEST(DownRefit, ExplainedEnergyGivesTheFitsErrorOnTheData) {
   Problem p;
   const double energy = ffn_output_energy(p.wf, p.E, p.F, p.gram.data(), p.n);
@@ -147,23 +176,24 @@ TEST(DownRefit, ExplainedEnergyGivesTheFitsErrorOnTheData) {
 
 TEST(DownRefit, TowardOtherTargetsEqualsTheDirectSolutionAndItsExplainedEnergy) {
   // The expert sees perturbed activations hp (its pruned earlier layers) but must reproduce
-  // the dense outputs W h: solve [hp_S, 1] X^T = h W^T directly and compare.
+  // the dense outputs y = W h: solve [hp_S, 1] X^T = y directly and compare.
   Problem p;
   std::mt19937 rng(11);
   std::normal_distribution<double> g(0.0, 0.3);
   MatR hp = p.h;  // [n, F]
   for (int64_t t = 0; t < p.n; ++t)
     for (int64_t j = 0; j < p.F; ++j) hp(t, j) = 0.9 * p.h(t, j) + 0.05 * j + g(rng);
-  MatR gm = hp.transpose() * hp, cm = p.h.transpose() * hp;  // [F, F] each; cross rows index the targets
-  std::vector<float> gram(gm.data(), gm.data() + p.F * p.F), cross(cm.data(), cm.data() + p.F * p.F), sum;
+  MatR y = p.h * p.w.transpose();                        // [n, E] dense outputs
+  MatR gm = hp.transpose() * hp, cm = y.transpose() * hp;  // [F, F], [E, F]
+  std::vector<float> gram(gm.data(), gm.data() + p.F * p.F), cross(cm.data(), cm.data() + p.E * p.F), sum, ysum;
   for (int64_t j = 0; j < p.F; ++j) sum.push_back(float(hp.col(j).sum()));
+  for (int64_t r = 0; r < p.E; ++r) ysum.push_back(float(y.col(r).sum()));
   std::vector<int32_t> kept = {0, 1, 4, 6, 7, 10};
   const int64_t k = int64_t(kept.size());
-  DownRefit fit = refit_down_toward(p.wf, p.E, p.F, gram.data(), sum.data(), cross.data(), p.sum.data(), p.n, kept, 0.0);
+  DownRefit fit = refit_down_to(p.E, p.F, gram.data(), sum.data(), cross.data(), ysum.data(), p.n, kept, 0.0);
   MatR x(p.n, k + 1);  // [n, k+1]
   for (int64_t c = 0; c < k; ++c) x.col(c) = hp.col(kept[c]);
   x.col(k).setOnes();
-  MatR y = p.h * p.w.transpose();               // [n, E] dense outputs
   MatR sol = x.colPivHouseholderQr().solve(y);  // [k+1, E]
   for (int64_t r = 0; r < p.E; ++r) {
     for (int64_t c = 0; c < k; ++c) EXPECT_NEAR(fit.down[r * k + c], sol(c, r), 1e-4 * (1 + std::fabs(sol(c, r))));

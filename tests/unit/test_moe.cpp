@@ -203,7 +203,9 @@ TEST(Calibrate, SpreadSamplingCoversTheCorpusInWholeSamples) {
     size_t at = text.find(piece);
     ASSERT_NE(at, std::string::npos) << "block " << b;
     EXPECT_TRUE(at == 0 || text[at - 1] == '\n') << "block " << b << " starts mid-line";
-    if (b > 0) EXPECT_GT(at, last) << "block " << b;
+    if (b > 0) {
+      EXPECT_GT(at, last) << "block " << b;
+    }
     EXPECT_NEAR(double(at) / double(text.size()), b / 4.0, 0.05) << "block " << b;
     last = at;
   }
@@ -309,22 +311,25 @@ TEST(Experts, WidthsByErrorKeepTheBudgetAndLowerTheRefitError) {
   EXPECT_THROW(build_moe(m, s, o), Error);
 }
 
-// FFN activations [n, n_ff] at `layer` over the windows, running `layers` (null: dense).
+// Hook point `name` [n, width] at `layer` over the windows (default: the FFN activations),
+// running `layers` (null: dense).
 Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> activations(const Model& m, const std::vector<LayerWeights>* layers,
-                                                                                  const RefitWindows& w, int layer) {
+                                                                                  const RefitWindows& w, int layer,
+                                                                                  std::string_view name = "ffn_gate_act") {
   ThreadPool pool(2);
   Session s(m, 256, pool);
   s.set_layers(layers);
   std::vector<double> rows;
+  int64_t width = 1;
   s.set_hook([&](const HookEvent& e) {
-    if (e.layer == layer && e.name == "ffn_gate_act") rows.insert(rows.end(), e.data, e.data + e.n_tokens * e.width);
+    if (e.layer == layer && e.name == name) rows.insert(rows.end(), e.data, e.data + e.n_tokens * e.width), width = e.width;
   });
   for (const auto& win : w.windows) {
     s.reset();
     s.eval(win, false);
   }
-  const int64_t F = m.hp.n_ff;
-  return Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(rows.data(), int64_t(rows.size()) / F, F);
+  return Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(rows.data(), int64_t(rows.size()) / width,
+                                                                                          width);
 }
 
 TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
@@ -344,10 +349,15 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   for (int il = 0; il <= L; ++il) EXPECT_EQ(es.neurons[il], ep.neurons[il]);  // same neurons, other weights
   // Layer 0 sees the dense model's own activations: the moments' cross and Gram agree exactly.
   RefitWindows w = refit_windows(calibration_tokens(s, {d}), o.build.sequential_tokens);
-  RefitMoments m0 = collect_refit_moments(m, m.w.layers, 0, w, pool);
-  EXPECT_EQ(m0.gram, m0.cross);
-  EXPECT_EQ(m0.sum, m0.target_sum);
+  using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  const int64_t E = m.hp.n_embd, F = m.hp.n_ff;
+  RefitMoments m0 = collect_refit_moments(m, m.w.layers, 0, w, RefitTarget::Ffn, pool);
   EXPECT_EQ(m0.tokens, w.tokens());
+  MatR wd0 = MapF(m.w.layers[0].ffn_down.f32(), E, F).cast<double>();  // [E, F]
+  MatR want = wd0 * MapF(m0.gram.data(), F, F).cast<double>();         // [E, F] sum of (W a) a^T
+  EXPECT_LT((MapF(m0.out_cross.data(), E, F).cast<double>() - want).norm(), 1e-4 * want.norm());
+  Eigen::VectorXd want_sum = wd0 * Eigen::Map<const Eigen::VectorXf>(m0.sum.data(), F).cast<double>();  // [E]
+  EXPECT_LT((Eigen::Map<const Eigen::VectorXf>(m0.out_sum.data(), E).cast<double>() - want_sum).norm(), 1e-4 * want_sum.norm());
   // The last layer, on the activations the expert's pruned earlier layers produce, against the
   // dense outputs on the same tokens: the sequential fit's error is below the plain one's.
   std::vector<LayerWeights> below = es.layers;
@@ -368,6 +378,37 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   };
   const double err_seq = error(es), err_plain = error(ep);
   EXPECT_LT(err_seq, err_plain * 0.99) << err_seq << " vs " << err_plain;
+  // The residual target: the moments are those of y = dense block output - the expert's stream
+  // entering the FFN, and its fit brings the expert's stream after the last layer closer to the
+  // dense one than the FFN-output fit on the same inputs.
+  o.build.refit_target = RefitTarget::Residual;
+  MoeParts res = build_moe(m, s, o);
+  const Expert& er = res.experts[d];
+  for (int il = 0; il <= L; ++il) EXPECT_EQ(er.neurons[il], ep.neurons[il]);
+  std::vector<LayerWeights> below_r = er.layers;
+  below_r[L] = m.w.layers[L];
+  RefitMoments mr = collect_refit_moments(m, below_r, L, w, RefitTarget::Residual, pool);
+  MatR ar = activations(m, &below_r, w, L), xe = activations(m, &below_r, w, L, "ffn_resid");  // [n, F], [n, E]
+  MatR bd = activations(m, nullptr, w, L, "block_out");                                          // [n, E]
+  MatR yr = bd - xe;                                                                             // [n, E]
+  MatR want_r = yr.transpose() * ar;                                                             // [E, F]
+  EXPECT_LT((MapF(mr.out_cross.data(), E, F).cast<double>() - want_r).norm(), 1e-4 * want_r.norm());
+  MatR ars(ar.rows(), int64_t(kept.size()));  // [n, k]
+  for (size_t c = 0; c < kept.size(); ++c) ars.col(int64_t(c)) = ar.col(kept[c]);
+  auto stream_error = [&](const std::vector<float>& down, const std::vector<float>& bias) {
+    MatR dk = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(down.data(), E, int64_t(kept.size())).cast<double>();
+    MatR pred = (ars * dk.transpose()).rowwise() + Eigen::Map<const Eigen::RowVectorXf>(bias.data(), E).cast<double>();  // [n, E]
+    return (yr - pred).squaredNorm() / double(ar.rows());
+  };
+  const LayerWeights& lr = er.layers[L];
+  const std::vector<float> down_r(lr.ffn_down.f32(), lr.ffn_down.f32() + E * int64_t(kept.size()));
+  const std::vector<float> bias_r(lr.ffn_down_b.f32(), lr.ffn_down_b.f32() + E);
+  RefitMoments mf_ = collect_refit_moments(m, below_r, L, w, RefitTarget::Ffn, pool);
+  DownRefit ffn_fit = refit_down_to(E, F, mf_.gram.data(), mf_.sum.data(), mf_.out_cross.data(), mf_.out_sum.data(), mf_.tokens,
+                                    kept, o.build.refit_damp);
+  const double err_res = stream_error(down_r, bias_r), err_ffn = stream_error(ffn_fit.down, ffn_fit.bias);
+  EXPECT_LT(err_res, err_ffn * 0.99) << err_res << " vs " << err_ffn;
+  EXPECT_THROW(parse_refit_target("output"), Error);
   // Without token ids (stats of version 4) it is a clear error.
   CalibStats old = s;
   for (DomainStats& ds : old.domains) ds.tokens.clear();

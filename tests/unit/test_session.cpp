@@ -29,7 +29,7 @@ TEST(Session, HooksReportEveryBlockIntermediate) {
   });
   std::vector<int32_t> ids = {1, 2, 3, 4, 5};
   s.eval(ids, false);
-  for (const char* name : {"attn_in", "attn_out", "ffn_in", "ffn_gate_act", "block_out"}) EXPECT_EQ(seen[name], m->hp.n_layer) << name;
+  for (const char* name : {"attn_in", "attn_out", "ffn_resid", "ffn_in", "ffn_gate_act", "block_out"}) EXPECT_EQ(seen[name], m->hp.n_layer) << name;
 }
 
 TEST(Session, DecodeThroughCacheEqualsPrefill) {
