@@ -33,6 +33,25 @@ std::vector<std::span<const int32_t>> calibration_tokens(const CalibStats& stats
   return out;
 }
 
+std::vector<std::span<const int32_t>> subdomain_tokens(const CalibStats& stats, int d, const std::vector<int>& sub_of_cluster,
+                                                       int s) {
+  const std::span<const int32_t> all = calibration_tokens(stats, {d}).at(0);
+  const DomainStats& ds = stats.domains.at(size_t(d));
+  const size_t per = size_t(stats.sample_tokens);
+  if (all.size() != size_t(ds.n_samples()) * per)
+    fail("domain '", ds.name, "': ", all.size(), " calibration token ids for ", ds.n_samples(), " samples of ", per, " tokens");
+  std::vector<std::span<const int32_t>> out;
+  size_t run_start = 0, run_len = 0;  // the current run of consecutive samples, in tokens
+  for (int64_t i = 0; i < ds.n_samples(); ++i) {
+    const bool in = sub_of_cluster.at(size_t(ds.sample_cluster[size_t(i)])) == s;
+    if (in && run_len == 0) run_start = size_t(i) * per;
+    if (in) run_len += per;
+    if ((!in || i + 1 == ds.n_samples()) && run_len > 0) out.push_back(all.subspan(run_start, run_len)), run_len = 0;
+  }
+  if (out.empty()) fail("domain '", ds.name, "': no calibration sample in sub-domain ", s);
+  return out;
+}
+
 Compensation parse_compensation(const std::string& name, const CalibStats& stats) {
   if (name == "auto") return stats.has_gram() ? Compensation::LeastSquares : Compensation::Mean;
   if (name == "mean") return Compensation::Mean;
@@ -79,7 +98,8 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
       if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
       if (opts.build.sequential) {
         if (!opts.pool) fail("a sequential re-fit needs a thread pool");
-        spec.token_streams = calibration_tokens(stats, {d});
+        // A sub-domain expert is re-fitted on its own samples only.
+        spec.token_streams = K == 1 ? calibration_tokens(stats, {d}) : subdomain_tokens(stats, d, micro_to_sub[d], s);
         spec.pool = opts.pool;
       }
       spec.name = ds.name + "/" + std::to_string(s);

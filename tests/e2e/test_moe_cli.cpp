@@ -118,6 +118,9 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
                             "--refit-target logits -o " + dir + "/x.moe");
   EXPECT_EQ(bad_target.code, 1);
   EXPECT_NE(bad_target.err.find("ffn or residual"), std::string::npos) << bad_target.err;
+  auto lone_inputs = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit-inputs -o " + dir + "/x.moe");
+  EXPECT_EQ(lone_inputs.code, 1);
+  EXPECT_NE(lone_inputs.err.find("--sequential-refit"), std::string::npos) << lone_inputs.err;
   auto seq_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --sequential-refit -o " + dir + "/x.moe");
   EXPECT_EQ(seq_mean.code, 1);
   EXPECT_NE(seq_mean.err.find("least-squares"), std::string::npos) << seq_mean.err;
