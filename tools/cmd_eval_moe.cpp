@@ -133,7 +133,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   spec.stats = pooled_stats(stats);
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
-  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_inputs = false;
   if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;

@@ -213,6 +213,15 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
   EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
+  // The sequential re-fit's options reach the domain experts (and not the baselines, which
+  // do not take them).
+  auto rs = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
+                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
+                    "--methods neurons --sequential-refit --refit-target residual --refit-inputs --refit-tokens 512 -o " + some + "s");
+  ASSERT_EQ(rs.code, 0) << rs.err;
+  json js = json::parse(test::read_file(some + "s/results.json"));
+  EXPECT_GT(js["ppl"]["math"]["neurons"]["0.50"].get<double>(), 1.0);
+  EXPECT_NE(js["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   auto r3 = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests + " --methods neurons sparsegpt -o " + some + "3");
   EXPECT_EQ(r3.code, 1);
   EXPECT_NE(r3.err.find("unknown method 'sparsegpt'"), std::string::npos) << r3.err;
