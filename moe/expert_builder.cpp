@@ -5,8 +5,6 @@
 #include <numeric>
 #include <random>
 
-#include <Eigen/Core>
-
 #include "core/error.h"
 #include "moe/down_refit.h"
 #include "moe/layer_widths.h"
@@ -112,7 +110,6 @@ void check_build_options(const BuildOptions& o) {
   if (!(o.density > 0.0 && o.density <= 1.0)) fail("density ", o.density, " is outside (0, 1]");
   if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
   if (o.mode != "neurons" && o.mode != "dowp") fail("unknown mode '", o.mode, "' (expected neurons or dowp)");
-  if (o.refit_inputs && !o.sequential) fail("the input correction (--refit-inputs) is part of the sequential re-fit (--sequential-refit)");
 }
 
 int64_t ffn_weight_bytes(const std::vector<LayerWeights>& layers) {
@@ -256,29 +253,6 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     // layers before il already the expert's, il and above still dense) against the target.
     RefitMoments seq;
     const bool sequential = comp == Compensation::LeastSquares && opts.sequential;
-    // The gate and up rows the expert copies: the dense ones, or with refit_inputs the dense
-    // ones times the layer's input correction M (sequential_refit.h), all n_ff of them so the
-    // moments below see the corrected activations.
-    const TensorView* gate_src = &d.ffn_gate;
-    const TensorView* up_src = &d.ffn_up;
-    MatrixBuilder gate_fix(d.ffn_gate.dtype, 0, hp.n_embd), up_fix(d.ffn_up.dtype, 0, hp.n_embd);
-    if (sequential && opts.refit_inputs) {
-      const std::vector<float> m = input_correction(collect_input_moments(model, e.layers, il, windows, *spec.pool),
-                                                    hp.n_embd, opts.refit_damp);  // [n_embd, n_embd]
-      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> mm(m.data(), hp.n_embd, hp.n_embd);
-      for (auto [src, fix] : {std::pair{&d.ffn_gate, &gate_fix}, std::pair{&d.ffn_up, &up_fix}}) {
-        *fix = MatrixBuilder(src->dtype, hp.n_ff, hp.n_embd);
-        for (int64_t r = 0; r < hp.n_ff; ++r) {
-          const std::vector<float> row = dequant(*src, r);  // [n_embd]
-          Eigen::RowVectorXf fixed = Eigen::Map<const Eigen::RowVectorXf>(row.data(), hp.n_embd) * mm;  // [n_embd]
-          fix->set_row(r, fixed.data());
-        }
-      }
-      l.ffn_gate = make_view(d.ffn_gate.dtype, {hp.n_ff, hp.n_embd}, gate_fix.bytes.data());
-      l.ffn_up = make_view(d.ffn_up.dtype, {hp.n_ff, hp.n_embd}, up_fix.bytes.data());
-      gate_src = &l.ffn_gate;
-      up_src = &l.ffn_up;
-    }
     if (sequential) seq = collect_refit_moments(model, e.layers, il, windows, opts.refit_target, *spec.pool);
     // With obs_select the scores are the OBS removal order, so this is obs_select's set; with a
     // sequential re-fit OBS runs again on the moments the neurons will be re-fitted on.
@@ -295,8 +269,8 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     // Compact copies: gate/up rows are whole rows of the dense matrices.
     MatrixBuilder gate(d.ffn_gate.dtype, k, hp.n_embd), up(d.ffn_up.dtype, k, hp.n_embd), down(d.ffn_down.dtype, hp.n_embd, k);
     for (int64_t r = 0; r < k; ++r) {
-      gate.copy_row(r, gate_src->row(idx[r]));
-      up.copy_row(r, up_src->row(idx[r]));
+      gate.copy_row(r, d.ffn_gate.row(idx[r]));
+      up.copy_row(r, d.ffn_up.row(idx[r]));
     }
     DownRefit fit;  // down [n_embd, k] and bias [n_embd]
     if (sequential) {

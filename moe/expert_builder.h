@@ -77,9 +77,6 @@ struct BuildOptions {
   bool sequential = false;
   int64_t sequential_tokens = 32768;
   RefitTarget refit_target = RefitTarget::Ffn;
-  // With sequential: also fold the linear correction of each layer's FFN input drift into its
-  // gate and up rows (input_correction in sequential_refit.h).
-  bool refit_inputs = false;
   uint64_t seed = 1;
 };
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <string_view>
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 
 #include "core/error.h"
@@ -111,52 +110,6 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
   Eigen::Map<Eigen::VectorXf>(m.sum.data(), F) = sum.cast<float>();
   Eigen::Map<Eigen::VectorXf>(m.out_sum.data(), E) = out_sum.cast<float>();
   return m;
-}
-
-InputMoments collect_input_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
-                                   const RefitWindows& windows, ThreadPool& pool) {
-  const int64_t E = model.hp.n_embd;
-  int64_t longest = 0;
-  for (const auto& w : windows.windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
-  if (longest == 0) fail("sequential re-fit: no token windows");
-  Session dense(model, int(longest), pool), expert(model, int(longest), pool);
-  expert.set_layers(&expert_layers);
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(E, E), cross = Eigen::MatrixXd::Zero(E, E);  // [E, E]
-  std::vector<float> ne_rows, nd_rows;  // [n, E] each: one window
-  InputMoments m;
-  for (const auto& w : windows.windows) {
-    capture(expert, w, layer, {"ffn_in"}, {&ne_rows});
-    capture(dense, w, layer, {"ffn_in"}, {&nd_rows});
-    const int64_t n = int64_t(w.size());
-    Eigen::Map<const RowMat> ne(ne_rows.data(), n, E), nd(nd_rows.data(), n, E);  // [n, E]
-    gram.noalias() += (ne.transpose() * ne).cast<double>();   // [E, E]
-    cross.noalias() += (nd.transpose() * ne).cast<double>();  // [E, E]
-    m.tokens += n;
-  }
-  m.gram.resize(size_t(E * E));
-  m.cross.resize(size_t(E * E));
-  Eigen::Map<RowMat>(m.gram.data(), E, E) = gram.cast<float>();
-  Eigen::Map<RowMat>(m.cross.data(), E, E) = cross.cast<float>();
-  return m;
-}
-
-std::vector<float> input_correction(const InputMoments& m, int64_t n_embd, double damp) {
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  if (m.tokens <= 0 || int64_t(m.gram.size()) != n_embd * n_embd || int64_t(m.cross.size()) != n_embd * n_embd)
-    fail("input correction: no moments of ", n_embd, "-wide inputs");
-  Mat g = MapF(m.gram.data(), n_embd, n_embd).cast<double>();   // [E, E]
-  Mat c = MapF(m.cross.data(), n_embd, n_embd).cast<double>();  // [E, E]
-  g.diagonal().array() += damp * g.diagonal().mean();
-  // M G = C with G symmetric: solve G M^T = C^T.
-  Eigen::LDLT<Mat> ldlt(g);
-  Mat mt = ldlt.solve(c.transpose());  // [E, E] = M^T
-  if (ldlt.info() != Eigen::Success || !mt.allFinite()) fail("input correction: the inputs' second-moment matrix is singular");
-  std::vector<float> out(size_t(n_embd * n_embd));
-  Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(out.data(), n_embd, n_embd) =
-      mt.transpose().cast<float>();
-  return out;
 }
 
 }  // namespace mf

@@ -44,21 +44,6 @@ struct RefitMoments {
   int64_t tokens = 0;
 };
 
-// The FFN input drift at one layer: sums over the windows' tokens of n n^T and of n_t n^T,
-// with n the normed FFN input [n_embd] of the model run with `expert_layers` and n_t the dense
-// model's on the same tokens.
-struct InputMoments {
-  std::vector<float> gram, cross;  // [n_embd * n_embd] row-major; cross rows index n_t
-  int64_t tokens = 0;
-};
-InputMoments collect_input_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
-                                   const RefitWindows& windows, ThreadPool& pool);
-
-// The linear map M [n_embd, n_embd] (row-major) with M n ~ n_t in least squares, ridge `damp`
-// times the mean of diag(E[n n^T]): folded into gate and up (W M), it gives the expert's
-// neurons the pre-activations the dense model's inputs would. Throws mf::Error if singular.
-std::vector<float> input_correction(const InputMoments& m, int64_t n_embd, double damp);
-
 // Throws mf::Error if layer `layer` of expert_layers is not the dense layer's width.
 RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
                                    const RefitWindows& windows, RefitTarget target, ThreadPool& pool);

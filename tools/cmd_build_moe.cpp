@@ -71,7 +71,6 @@ void run_build_moe(BuildMoeOptions o) {
                                 : o.moe.build.sequential                                ? "sequential"
                                                                                         : "plain"},
                       {"refit_target", o.refit_target},
-                      {"refit_inputs", o.moe.build.refit_inputs},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},
@@ -130,9 +129,6 @@ void add_build_moe(CLI::App& app) {
   cmd->add_flag("--sequential-refit", o->moe.build.sequential,
                "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
-  cmd->add_flag("--refit-inputs", o->moe.build.refit_inputs,
-                "--sequential-refit: also correct each layer's FFN input drift, a least-squares linear map of the\n"
-                "expert's normed inputs onto the dense model's folded into gate and up");
   cmd->add_option("--refit-target", o->refit_target,
                   "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
                   "after the layer, which also corrects the drift left by the expert's earlier layers)");

@@ -40,7 +40,6 @@ struct EvalMoeOptions {
   double refit_damp = BuildOptions{}.refit_damp;
   bool sequential_refit = false;
   std::string refit_target = "ffn";
-  bool refit_inputs = false;
   bool obs_select = false;
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
   double shared_fraction = BuildOptions{}.shared_fraction;
@@ -98,7 +97,6 @@ struct MethodContext {
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
   RefitTarget refit_target = RefitTarget::Ffn;
-  bool refit_inputs = false;
   double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
   bool obs_select = false;                                   // neurons only, with lsq
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
@@ -116,7 +114,6 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.refit_damp = ctx.refit_damp;
   o.build.sequential = ctx.sequential;
   o.build.refit_target = ctx.refit_target;
-  o.build.refit_inputs = ctx.refit_inputs;
   o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
   o.build.obs_select = method == "neurons" && ctx.obs_select;
   o.build.sequential_tokens = ctx.refit_tokens;
@@ -133,7 +130,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   spec.stats = pooled_stats(stats);
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
-  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_inputs = false;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false;
   if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
@@ -168,7 +165,6 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ThreadPool pool(o.model.threads);
   ctx.sequential = o.sequential_refit;
   ctx.refit_target = parse_refit_target(o.refit_target);
-  ctx.refit_inputs = o.refit_inputs;
   ctx.obs_select = o.obs_select;
   if (ctx.obs_select && ctx.compensation != Compensation::LeastSquares)
     fail("--obs-select needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
@@ -338,7 +334,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                    (ctx.compensation == Compensation::LeastSquares ? "least-squares"
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
-                   (ctx.sequential ? " (sequential re-fit toward the " + o.refit_target + " target" + (ctx.refit_inputs ? " with input correction" : "") + " over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
+                   (ctx.sequential ? " (sequential re-fit toward the " + o.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
                    (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
                    ".\n\n## Perplexity (lower is better)\n\n";
@@ -456,9 +452,6 @@ void add_eval_moe(CLI::App& app) {
                "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
   cmd->add_flag("--obs-select", o->obs_select,
                 "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
-  cmd->add_flag("--refit-inputs", o->refit_inputs,
-                "--sequential-refit: also correct each layer's FFN input drift, a least-squares linear map of the\n"
-                "expert's normed inputs onto the dense model's folded into gate and up");
   cmd->add_option("--refit-target", o->refit_target,
                   "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
                   "after the layer, which also corrects the drift left by the expert's earlier layers)");

@@ -118,9 +118,6 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
                             "--refit-target logits -o " + dir + "/x.moe");
   EXPECT_EQ(bad_target.code, 1);
   EXPECT_NE(bad_target.err.find("ffn or residual"), std::string::npos) << bad_target.err;
-  auto lone_inputs = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit-inputs -o " + dir + "/x.moe");
-  EXPECT_EQ(lone_inputs.code, 1);
-  EXPECT_NE(lone_inputs.err.find("--sequential-refit"), std::string::npos) << lone_inputs.err;
   auto seq_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --sequential-refit -o " + dir + "/x.moe");
   EXPECT_EQ(seq_mean.code, 1);
   EXPECT_NE(seq_mean.err.find("least-squares"), std::string::npos) << seq_mean.err;
@@ -213,11 +210,10 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
   EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
-  // The sequential re-fit's options reach the domain experts (and not the baselines, which
-  // do not take them).
+  // The sequential re-fit's options reach the domain experts.
   auto rs = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
                     " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
-                    "--methods neurons --sequential-refit --refit-target residual --refit-inputs --refit-tokens 512 -o " + some + "s");
+                    "--methods neurons --sequential-refit --refit-target residual --refit-tokens 512 -o " + some + "s");
   ASSERT_EQ(rs.code, 0) << rs.err;
   json js = json::parse(test::read_file(some + "s/results.json"));
   EXPECT_GT(js["ppl"]["math"]["neurons"]["0.50"].get<double>(), 1.0);

@@ -415,37 +415,6 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   EXPECT_THROW(build_moe(m, old, o), Error);
 }
 
-TEST(Experts, InputCorrectionMapsTheExpertsInputsOntoTheDenseOnes) {
-  using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const int64_t n = 400, E = 6;
-  MatR x = MatR::Random(n, E), a = MatR::Random(E, E);  // [n, E], [E, E]
-  MatR xt = x * a.transpose();                          // [n, E] targets: n_t = A n exactly
-  MatR g = x.transpose() * x, c = xt.transpose() * x;   // [E, E] each
-  InputMoments im;
-  im.gram.assign(g.data(), g.data() + E * E);
-  im.cross.assign(c.data(), c.data() + E * E);
-  im.tokens = n;
-  std::vector<float> m = input_correction(im, E, 0.0);  // [E, E]
-  for (int64_t r = 0; r < E; ++r)
-    for (int64_t col = 0; col < E; ++col) EXPECT_NEAR(m[size_t(r * E + col)], a(r, col), 1e-4) << r << "," << col;
-  EXPECT_THROW(input_correction(im, E + 1, 0.0), Error);
-  // On the model, layer 0 of a dense "expert" sees the dense inputs: the map is the identity.
-  const Model& md = shared_model();
-  const CalibStats& s = shared_stats(md);
-  ThreadPool pool(2);
-  RefitWindows w = refit_windows(calibration_tokens(s, {0}), 2048);
-  const int64_t D = md.hp.n_embd;
-  std::vector<float> id = input_correction(collect_input_moments(md, md.w.layers, 0, w, pool), D, 0.0);
-  for (int64_t r = 0; r < D; ++r)
-    for (int64_t col = 0; col < D; ++col) EXPECT_NEAR(id[size_t(r * D + col)], r == col ? 1.0 : 0.0, 1e-3);
-  // It is part of the sequential re-fit.
-  MoeBuildOptions o;
-  o.build.compensation = Compensation::LeastSquares;
-  o.build.refit_inputs = true;
-  o.pool = &pool;
-  EXPECT_THROW(build_moe(md, s, o), Error);
-}
-
 TEST(Experts, SubdomainTokensAreTheSamplesOfItsClusters) {
   const Model& m = shared_model();
   const CalibStats& s = shared_stats(m);
