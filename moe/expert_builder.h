@@ -52,9 +52,9 @@ struct ExpertSpec {
   // statistics [n_layer] (act_sum, tokens). A sub-domain expert uses its whole domain's.
   const std::vector<std::vector<float>>* gram = nullptr;
   std::vector<LayerStats> gram_stats;
-  // For BuildOptions::sequential: the calibration token streams of the domains this expert
-  // serves (a sub-domain expert: its whole domain's, as for the Gram matrices) and the pool the
-  // forward passes run on.
+  // For BuildOptions::sequential: the calibration token streams of the samples this expert
+  // serves (a sub-domain expert: its own samples, unlike the Gram matrices, which are its
+  // whole domain's) and the pool the forward passes run on.
   std::vector<std::span<const int32_t>> token_streams;
   ThreadPool* pool = nullptr;
 };
