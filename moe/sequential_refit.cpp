@@ -85,14 +85,22 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(F, F), out_cross = Eigen::MatrixXd::Zero(E, F);  // [F, F], [E, F]
   Eigen::VectorXd sum = Eigen::VectorXd::Zero(F), out_sum = Eigen::VectorXd::Zero(E);           // [F], [E]
-  std::vector<float> a_rows, xe_rows, xd_rows, bd_rows;  // [n, F], then [n, E] x3: one window
+  std::vector<float> a_rows, resid_rows, bd_rows;  // [n, F], [n, E], [n, E]: one window
+  // The stream y subtracts from the dense block output: the expert's (Residual) or the dense
+  // model's own (Ffn) stream entering the FFN.
+  const bool residual = target == RefitTarget::Residual;
   RefitMoments m;
   for (const auto& w : windows.windows) {
-    capture(expert, w, layer, {"ffn_resid", "ffn_gate_act"}, {&xe_rows, &a_rows});
-    capture(dense, w, layer, {"ffn_resid", "block_out"}, {&xd_rows, &bd_rows});
+    if (residual) {
+      capture(expert, w, layer, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
+      capture(dense, w, layer, {"block_out"}, {&bd_rows});
+    } else {
+      capture(expert, w, layer, {"ffn_gate_act"}, {&a_rows});
+      capture(dense, w, layer, {"ffn_resid", "block_out"}, {&resid_rows, &bd_rows});
+    }
     const int64_t n = int64_t(w.size());
     Eigen::Map<const RowMat> a(a_rows.data(), n, F);  // [n, F]
-    Eigen::Map<const RowMat> bd(bd_rows.data(), n, E), resid(target == RefitTarget::Residual ? xe_rows.data() : xd_rows.data(), n, E);
+    Eigen::Map<const RowMat> bd(bd_rows.data(), n, E), resid(resid_rows.data(), n, E);  // [n, E] each
     const RowMat y = bd - resid;  // [n, E]
     // f32 products per window (at most a few hundred rows), summed in f64.
     gram.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
