@@ -76,7 +76,7 @@ struct BuildOptions {
   // Neuron choice and widths still come from the dense statistics.
   bool sequential = false;
   int64_t sequential_tokens = 32768;
-  RefitTarget refit_target = RefitTarget::Ffn;
+  RefitTarget refit_target = RefitTarget::Residual;
   uint64_t seed = 1;
 };
 

@@ -77,6 +77,25 @@ RefitTarget parse_refit_target(const std::string& name) {
   return RefitTarget::Residual;
 }
 
+bool parse_neuron_select(const std::string& name, Compensation compensation) {
+  const bool lsq = compensation == Compensation::LeastSquares;
+  if (name == "auto") return lsq;
+  if (name == "score") return false;
+  if (name != "obs") fail("unknown neuron selection '", name, "' (expected auto, obs or score)");
+  if (!lsq) fail("OBS neuron selection needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  return true;
+}
+
+bool parse_refit(const std::string& name, Compensation compensation, const CalibStats& stats) {
+  const bool lsq = compensation == Compensation::LeastSquares;
+  if (name == "auto") return lsq && stats.has_tokens();
+  if (name == "plain") return false;
+  if (name != "sequential") fail("unknown re-fit '", name, "' (expected auto, plain or sequential)");
+  if (!lsq) fail("a sequential re-fit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  calibration_tokens(stats);  // fails on stats without token ids
+  return true;
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(int, int)>& on_expert) {
   stats.check_model(model);

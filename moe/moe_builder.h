@@ -52,5 +52,12 @@ Compensation parse_compensation(const std::string& name, const CalibStats& stats
 LayerWidths parse_layer_widths(const std::string& name, Compensation compensation);
 // Sequential re-fit target named ffn or residual. Throws mf::Error on another name.
 RefitTarget parse_refit_target(const std::string& name);
+// Neuron choice named auto (obs with least-squares compensation, else score), obs (structured
+// OBS on the Gram matrices; needs lsq) or score. True for OBS. Throws mf::Error.
+bool parse_neuron_select(const std::string& name, Compensation compensation);
+// Re-fit named auto (sequential with least-squares compensation and stats that hold the
+// calibration token ids, else plain), plain or sequential (needs both). True for sequential.
+// Throws mf::Error.
+bool parse_refit(const std::string& name, Compensation compensation, const CalibStats& stats);
 
 }  // namespace mf

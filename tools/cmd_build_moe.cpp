@@ -19,7 +19,8 @@ namespace {
 struct BuildMoeOptions {
   ModelOptions model;
   std::string stats, out, dowp_scale = "energy", score = "activation", compensation = "auto",
-              layer_widths = "auto", refit_target = "ffn";
+              layer_widths = "auto";
+  ExpertQualityOptions quality;
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
@@ -35,11 +36,12 @@ void run_build_moe(BuildMoeOptions o) {
   CalibStats stats = load_calib_stats(o.stats);
   o.moe.build.compensation = parse_compensation(o.compensation, stats);
   o.moe.build.widths = parse_layer_widths(o.layer_widths, o.moe.build.compensation);
-  o.moe.build.refit_target = parse_refit_target(o.refit_target);
+  o.moe.build.refit_target = parse_refit_target(o.quality.refit_target);
+  o.moe.build.sequential_tokens = o.quality.refit_tokens;
+  const bool neurons = o.moe.build.mode == "neurons";
+  o.moe.build.obs_select = neurons && parse_neuron_select(o.quality.select_name(), o.moe.build.compensation);
+  o.moe.build.sequential = neurons && parse_refit(o.quality.refit_name(), o.moe.build.compensation, stats);
   auto model = load(o.model);
-  if (o.moe.build.sequential && o.moe.build.compensation != Compensation::LeastSquares)
-    fail("--sequential-refit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
-  if (o.moe.build.sequential) calibration_tokens(stats);  // fails now on stats without token ids
   ThreadPool pool(o.model.threads);
   o.moe.pool = &pool;
   auto t0 = std::chrono::steady_clock::now();
@@ -70,7 +72,8 @@ void run_build_moe(BuildMoeOptions o) {
                       {"refit", o.moe.build.compensation != Compensation::LeastSquares ? "none"
                                 : o.moe.build.sequential                                ? "sequential"
                                                                                         : "plain"},
-                      {"refit_target", o.refit_target},
+                      {"refit_target", o.quality.refit_target},
+                      {"select", o.moe.build.obs_select ? "obs" : "score"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
                       {"file_bytes", file_bytes},
@@ -124,16 +127,7 @@ void add_build_moe(CLI::App& app) {
                   "the stats have them, else mean");
   cmd->add_option("--refit-damp", o->moe.build.refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--obs-select", o->moe.build.obs_select,
-                "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
-  cmd->add_flag("--sequential-refit", o->moe.build.sequential,
-               "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
-               "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
-  cmd->add_option("--refit-target", o->refit_target,
-                  "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
-                  "after the layer, which also corrects the drift left by the expert's earlier layers)");
-  cmd->add_option("--refit-tokens", o->moe.build.sequential_tokens, "Calibration tokens per expert for --sequential-refit")
-      ->check(CLI::PositiveNumber);
+  add_expert_quality_options(cmd, o->quality);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "neurons: neurons per layer: uniform (density * n_ff each), error (the split of the same total\n"
                   "that minimises the summed re-fit error of the FFN outputs; needs lsq), or auto = error with lsq");

@@ -38,10 +38,7 @@ struct EvalMoeOptions {
   float threshold = 0.0f;
   std::string compensation = "auto", layer_widths = "auto";
   double refit_damp = BuildOptions{}.refit_damp;
-  bool sequential_refit = false;
-  std::string refit_target = "ffn";
-  bool obs_select = false;
-  int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  ExpertQualityOptions quality;
   double shared_fraction = BuildOptions{}.shared_fraction;
   RouterTrainOptions router;
   bool router_only = false;  // skip perplexity and speed (router experiments)
@@ -96,7 +93,7 @@ struct MethodContext {
   double refit_damp = BuildOptions{}.refit_damp;
   std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
   bool sequential = false;                       // neurons and agnostic, with lsq
-  RefitTarget refit_target = RefitTarget::Ffn;
+  RefitTarget refit_target = RefitTarget::Residual;
   double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
   bool obs_select = false;                                   // neurons only, with lsq
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
@@ -163,18 +160,13 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.refit_damp = o.refit_damp;
   ctx.router = o.router;
   ThreadPool pool(o.model.threads);
-  ctx.sequential = o.sequential_refit;
-  ctx.refit_target = parse_refit_target(o.refit_target);
-  ctx.obs_select = o.obs_select;
-  if (ctx.obs_select && ctx.compensation != Compensation::LeastSquares)
-    fail("--obs-select needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
+  ctx.sequential = parse_refit(o.quality.refit_name(), ctx.compensation, stats);
+  ctx.refit_target = parse_refit_target(o.quality.refit_target);
+  ctx.obs_select = parse_neuron_select(o.quality.select_name(), ctx.compensation);
   ctx.shared_fraction = o.shared_fraction;
   if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
-  ctx.refit_tokens = o.refit_tokens;
+  ctx.refit_tokens = o.quality.refit_tokens;
   ctx.pool = &pool;
-  if (ctx.sequential && ctx.compensation != Compensation::LeastSquares)
-    fail("--sequential-refit needs least-squares compensation (Gram matrices in the stats, --compensation lsq)");
-  if (ctx.sequential) calibration_tokens(stats);  // fails now on stats without token ids
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
 
@@ -334,9 +326,10 @@ void run_eval_moe(const EvalMoeOptions& o) {
                    (ctx.compensation == Compensation::LeastSquares ? "least-squares"
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
-                   (ctx.sequential ? " (sequential re-fit toward the " + o.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
+                   (ctx.sequential ? " (sequential re-fit toward the " + o.quality.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
                    (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
+                   ", domain experts' neurons chosen " + (ctx.obs_select ? "by OBS" : "by score") +
                    ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
   md += "| test | density | dense |";
@@ -447,16 +440,7 @@ void add_eval_moe(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--shared-fraction", o->shared_fraction,
                   "neurons: part of each expert's neurons chosen from all domains pooled (always-on set)");
-  cmd->add_flag("--sequential-refit", o->sequential_refit,
-               "lsq: re-fit each layer on the activations of the expert's own pruned earlier layers, toward the\n"
-               "dense FFN outputs (runs forward passes; needs stats from calibrate version 5)");
-  cmd->add_flag("--obs-select", o->obs_select,
-                "neurons + lsq: choose the kept neurons by structured OBS on the Gram matrices instead of by score");
-  cmd->add_option("--refit-target", o->refit_target,
-                  "--sequential-refit's target: ffn (the dense FFN output) or residual (the dense residual stream\n"
-                  "after the layer, which also corrects the drift left by the expert's earlier layers)");
-  cmd->add_option("--refit-tokens", o->refit_tokens, "Calibration tokens per expert for --sequential-refit")
-      ->check(CLI::PositiveNumber);
+  add_expert_quality_options(cmd, o->quality);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
                   "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");

@@ -38,6 +38,23 @@ const std::vector<LayerWeights>* routed_layers(const LoadedModel& m, const Routi
   return m.moe ? m.moe->layers(r) : nullptr;
 }
 
+void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
+  cmd->add_option("--select", o.select,
+                  "neurons: how each expert chooses its neurons: obs (structured OBS on the Gram matrices; needs\n"
+                  "lsq), score (by activation importance), or auto = obs with lsq, else score");
+  cmd->add_flag("--obs-select", o.obs_select, "Shorthand for --select obs");
+  cmd->add_option("--refit", o.refit,
+                  "neurons + lsq: plain (re-fit ffn_down on the dense model's activations) or sequential (re-fit\n"
+                  "layer by layer on the activations of the expert's own pruned earlier layers; runs forward\n"
+                  "passes, needs stats from calibrate version 5); auto = sequential when possible, else plain");
+  cmd->add_flag("--sequential-refit", o.sequential_refit, "Shorthand for --refit sequential");
+  cmd->add_option("--refit-target", o.refit_target,
+                  "Sequential re-fit's target: residual (default: the dense residual stream after the layer, which\n"
+                  "also corrects the drift left by the expert's earlier layers) or ffn (the dense FFN output)");
+  cmd->add_option("--refit-tokens", o.refit_tokens, "Calibration tokens per expert for the sequential re-fit")
+      ->check(CLI::PositiveNumber);
+}
+
 void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o) {
   cmd->add_option("--router-hidden", o.hidden, "Router: hidden ReLU units of the domain classifier (0: linear softmax regression)")
       ->check(CLI::Range(0, 1 << 16));

@@ -30,6 +30,18 @@ const std::vector<LayerWeights>* routed_layers(const LoadedModel& m, const Routi
 
 nlohmann::json routing_json(const LoadedModel& m, const Routing& r);
 
+// How neurons-mode experts choose and re-fit their neurons: --select, --refit, --refit-target,
+// --refit-tokens and the shorthands --obs-select and --sequential-refit (build-moe and eval-moe).
+struct ExpertQualityOptions {
+  std::string select = "auto", refit = "auto", refit_target = "residual";
+  bool obs_select = false, sequential_refit = false;  // shorthands for --select obs, --refit sequential
+  int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  // --select and --refit with the shorthands applied.
+  std::string select_name() const { return obs_select ? "obs" : select; }
+  std::string refit_name() const { return sequential_refit ? "sequential" : refit; }
+};
+void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o);
+
 // Adds the router training options (--router-hidden, --router-epochs, ...) to build-moe and eval-moe.
 void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o);
 // How the router's training went, for --json output and reports.

@@ -96,28 +96,46 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_NE(bad.err.find("Gram"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/x.moe"));
 
-  // Sequential re-fit: the same neurons and widths, other down weights; it needs lsq.
-  EXPECT_EQ(lj["refit"], "plain");
-  auto seq = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit --refit-tokens 1024 -o " +
-                     dir + "/q.moe --json");
-  ASSERT_EQ(seq.code, 0) << seq.err;
-  json qj = json::parse(seq.out);
-  EXPECT_EQ(qj["refit"], "sequential");
-  EXPECT_EQ(qj["expert_widths"], lj["expert_widths"]);
-  EXPECT_NE(test::read_file(dir + "/q.moe"), test::read_file(dir + "/l.moe"));
-  EXPECT_EQ(qj["refit_target"], "ffn");
-  // Toward the residual stream: other down weights again, same widths.
-  auto res = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit --refit-tokens 1024 " +
-                     "--refit-target residual -o " + dir + "/r.moe --json");
-  ASSERT_EQ(res.code, 0) << res.err;
-  json rj = json::parse(res.out);
-  EXPECT_EQ(rj["refit_target"], "residual");
+  // With lsq and token ids the default is OBS selection and a sequential re-fit toward the
+  // residual stream; spelling that out gives the same file, and without lsq neither applies.
+  EXPECT_EQ(lj["select"], "obs");
+  EXPECT_EQ(lj["refit"], "sequential");
+  EXPECT_EQ(lj["refit_target"], "residual");
+  EXPECT_EQ(mj["select"], "score");
+  EXPECT_EQ(mj["refit"], "none");
+  auto spelled = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select obs --refit sequential " +
+                         "--refit-target residual -o " + dir + "/d.moe --json");
+  ASSERT_EQ(spelled.code, 0) << spelled.err;
+  EXPECT_EQ(test::read_file(dir + "/d.moe"), test::read_file(dir + "/l.moe"));
+  // A plain re-fit: the same widths (both from the dense Gram matrices), other down weights.
+  auto plain = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit plain -o " + dir + "/p.moe --json");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  json pj = json::parse(plain.out);
+  EXPECT_EQ(pj["refit"], "plain");
+  EXPECT_EQ(pj["expert_widths"], lj["expert_widths"]);
+  EXPECT_NE(test::read_file(dir + "/p.moe"), test::read_file(dir + "/l.moe"));
+  // Toward the dense FFN output (the shorthand flag): other weights again, same widths.
+  auto ffn = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit --refit-tokens 1024 " +
+                     "--refit-target ffn -o " + dir + "/r.moe --json");
+  ASSERT_EQ(ffn.code, 0) << ffn.err;
+  json rj = json::parse(ffn.out);
+  EXPECT_EQ(rj["refit"], "sequential");
+  EXPECT_EQ(rj["refit_target"], "ffn");
   EXPECT_EQ(rj["expert_widths"], lj["expert_widths"]);
-  EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/q.moe"));
-  auto bad_target = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --sequential-refit " +
-                            "--refit-target logits -o " + dir + "/x.moe");
-  EXPECT_EQ(bad_target.code, 1);
-  EXPECT_NE(bad_target.err.find("ffn or residual"), std::string::npos) << bad_target.err;
+  EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/l.moe"));
+  // Selection by score: the shorthand --obs-select overrides it.
+  auto score = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select score -o " + dir + "/c.moe --json");
+  ASSERT_EQ(score.code, 0) << score.err;
+  EXPECT_EQ(json::parse(score.out)["select"], "score");
+  EXPECT_NE(test::read_file(dir + "/c.moe"), test::read_file(dir + "/l.moe"));
+  for (const char* bad_args : {"--sequential-refit --refit-target logits", "--refit layerwise", "--select best"}) {
+    auto r = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 " + bad_args + " -o " + dir + "/x.moe");
+    EXPECT_EQ(r.code, 1) << bad_args;
+    EXPECT_NE(r.err.find("expected"), std::string::npos) << r.err;
+  }
+  auto obs_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --obs-select -o " + dir + "/x.moe");
+  EXPECT_EQ(obs_mean.code, 1);
+  EXPECT_NE(obs_mean.err.find("least-squares"), std::string::npos) << obs_mean.err;
   auto seq_mean = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --sequential-refit -o " + dir + "/x.moe");
   EXPECT_EQ(seq_mean.code, 1);
   EXPECT_NE(seq_mean.err.find("least-squares"), std::string::npos) << seq_mean.err;
@@ -210,10 +228,13 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
   EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
-  // The sequential re-fit's options reach the domain experts.
+  // By default the domain experts choose by OBS and re-fit sequentially; the options to do
+  // neither reach them.
+  EXPECT_NE(test::read_file(out + "/results.md").find("sequential re-fit toward the residual target"), std::string::npos);
+  EXPECT_NE(test::read_file(out + "/results.md").find("chosen by OBS"), std::string::npos);
   auto rs = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
                     " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
-                    "--methods neurons --sequential-refit --refit-target residual --refit-tokens 512 -o " + some + "s");
+                    "--methods neurons --refit plain --select score -o " + some + "s");
   ASSERT_EQ(rs.code, 0) << rs.err;
   json js = json::parse(test::read_file(some + "s/results.json"));
   EXPECT_GT(js["ppl"]["math"]["neurons"]["0.50"].get<double>(), 1.0);

@@ -343,6 +343,7 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   o.pool = &pool;
   MoeParts plain = build_moe(m, s, o);
   o.build.sequential = true;
+  o.build.refit_target = RefitTarget::Ffn;
   MoeParts seq = build_moe(m, s, o);
   const int d = 1, L = int(m.hp.n_layer) - 1;
   const Expert &ep = plain.experts[d], &es = seq.experts[d];
@@ -413,6 +414,25 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   CalibStats old = s;
   for (DomainStats& ds : old.domains) ds.tokens.clear();
   EXPECT_THROW(build_moe(m, old, o), Error);
+  // The CLI defaults: auto is sequential only with lsq and token ids, asked-for sequential fails
+  // without either.
+  EXPECT_TRUE(parse_refit("auto", Compensation::LeastSquares, s));
+  EXPECT_FALSE(parse_refit("auto", Compensation::LeastSquares, old));
+  EXPECT_FALSE(parse_refit("auto", Compensation::Mean, s));
+  EXPECT_FALSE(parse_refit("plain", Compensation::LeastSquares, s));
+  EXPECT_TRUE(parse_refit("sequential", Compensation::LeastSquares, s));
+  EXPECT_THROW(parse_refit("sequential", Compensation::LeastSquares, old), Error);
+  EXPECT_THROW(parse_refit("sequential", Compensation::Mean, s), Error);
+  EXPECT_THROW(parse_refit("layerwise", Compensation::LeastSquares, s), Error);
+}
+
+TEST(Experts, NeuronSelectionNames) {
+  EXPECT_TRUE(parse_neuron_select("auto", Compensation::LeastSquares));
+  EXPECT_FALSE(parse_neuron_select("auto", Compensation::Mean));
+  EXPECT_TRUE(parse_neuron_select("obs", Compensation::LeastSquares));
+  EXPECT_FALSE(parse_neuron_select("score", Compensation::LeastSquares));
+  EXPECT_THROW(parse_neuron_select("obs", Compensation::None), Error);
+  EXPECT_THROW(parse_neuron_select("best", Compensation::LeastSquares), Error);
 }
 
 TEST(Experts, SubdomainTokensAreTheSamplesOfItsClusters) {
