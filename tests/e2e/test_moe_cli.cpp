@@ -123,7 +123,7 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(rj["refit_target"], "ffn");
   EXPECT_EQ(rj["expert_widths"], lj["expert_widths"]);
   EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/l.moe"));
-  // Selection by score: the shorthand --obs-select overrides it.
+  // Selection by score: other neurons, so another file.
   auto score = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select score -o " + dir + "/c.moe --json");
   ASSERT_EQ(score.code, 0) << score.err;
   EXPECT_EQ(json::parse(score.out)["select"], "score");
