@@ -115,10 +115,19 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
     for (int s = 0; s < K; ++s) {
       ExpertSpec spec;
       if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
+      std::vector<int32_t> joined;  // a sub-domain's samples end to end
       if (opts.build.sequential) {
         if (!opts.pool) fail("a sequential re-fit needs a thread pool");
-        // A sub-domain expert is re-fitted on its own samples only.
-        spec.token_streams = K == 1 ? calibration_tokens(stats, {d}) : subdomain_tokens(stats, d, micro_to_sub[d], s);
+        // A sub-domain expert is re-fitted on its own samples only, joined so that its windows
+        // are as long as a whole domain's (which also span samples): its samples are short runs
+        // scattered through the domain, and windows of one run each keep the matmuls small.
+        if (K == 1) {
+          spec.token_streams = calibration_tokens(stats, {d});
+        } else {
+          for (std::span<const int32_t> run : subdomain_tokens(stats, d, micro_to_sub[d], s))
+            joined.insert(joined.end(), run.begin(), run.end());
+          spec.token_streams = {std::span<const int32_t>(joined)};
+        }
         spec.pool = opts.pool;
       }
       spec.name = ds.name + "/" + std::to_string(s);
