@@ -73,7 +73,8 @@ struct BuildOptions {
   LayerWidths widths = LayerWidths::Uniform;
   // LeastSquares: re-fit layer by layer on the activations of the expert's own pruned earlier
   // layers, toward `refit_target` (sequential_refit.h), over about this many tokens.
-  // Neuron choice and widths still come from the dense statistics.
+  // The widths still come from the dense statistics; with obs_select, OBS chooses each layer's
+  // neurons again on the sequential moments.
   bool sequential = false;
   int64_t sequential_tokens = 32768;
   RefitTarget refit_target = RefitTarget::Residual;
