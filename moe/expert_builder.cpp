@@ -229,7 +229,9 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     }
     widths.assign(hp.n_layer, k);
     if (comp == Compensation::LeastSquares && opts.sequential)
-      windows = refit_windows(spec.token_streams, opts.sequential_tokens);
+      windows = spec.token_mask.empty()
+                    ? refit_windows(spec.token_streams, opts.sequential_tokens)
+                    : masked_refit_windows(spec.token_streams.at(0), spec.token_mask, opts.sequential_tokens);
     if (opts.widths == LayerWidths::ByError) widths = widths_by_error(model, spec, opts, k, layer_down, layer_scores, layer_forced);
   }
   for (int il = 0; il < hp.n_layer; ++il) {

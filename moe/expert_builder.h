@@ -56,6 +56,9 @@ struct ExpertSpec {
   // serves (a sub-domain expert: its own samples, unlike the Gram matrices, which are its
   // whole domain's) and the pool the forward passes run on.
   std::vector<std::span<const int32_t>> token_streams;
+  // Optional, over token_streams[0] (its only stream): the tokens the re-fit counts, the others
+  // running only as their context (masked_refit_windows).
+  std::vector<uint8_t> token_mask;
   ThreadPool* pool = nullptr;
 };
 

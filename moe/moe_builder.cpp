@@ -33,23 +33,19 @@ std::vector<std::span<const int32_t>> calibration_tokens(const CalibStats& stats
   return out;
 }
 
-std::vector<std::span<const int32_t>> subdomain_tokens(const CalibStats& stats, int d, const std::vector<int>& sub_of_cluster,
-                                                       int s) {
+std::vector<uint8_t> subdomain_token_mask(const CalibStats& stats, int d, const std::vector<int>& sub_of_cluster, int s) {
   const std::span<const int32_t> all = calibration_tokens(stats, {d}).at(0);
   const DomainStats& ds = stats.domains.at(size_t(d));
   const size_t per = size_t(stats.sample_tokens);
   if (all.size() != size_t(ds.n_samples()) * per)
     fail("domain '", ds.name, "': ", all.size(), " calibration token ids for ", ds.n_samples(), " samples of ", per, " tokens");
-  std::vector<std::span<const int32_t>> out;
-  size_t run_start = 0, run_len = 0;  // the current run of consecutive samples, in tokens
-  for (int64_t i = 0; i < ds.n_samples(); ++i) {
-    const bool in = sub_of_cluster.at(size_t(ds.sample_cluster[size_t(i)])) == s;
-    if (in && run_len == 0) run_start = size_t(i) * per;
-    if (in) run_len += per;
-    if ((!in || i + 1 == ds.n_samples()) && run_len > 0) out.push_back(all.subspan(run_start, run_len)), run_len = 0;
-  }
-  if (out.empty()) fail("domain '", ds.name, "': no calibration sample in sub-domain ", s);
-  return out;
+  std::vector<uint8_t> mask(all.size(), 0);
+  bool any = false;
+  for (int64_t i = 0; i < ds.n_samples(); ++i)
+    if (sub_of_cluster.at(size_t(ds.sample_cluster[size_t(i)])) == s)
+      std::fill_n(mask.begin() + i * int64_t(per), per, uint8_t(1)), any = true;
+  if (!any) fail("domain '", ds.name, "': no calibration sample in sub-domain ", s);
+  return mask;
 }
 
 Compensation parse_compensation(const std::string& name, const CalibStats& stats) {
@@ -115,19 +111,13 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
     for (int s = 0; s < K; ++s) {
       ExpertSpec spec;
       if (!ds.act_gram.empty()) spec.gram = &ds.act_gram, spec.gram_stats = domain_layers;
-      std::vector<int32_t> joined;  // a sub-domain's samples end to end
       if (opts.build.sequential) {
         if (!opts.pool) fail("a sequential re-fit needs a thread pool");
-        // A sub-domain expert is re-fitted on its own samples only, joined so that its windows
-        // are as long as a whole domain's (which also span samples): its samples are short runs
-        // scattered through the domain, and windows of one run each keep the matmuls small.
-        if (K == 1) {
-          spec.token_streams = calibration_tokens(stats, {d});
-        } else {
-          for (std::span<const int32_t> run : subdomain_tokens(stats, d, micro_to_sub[d], s))
-            joined.insert(joined.end(), run.begin(), run.end());
-          spec.token_streams = {std::span<const int32_t>(joined)};
-        }
+        // A sub-domain expert is re-fitted on its own samples only, but run in the windows of
+        // its domain's stream they were drawn from, so they keep their context: they are
+        // short runs scattered through the domain.
+        spec.token_streams = calibration_tokens(stats, {d});
+        if (K > 1) spec.token_mask = subdomain_token_mask(stats, d, micro_to_sub[d], s);
         spec.pool = opts.pool;
       }
       spec.name = ds.name + "/" + std::to_string(s);

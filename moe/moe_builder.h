@@ -38,11 +38,11 @@ std::vector<std::vector<float>> pooled_gram(const CalibStats& stats);
 // Throws mf::Error when the stats hold no token ids (version 4).
 std::vector<std::span<const int32_t>> calibration_tokens(const CalibStats& stats, const std::vector<int>& domains = {});
 
-// The calibration token streams of domain d's samples whose micro-cluster maps to sub-domain
-// s (sub_of_cluster: [n_clusters] -> sub-domain), consecutive samples joined. Throws mf::Error
-// without token ids or when no sample belongs to s.
-std::vector<std::span<const int32_t>> subdomain_tokens(const CalibStats& stats, int d, const std::vector<int>& sub_of_cluster,
-                                                       int s);
+// Which tokens of domain d's calibration stream (calibration_tokens(stats, {d})[0]) belong to
+// samples whose micro-cluster maps to sub-domain s (sub_of_cluster: [n_clusters] ->
+// sub-domain): 1 for those, 0 for the rest. Throws mf::Error without token ids or when no
+// sample belongs to s.
+std::vector<uint8_t> subdomain_token_mask(const CalibStats& stats, int d, const std::vector<int>& sub_of_cluster, int s);
 
 // Compensation named auto (least squares when the stats have Gram matrices, else mean),
 // lsq, mean or none. Throws mf::Error on another name, or lsq without Gram matrices.

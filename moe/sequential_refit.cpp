@@ -47,6 +47,10 @@ void capture(Session& s, std::span<const int32_t> tokens, int layer, const std::
 
 int64_t RefitWindows::tokens() const {
   int64_t n = 0;
+  if (!masks.empty()) {
+    for (const auto& m : masks) n += std::count(m.begin(), m.end(), uint8_t(1));
+    return n;
+  }
   for (const auto& w : windows) n += int64_t(w.size());
   return n;
 }
@@ -72,6 +76,34 @@ RefitWindows refit_windows(const std::vector<std::span<const int32_t>>& streams,
   return r;
 }
 
+RefitWindows masked_refit_windows(std::span<const int32_t> stream, const std::vector<uint8_t>& counted, int64_t budget,
+                                  int64_t window) {
+  if (budget < 1 || window < 2) fail("sequential re-fit: token budget ", budget, " and window ", window, " must be positive");
+  if (counted.size() != stream.size())
+    fail("sequential re-fit: a mask of ", counted.size(), " tokens for a stream of ", stream.size());
+  const int64_t n = int64_t(stream.size());
+  std::vector<int64_t> starts, counts;  // the windows with a counted token
+  int64_t total = 0;
+  for (int64_t b = 0; b < n; b += window) {
+    const int64_t c = std::count(counted.begin() + b, counted.begin() + std::min(n, b + window), uint8_t(1));
+    if (c == 0) continue;
+    starts.push_back(b), counts.push_back(c), total += c;
+  }
+  if (total == 0) fail("sequential re-fit: no calibration tokens");
+  // Every `step`-th of them (fractional, so the kept ones spread over the whole stream).
+  const double step = std::max(1.0, double(total) / double(budget));
+  RefitWindows r;
+  for (double i = 0; i < double(starts.size()); i += step) {
+    // Tokens after the last counted one cannot change it (causal attention): the window stops there.
+    const int64_t b = starts[size_t(i)];
+    int64_t e = std::min(n, b + window);
+    while (!counted[size_t(e - 1)]) --e;
+    r.windows.push_back(stream.subspan(size_t(b), size_t(e - b)));
+    r.masks.emplace_back(counted.begin() + b, counted.begin() + e);
+  }
+  return r;
+}
+
 RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
                                    const RefitWindows& windows, RefitTarget target, ThreadPool& pool) {
   const int64_t F = model.hp.n_ff, E = model.hp.n_embd;
@@ -90,7 +122,10 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
   // model's own (Ffn) stream entering the FFN.
   const bool residual = target == RefitTarget::Residual;
   RefitMoments m;
-  for (const auto& w : windows.windows) {
+  if (!windows.masks.empty() && windows.masks.size() != windows.windows.size())
+    fail("sequential re-fit: ", windows.masks.size(), " masks for ", windows.windows.size(), " windows");
+  for (size_t wi = 0; wi < windows.windows.size(); ++wi) {
+    const std::span<const int32_t> w = windows.windows[wi];
     if (residual) {
       capture(expert, w, layer, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
       capture(dense, w, layer, {"block_out"}, {&bd_rows});
@@ -98,7 +133,21 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
       capture(expert, w, layer, {"ffn_gate_act"}, {&a_rows});
       capture(dense, w, layer, {"ffn_resid", "block_out"}, {&resid_rows, &bd_rows});
     }
-    const int64_t n = int64_t(w.size());
+    int64_t n = int64_t(w.size());
+    if (!windows.masks.empty()) {  // keep the counted tokens' rows only, in place
+      const std::vector<uint8_t>& mask = windows.masks[wi];
+      int64_t kept = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (!mask[size_t(t)]) continue;
+        if (kept != t) {
+          std::copy_n(a_rows.begin() + t * F, F, a_rows.begin() + kept * F);
+          std::copy_n(bd_rows.begin() + t * E, E, bd_rows.begin() + kept * E);
+          std::copy_n(resid_rows.begin() + t * E, E, resid_rows.begin() + kept * E);
+        }
+        ++kept;
+      }
+      n = kept;
+    }
     Eigen::Map<const RowMat> a(a_rows.data(), n, F);  // [n, F]
     Eigen::Map<const RowMat> bd(bd_rows.data(), n, E), resid(resid_rows.data(), n, E);  // [n, E] each
     const RowMat y = bd - resid;  // [n, E]

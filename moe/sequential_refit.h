@@ -18,13 +18,24 @@ namespace mf {
 // Token windows an expert's sequential re-fit runs through the model.
 struct RefitWindows {
   std::vector<std::span<const int32_t>> windows;
-  int64_t tokens() const;
+  // Empty, or one per window: which of its tokens the moments count (1) and which only give
+  // the others their context (0).
+  std::vector<std::vector<uint8_t>> masks;
+  int64_t tokens() const;  // the tokens counted
 };
 
 // Windows of `window` tokens spread evenly over the given token streams (the calibration
 // samples of the domains an expert serves), about `budget` tokens in all. The spans point into
 // `streams`. Throws mf::Error if there are no tokens.
 RefitWindows refit_windows(const std::vector<std::span<const int32_t>>& streams, int64_t budget, int64_t window = 256);
+
+// Windows over one stream whose tokens the moments count only where `counted` [stream size] is 1
+// (a sub-domain's samples inside its domain's stream, so they keep the context they were
+// written in): the stream cut into windows of `window` tokens, those with a counted token kept,
+// evenly spaced, until they count about `budget` tokens, each ending at its last counted token
+// (later ones cannot change it). Throws mf::Error if none counts.
+RefitWindows masked_refit_windows(std::span<const int32_t> stream, const std::vector<uint8_t>& counted, int64_t budget,
+                                  int64_t window = 256);
 
 // What layer l's re-fitted FFN output y should reproduce, per token:
 // Ffn:      the dense FFN output, y = block_out_dense - ffn_resid_dense;

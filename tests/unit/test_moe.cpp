@@ -426,6 +426,50 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   EXPECT_THROW(parse_refit("layerwise", Compensation::LeastSquares, s), Error);
 }
 
+TEST(Experts, MaskedRefitWindowsCountOnlyTheMaskedTokens) {
+  using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ThreadPool pool(2);
+  const int d = 0;
+  const std::span<const int32_t> stream = calibration_tokens(s, {d}).at(0);
+  std::vector<int> sub(s.domains[d].clusters.size());
+  for (size_t c = 0; c < sub.size(); ++c) sub[c] = int(c % 3 == 0);
+  const std::vector<uint8_t> mask = subdomain_token_mask(s, d, sub, 1);
+  const int64_t counted = std::count(mask.begin(), mask.end(), uint8_t(1));
+  ASSERT_GT(counted, 0);
+  // With the budget above everything: every window holding a counted token, its mask aligned.
+  RefitWindows all = masked_refit_windows(stream, mask, int64_t(stream.size()), 64);
+  EXPECT_EQ(all.tokens(), counted);
+  ASSERT_EQ(all.masks.size(), all.windows.size());
+  for (size_t i = 0; i < all.windows.size(); ++i) {
+    const int64_t start = all.windows[i].data() - stream.data();
+    EXPECT_EQ(start % 64, 0);
+    for (size_t t = 0; t < all.windows[i].size(); ++t) ASSERT_EQ(all.masks[i][t], mask[size_t(start) + t]);
+    EXPECT_EQ(all.masks[i].back(), 1);  // nothing runs after the last counted token
+  }
+  // A budget of a quarter counts about a quarter, from windows spread over the whole stream.
+  RefitWindows part = masked_refit_windows(stream, mask, counted / 4, 64);
+  EXPECT_NEAR(double(part.tokens()), double(counted) / 4, 64.0 + 0.1 * double(counted));
+  EXPECT_GT(part.windows.back().data() - stream.data(), int64_t(stream.size()) / 2);
+  // The moments sum the counted tokens' rows only, each run in its window's full context.
+  RefitMoments mm = collect_refit_moments(m, m.w.layers, 1, part, RefitTarget::Ffn, pool);
+  EXPECT_EQ(mm.tokens, part.tokens());
+  const MatR a = activations(m, nullptr, part, 1);  // [window tokens, n_ff]
+  std::vector<uint8_t> flat;
+  for (const auto& k : part.masks) flat.insert(flat.end(), k.begin(), k.end());
+  ASSERT_EQ(int64_t(flat.size()), a.rows());
+  MatR want = MatR::Zero(a.cols(), a.cols());  // [n_ff, n_ff]
+  for (int64_t r = 0; r < a.rows(); ++r)
+    if (flat[size_t(r)]) want.noalias() += a.row(r).transpose() * a.row(r);
+  const MatR got = MapF(mm.gram.data(), a.cols(), a.cols()).cast<double>();
+  EXPECT_LT((got - want).norm(), 1e-4 * want.norm());
+  std::vector<uint8_t> none(stream.size(), 0);
+  EXPECT_THROW(masked_refit_windows(stream, none, 1000), Error);
+  EXPECT_THROW(masked_refit_windows(stream, std::vector<uint8_t>(3, 1), 1000), Error);  // not the stream's size
+}
+
 TEST(Experts, NeuronSelectionNames) {
   EXPECT_TRUE(parse_neuron_select("auto", Compensation::LeastSquares));
   EXPECT_FALSE(parse_neuron_select("auto", Compensation::Mean));
@@ -435,30 +479,26 @@ TEST(Experts, NeuronSelectionNames) {
   EXPECT_THROW(parse_neuron_select("best", Compensation::LeastSquares), Error);
 }
 
-TEST(Experts, SubdomainTokensAreTheSamplesOfItsClusters) {
+TEST(Experts, SubdomainMaskMarksTheSamplesOfItsClusters) {
   const Model& m = shared_model();
   const CalibStats& s = shared_stats(m);
   const int d = 2;
   const DomainStats& ds = s.domains[d];
   std::vector<int> sub(ds.clusters.size());
   for (size_t c = 0; c < sub.size(); ++c) sub[c] = int(c % 2);  // even clusters -> 0, odd -> 1
-  size_t total = 0;
+  std::vector<int> covered(ds.tokens.size(), 0);
   for (int sd : {0, 1}) {
-    // Every span is made of whole samples of sub-domain sd, in order, and no such sample is left out.
-    std::vector<int64_t> want, got;
-    for (int64_t i = 0; i < ds.n_samples(); ++i)
-      if (sub[size_t(ds.sample_cluster[size_t(i)])] == sd) want.push_back(i);
-    for (std::span<const int32_t> span : subdomain_tokens(s, d, sub, sd)) {
-      const int64_t first = (span.data() - ds.tokens.data()) / s.sample_tokens;
-      ASSERT_EQ(span.data(), ds.tokens.data() + first * s.sample_tokens);
-      ASSERT_EQ(span.size() % size_t(s.sample_tokens), 0u);
-      for (int64_t i = 0; i < int64_t(span.size()) / s.sample_tokens; ++i) got.push_back(first + i);
-      total += span.size();
+    const std::vector<uint8_t> mask = subdomain_token_mask(s, d, sub, sd);
+    ASSERT_EQ(mask.size(), ds.tokens.size());
+    // Whole samples: every token of sample i is marked exactly when its cluster maps to sd.
+    for (size_t t = 0; t < mask.size(); ++t) {
+      const int64_t i = int64_t(t) / s.sample_tokens;
+      ASSERT_EQ(mask[t], sub[size_t(ds.sample_cluster[size_t(i)])] == sd ? 1 : 0) << "token " << t;
+      covered[t] += mask[t];
     }
-    EXPECT_EQ(got, want) << "sub-domain " << sd;
   }
-  EXPECT_EQ(total, ds.tokens.size());
-  EXPECT_THROW(subdomain_tokens(s, d, sub, 2), Error);  // no sample there
+  for (int c : covered) ASSERT_EQ(c, 1);  // the two sub-domains split the stream
+  EXPECT_THROW(subdomain_token_mask(s, d, sub, 2), Error);  // no sample there
 }
 
 TEST(Experts, TopKAndDensityChecks) {
