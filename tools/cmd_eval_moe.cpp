@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "calib/calibrate.h"
@@ -101,8 +102,9 @@ struct MethodContext {
   RouterTrainOptions router;
 };
 
+// on_expert(done, total) reports the experts of the per-domain methods as they are built.
 Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
-                   double density, int K) {
+                   double density, int K, const std::function<void(int, int)>& on_expert = {}) {
   MoeBuildOptions o;
   o.router = ctx.router;
   o.build.density = density;
@@ -117,10 +119,10 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.pool = ctx.pool;
   o.subdomains = K;
   o.threshold = 0.0f;
-  if (method == "neurons") return {build_moe(model, stats, o)};
+  if (method == "neurons") return {build_moe(model, stats, o, on_expert)};
   if (method == "dowp") {
     o.build.mode = "dowp";
-    return {build_moe(model, stats, o)};
+    return {build_moe(model, stats, o, on_expert)};
   }
   ExpertSpec spec;
   spec.name = method;
@@ -214,7 +216,13 @@ void run_eval_moe(const EvalMoeOptions& o) {
     std::map<std::string, Built> built;
     for (const Method& m : methods) {
       const std::string key = m.name == "neurons-routed" ? "neurons" : m.name;
-      if (!built.count(key)) built[key] = build_method(*model, stats, ctx, key, density, K);
+      if (!built.count(key)) {  // the builds can take minutes: say which one runs
+        const std::string what = "building " + key + "@" + num(density, "%.2f");
+        progress.update(done, what);
+        built[key] = build_method(*model, stats, ctx, key, density, K, [&](int e, int n) {
+          progress.update(done, what + ": expert " + std::to_string(e) + "/" + std::to_string(n));
+        });
+      }
       const Built& b = built[key];
       method_bytes[m.name][density] = b.parts.experts[0].ffn_bytes();
       for (const TestSet& t : tests) {
@@ -298,12 +306,14 @@ void run_eval_moe(const EvalMoeOptions& o) {
   std::vector<std::string> speed_names = {"dense"};
   std::vector<const std::vector<LayerWeights>*> configs = {nullptr};
   speed_built.reserve(o.densities.size() + 1);
+  MethodContext shapes = ctx;  // speed depends on the layers' widths, not on re-fitted values
+  shapes.sequential = false;
   for (double density : o.densities) {
-    speed_built.push_back(build_method(*model, stats, ctx, "agnostic", density, 1));  // a domain expert's bytes per token
+    speed_built.push_back(build_method(*model, stats, shapes, "agnostic", density, 1));  // a domain expert's bytes per token
     configs.push_back(&speed_built.back().parts.experts[0].layers);
     speed_names.push_back("neurons@" + num(density, "%.2f"));
   }
-  speed_built.push_back(build_method(*model, stats, ctx, "wanda", o.densities[o.densities.size() / 2], 1));
+  speed_built.push_back(build_method(*model, stats, shapes, "wanda", o.densities[o.densities.size() / 2], 1));
   configs.push_back(&speed_built.back().parts.experts[0].layers);
   speed_names.push_back("dowp@" + num(o.densities[o.densities.size() / 2], "%.2f"));
   ThroughputOptions to;
