@@ -52,9 +52,9 @@ struct ExpertSpec {
   // statistics [n_layer] (act_sum, tokens). A sub-domain expert uses its whole domain's.
   const std::vector<std::vector<float>>* gram = nullptr;
   std::vector<LayerStats> gram_stats;
-  // For BuildOptions::sequential: the calibration token streams of the samples this expert
-  // serves (a sub-domain expert: its own samples, unlike the Gram matrices, which are its
-  // whole domain's) and the pool the forward passes run on.
+  // For BuildOptions::sequential: the calibration token streams of the domain(s) this expert
+  // serves and the pool the forward passes run on. A sub-domain expert counts only its own
+  // samples in them (token_mask), unlike the Gram matrices, which are its whole domain's.
   std::vector<std::span<const int32_t>> token_streams;
   // Optional, over token_streams[0] (its only stream): the tokens the re-fit counts, the others
   // running only as their context (masked_refit_windows).

@@ -82,12 +82,12 @@ RefitWindows masked_refit_windows(std::span<const int32_t> stream, const std::ve
   if (counted.size() != stream.size())
     fail("sequential re-fit: a mask of ", counted.size(), " tokens for a stream of ", stream.size());
   const int64_t n = int64_t(stream.size());
-  std::vector<int64_t> starts, counts;  // the windows with a counted token
+  std::vector<int64_t> starts;  // of the windows with a counted token
   int64_t total = 0;
   for (int64_t b = 0; b < n; b += window) {
     const int64_t c = std::count(counted.begin() + b, counted.begin() + std::min(n, b + window), uint8_t(1));
     if (c == 0) continue;
-    starts.push_back(b), counts.push_back(c), total += c;
+    starts.push_back(b), total += c;
   }
   if (total == 0) fail("sequential re-fit: no calibration tokens");
   // Every `step`-th of them (fractional, so the kept ones spread over the whole stream).
