@@ -79,6 +79,30 @@ const float* Session::step(std::span<const SeqInput> batch) {
   return logits_.data();
 }
 
+void Session::embed(std::span<const int32_t> tokens, float* x) const {
+  const TensorView& e = model_.w.tok_embd;
+  const int64_t E = model_.hp.n_embd;
+  for (size_t t = 0; t < tokens.size(); ++t) ops::dequantize_row(e.dtype, e.row(tokens[t]), x + int64_t(t) * E, E);  // [E]
+}
+
+void Session::run_blocks(float* x, int64_t n_tokens, int first, int last) {
+  const HParams& hp = model_.hp;
+  if (first < 0 || first > last || last >= hp.n_layer)
+    fail("run_blocks: blocks ", first, "..", last, " are outside the model's ", hp.n_layer);
+  if (n_tokens < 1 || n_tokens > kMaxBatch || n_tokens > n_ctx_)
+    fail("run_blocks: ", n_tokens, " tokens (at most ", std::min(kMaxBatch, n_ctx_), ")");
+  slots_[0].n_past = 0;
+  placed_.assign(1, Placed{0, 0, n_tokens, nullptr, LogitRows::None});
+  groups_.assign(1, Group{0, n_tokens, slots_[0].layers});
+  n_rows_ = n_tokens;
+  const size_t n = size_t(n_tokens * hp.n_embd);
+  std::copy_n(x, n, x_.data());  // [n_tokens, E]
+  for (int64_t t = 0; t < n_tokens; ++t) pos_[size_t(t)] = int32_t(t);
+  for (int il = first; il <= last; ++il) run_layer(il);
+  slots_[0].n_past = n_tokens;
+  std::copy_n(x_.data(), n, x);
+}
+
 void Session::validate(std::span<const SeqInput> batch) const {
   if (batch.empty()) fail("step: no sequences");
   std::vector<bool> used(slots_.size(), false);
@@ -130,11 +154,8 @@ void Session::forward(std::span<const SeqInput> batch, float* logits_out) {
   float* x = x_.data();  // [n_rows, E] residual stream
   for (const Placed& p : placed_) {
     const int64_t n_past = slots_[size_t(p.slot)].n_past;
-    for (int64_t t = 0; t < p.n; ++t) {
-      const int64_t r = p.row0 + t;
-      ops::dequantize_row(w.tok_embd.dtype, w.tok_embd.row(p.tokens[t]), x + r * E, E);  // [E]
-      pos_[size_t(r)] = int32_t(n_past + t);
-    }
+    embed({p.tokens, size_t(p.n)}, x + p.row0 * E);  // [n, E]
+    for (int64_t t = 0; t < p.n; ++t) pos_[size_t(p.row0 + t)] = int32_t(n_past + t);
   }
   for (int il = 0; il < hp.n_layer; ++il) run_layer(il);
   for (const Placed& p : placed_) slots_[size_t(p.slot)].n_past += p.n;

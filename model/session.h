@@ -60,6 +60,15 @@ class Session {
   // slot has changed.
   const float* step(std::span<const SeqInput> batch);
 
+  // Layer-by-layer work (a sequential re-fit): resets slot 0, then runs blocks first..last on
+  // x [n_tokens, n_embd], the residual stream entering block `first` at positions 0..n_tokens-1,
+  // and overwrites x with the stream leaving block `last`. Hooks fire as in eval(). Slot 0 then
+  // holds the tokens in those blocks' caches only: reset it before eval(). Throws mf::Error on
+  // a bad block range or more than kMaxBatch or n_ctx tokens.
+  void run_blocks(float* x, int64_t n_tokens, int first, int last);
+  // The residual stream entering block 0: x [tokens, n_embd] (the token embeddings).
+  void embed(std::span<const int32_t> tokens, float* x) const;
+
   int n_slots() const { return int(slots_.size()); }
   int64_t n_past(int slot = 0) const { return slots_.at(slot).n_past; }
   int64_t n_ctx() const { return n_ctx_; }

@@ -193,7 +193,7 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
   std::vector<std::vector<double>> layer_scores;  // [n_layer][n_ff]
   std::vector<std::vector<int32_t>> layer_forced;  // [n_layer][<= k]
   std::vector<int64_t> widths;                     // [n_layer]
-  RefitWindows windows;                            // sequential re-fit only
+  std::unique_ptr<SequentialRefit> refit;          // sequential re-fit only
   if (opts.mode == "neurons") {
     if (comp == Compensation::LeastSquares &&
         (!spec.gram || int64_t(spec.gram->size()) != hp.n_layer || int64_t(spec.gram_stats.size()) != hp.n_layer))
@@ -229,9 +229,11 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     }
     widths.assign(hp.n_layer, k);
     if (comp == Compensation::LeastSquares && opts.sequential)
-      windows = spec.token_mask.empty()
-                    ? refit_windows(spec.token_streams, opts.sequential_tokens)
-                    : masked_refit_windows(spec.token_streams.at(0), spec.token_mask, opts.sequential_tokens);
+      refit = std::make_unique<SequentialRefit>(
+          model,
+          spec.token_mask.empty() ? refit_windows(spec.token_streams, opts.sequential_tokens)
+                                  : masked_refit_windows(spec.token_streams.at(0), spec.token_mask, opts.sequential_tokens),
+          opts.refit_target, *spec.pool);
     if (opts.widths == LayerWidths::ByError) widths = widths_by_error(model, spec, opts, k, layer_down, layer_scores, layer_forced);
   }
   for (int il = 0; il < hp.n_layer; ++il) {
@@ -255,7 +257,7 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     // layers before il already the expert's, il and above still dense) against the target.
     RefitMoments seq;
     const bool sequential = comp == Compensation::LeastSquares && opts.sequential;
-    if (sequential) seq = collect_refit_moments(model, e.layers, il, windows, opts.refit_target, *spec.pool);
+    if (sequential) seq = refit->moments(e.layers);
     // With obs_select the scores are the OBS removal order, so this is obs_select's set; with a
     // sequential re-fit OBS runs again on the moments the neurons will be re-fitted on.
     std::vector<int32_t> idx = top_k_neurons(layer_scores[il], k, forced);
@@ -312,6 +314,7 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
       l.ffn_down_b = make_view(DType::F32, {hp.n_embd}, e.buffers.back().data());
     }
     e.neurons.push_back(std::move(idx));
+    if (sequential && il + 1 < hp.n_layer) refit->advance(e.layers);  // the expert's streams past its new layer
   }
   return e;
 }

@@ -104,26 +104,97 @@ RefitWindows masked_refit_windows(std::span<const int32_t> stream, const std::ve
   return r;
 }
 
-RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
-                                   const RefitWindows& windows, RefitTarget target, ThreadPool& pool) {
-  const int64_t F = model.hp.n_ff, E = model.hp.n_embd;
-  if (expert_layers.at(size_t(layer)).ffn_gate.shape[0] != F)
-    fail("sequential re-fit: layer ", layer, " of the expert is not the dense ", F, " neurons wide");
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Keeps, in place, the rows [width] of `rows` whose token `mask` counts; returns how many.
+int64_t keep_counted_rows(std::vector<float>& rows, int64_t width, const std::vector<uint8_t>& mask) {
+  int64_t kept = 0;
+  for (int64_t t = 0; t < int64_t(mask.size()); ++t) {
+    if (!mask[size_t(t)]) continue;
+    if (kept != t) std::copy_n(rows.begin() + t * width, width, rows.begin() + kept * width);
+    ++kept;
+  }
+  return kept;
+}
+
+// The sums of RefitMoments, in f64, one window at a time.
+class MomentSums {
+ public:
+  MomentSums(int64_t n_ff, int64_t n_embd)
+      : F_(n_ff), E_(n_embd), gram_(Eigen::MatrixXd::Zero(F_, F_)), out_cross_(Eigen::MatrixXd::Zero(E_, F_)),
+        sum_(Eigen::VectorXd::Zero(F_)), out_sum_(Eigen::VectorXd::Zero(E_)) {}
+
+  // One window's rows: activations a [n, F], the dense block output [n, E] and the stream the
+  // target subtracts from it [n, E]; only the rows `mask` counts when it is not null (the
+  // vectors are then compacted in place).
+  void add(std::vector<float>& a_rows, std::vector<float>& block_out_rows, std::vector<float>& resid_rows, int64_t n,
+           const std::vector<uint8_t>* mask) {
+    if (mask) {
+      keep_counted_rows(a_rows, F_, *mask);
+      keep_counted_rows(block_out_rows, E_, *mask);
+      n = keep_counted_rows(resid_rows, E_, *mask);
+    }
+    Eigen::Map<const RowMat> a(a_rows.data(), n, F_);                                            // [n, F]
+    Eigen::Map<const RowMat> bd(block_out_rows.data(), n, E_), resid(resid_rows.data(), n, E_);  // [n, E] each
+    const RowMat y = bd - resid;                                                                 // [n, E]
+    // f32 products per window (at most a few hundred rows), summed in f64.
+    gram_.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
+    out_cross_.noalias() += (y.transpose() * a).cast<double>();  // [E, F]
+    sum_ += a.colwise().sum().transpose().cast<double>();
+    out_sum_ += y.colwise().sum().transpose().cast<double>();
+    tokens_ += n;
+  }
+
+  RefitMoments finish() const {
+    RefitMoments m;
+    m.gram.resize(size_t(F_ * F_));
+    m.out_cross.resize(size_t(E_ * F_));
+    Eigen::Map<RowMat>(m.gram.data(), F_, F_) = gram_.cast<float>();
+    Eigen::Map<RowMat>(m.out_cross.data(), E_, F_) = out_cross_.cast<float>();
+    m.sum.resize(size_t(F_));
+    m.out_sum.resize(size_t(E_));
+    Eigen::Map<Eigen::VectorXf>(m.sum.data(), F_) = sum_.cast<float>();
+    Eigen::Map<Eigen::VectorXf>(m.out_sum.data(), E_) = out_sum_.cast<float>();
+    m.tokens = tokens_;
+    return m;
+  }
+
+ private:
+  int64_t F_, E_;
+  Eigen::MatrixXd gram_, out_cross_;  // [F, F], [E, F]
+  Eigen::VectorXd sum_, out_sum_;     // [F], [E]
+  int64_t tokens_ = 0;
+};
+
+int64_t longest_window(const RefitWindows& windows) {
   int64_t longest = 0;
   for (const auto& w : windows.windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
   if (longest == 0) fail("sequential re-fit: no token windows");
+  if (!windows.masks.empty() && windows.masks.size() != windows.windows.size())
+    fail("sequential re-fit: ", windows.masks.size(), " masks for ", windows.windows.size(), " windows");
+  return longest;
+}
+
+void check_dense_width(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer) {
+  if (expert_layers.at(size_t(layer)).ffn_gate.shape[0] != model.hp.n_ff)
+    fail("sequential re-fit: layer ", layer, " of the expert is not the dense ", model.hp.n_ff, " neurons wide");
+}
+
+}  // namespace
+
+RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
+                                   const RefitWindows& windows, RefitTarget target, ThreadPool& pool) {
+  check_dense_width(model, expert_layers, layer);
+  const int64_t longest = longest_window(windows);
   Session dense(model, int(longest), pool), expert(model, int(longest), pool);
   expert.set_layers(&expert_layers);
-  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(F, F), out_cross = Eigen::MatrixXd::Zero(E, F);  // [F, F], [E, F]
-  Eigen::VectorXd sum = Eigen::VectorXd::Zero(F), out_sum = Eigen::VectorXd::Zero(E);           // [F], [E]
   std::vector<float> a_rows, resid_rows, bd_rows;  // [n, F], [n, E], [n, E]: one window
   // The stream y subtracts from the dense block output: the expert's (Residual) or the dense
   // model's own (Ffn) stream entering the FFN.
   const bool residual = target == RefitTarget::Residual;
-  RefitMoments m;
-  if (!windows.masks.empty() && windows.masks.size() != windows.windows.size())
-    fail("sequential re-fit: ", windows.masks.size(), " masks for ", windows.windows.size(), " windows");
+  MomentSums sums(model.hp.n_ff, model.hp.n_embd);
   for (size_t wi = 0; wi < windows.windows.size(); ++wi) {
     const std::span<const int32_t> w = windows.windows[wi];
     if (residual) {
@@ -133,40 +204,74 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
       capture(expert, w, layer, {"ffn_gate_act"}, {&a_rows});
       capture(dense, w, layer, {"ffn_resid", "block_out"}, {&resid_rows, &bd_rows});
     }
-    int64_t n = int64_t(w.size());
-    if (!windows.masks.empty()) {  // keep the counted tokens' rows only, in place
-      const std::vector<uint8_t>& mask = windows.masks[wi];
-      int64_t kept = 0;
-      for (int64_t t = 0; t < n; ++t) {
-        if (!mask[size_t(t)]) continue;
-        if (kept != t) {
-          std::copy_n(a_rows.begin() + t * F, F, a_rows.begin() + kept * F);
-          std::copy_n(bd_rows.begin() + t * E, E, bd_rows.begin() + kept * E);
-          std::copy_n(resid_rows.begin() + t * E, E, resid_rows.begin() + kept * E);
-        }
-        ++kept;
-      }
-      n = kept;
-    }
-    Eigen::Map<const RowMat> a(a_rows.data(), n, F);  // [n, F]
-    Eigen::Map<const RowMat> bd(bd_rows.data(), n, E), resid(resid_rows.data(), n, E);  // [n, E] each
-    const RowMat y = bd - resid;  // [n, E]
-    // f32 products per window (at most a few hundred rows), summed in f64.
-    gram.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
-    out_cross.noalias() += (y.transpose() * a).cast<double>();  // [E, F]
-    sum += a.colwise().sum().transpose().cast<double>();
-    out_sum += y.colwise().sum().transpose().cast<double>();
-    m.tokens += n;
+    sums.add(a_rows, bd_rows, resid_rows, int64_t(w.size()), windows.masks.empty() ? nullptr : &windows.masks[wi]);
   }
-  m.gram.resize(size_t(F * F));
-  m.out_cross.resize(size_t(E * F));
-  Eigen::Map<RowMat>(m.gram.data(), F, F) = gram.cast<float>();
-  Eigen::Map<RowMat>(m.out_cross.data(), E, F) = out_cross.cast<float>();
-  m.sum.resize(size_t(F));
-  m.out_sum.resize(size_t(E));
-  Eigen::Map<Eigen::VectorXf>(m.sum.data(), F) = sum.cast<float>();
-  Eigen::Map<Eigen::VectorXf>(m.out_sum.data(), E) = out_sum.cast<float>();
-  return m;
+  return sums.finish();
+}
+
+SequentialRefit::SequentialRefit(const Model& model, RefitWindows windows, RefitTarget target, ThreadPool& pool)
+    : model_(model), windows_(std::move(windows)), target_(target) {
+  const int64_t longest = longest_window(windows_);
+  if (longest > Session::kMaxBatch)
+    fail("sequential re-fit: a window of ", longest, " tokens is longer than a forward step (", Session::kMaxBatch, ")");
+  session_ = std::make_unique<Session>(model, int(longest), pool);
+  const int64_t E = model.hp.n_embd;
+  for (const auto& w : windows_.windows) {
+    std::vector<float> x(w.size() * size_t(E));  // [n, E]
+    session_->embed(w, x.data());
+    dense_.push_back(x);
+    expert_.push_back(std::move(x));
+  }
+}
+
+void SequentialRefit::run(const std::vector<LayerWeights>* layers, std::vector<float>& rows, int64_t n,
+                          const std::vector<std::string_view>& names, std::vector<std::vector<float>*> out) {
+  session_->set_layers(layers);
+  session_->set_hook([&](const HookEvent& e) {
+    if (e.layer != layer_) return;
+    for (size_t i = 0; i < names.size(); ++i)
+      if (e.name == names[i]) out[i]->assign(e.data, e.data + e.n_tokens * e.width);
+  });
+  session_->run_blocks(rows.data(), n, layer_, layer_);  // rows [n, E] -> the stream after layer_
+  session_->set_hook({});
+  for (size_t i = 0; i < names.size(); ++i)
+    if (out[i]->empty()) fail("sequential re-fit: the forward pass reported no '", names[i], "' for layer ", layer_);
+}
+
+RefitMoments SequentialRefit::moments(const std::vector<LayerWeights>& expert_layers) {
+  if (dense_ahead_) fail("sequential re-fit: moments of layer ", layer_, " asked twice");
+  if (layer_ >= model_.hp.n_layer) fail("sequential re-fit: all ", model_.hp.n_layer, " layers are done");
+  check_dense_width(model_, expert_layers, layer_);
+  const int64_t E = model_.hp.n_embd;
+  const bool residual = target_ == RefitTarget::Residual;
+  std::vector<float> a_rows, resid_rows, dense_resid, scratch;  // [n, F], [n, E], [n, E], [n, E]
+  MomentSums sums(model_.hp.n_ff, E);
+  for (size_t wi = 0; wi < windows_.windows.size(); ++wi) {
+    const int64_t n = int64_t(windows_.windows[wi].size());
+    // The dense stream moves past this layer now (its block output is the target's).
+    dense_resid.clear();
+    run(nullptr, dense_[wi], n, {"ffn_resid"}, {&dense_resid});
+    scratch = expert_[wi];  // the expert's own stream stays before this layer until advance()
+    a_rows.clear(), resid_rows.clear();
+    run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
+    std::vector<float> block_out = dense_[wi];  // [n, E]
+    sums.add(a_rows, block_out, residual ? resid_rows : dense_resid, n,
+             windows_.masks.empty() ? nullptr : &windows_.masks[wi]);
+  }
+  dense_ahead_ = true;
+  return sums.finish();
+}
+
+void SequentialRefit::advance(const std::vector<LayerWeights>& expert_layers) {
+  if (layer_ >= model_.hp.n_layer) fail("sequential re-fit: all ", model_.hp.n_layer, " layers are done");
+  std::vector<float> unused;
+  for (size_t wi = 0; wi < windows_.windows.size(); ++wi) {
+    const int64_t n = int64_t(windows_.windows[wi].size());
+    if (!dense_ahead_) run(nullptr, dense_[wi], n, {}, {});
+    run(&expert_layers, expert_[wi], n, {}, {});
+  }
+  dense_ahead_ = false;
+  ++layer_;
 }
 
 }  // namespace mf

@@ -7,11 +7,14 @@
 // the pruned earlier layers feed forward.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "model/session.h"
 
 namespace mf {
 
@@ -55,8 +58,41 @@ struct RefitMoments {
   int64_t tokens = 0;
 };
 
-// Throws mf::Error if layer `layer` of expert_layers is not the dense layer's width.
+// This is the reference: it runs every window through layers 0..layer, so visiting all layers
+// costs a number of blocks quadratic in the depth. Builds use SequentialRefit below, which
+// must give the same sums. Throws mf::Error if layer `layer` of expert_layers is not the dense
+// layer's width.
 RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWeights>& expert_layers, int layer,
                                    const RefitWindows& windows, RefitTarget target, ThreadPool& pool);
+
+// The same moments, layer after layer, for one expert being built: it keeps each window's
+// residual stream entering the current layer, the expert's and the dense model's [tokens,
+// n_embd] each, so a layer costs three blocks per window (dense, expert with the layer still
+// dense, expert with it pruned) and the whole build grows linearly with depth.
+// Use: for each layer in order, moments(expert), build the layer, advance(expert).
+class SequentialRefit {
+ public:
+  // Throws mf::Error if there are no windows or one is longer than Session::kMaxBatch.
+  SequentialRefit(const Model& model, RefitWindows windows, RefitTarget target, ThreadPool& pool);
+  int layer() const { return layer_; }
+  // collect_refit_moments(model, expert_layers, layer(), ...): expert_layers holds the expert's
+  // layers below layer() (as advance() saw them) and layer() still dense.
+  RefitMoments moments(const std::vector<LayerWeights>& expert_layers);
+  // Moves the streams past layer(): the expert's through expert_layers[layer()], now built.
+  void advance(const std::vector<LayerWeights>& expert_layers);
+
+ private:
+  // Runs layer() on the rows [n, n_embd] in place, copying the hook points `names` of it.
+  void run(const std::vector<LayerWeights>* layers, std::vector<float>& rows, int64_t n,
+           const std::vector<std::string_view>& names, std::vector<std::vector<float>*> out);
+
+  const Model& model_;
+  RefitWindows windows_;
+  RefitTarget target_;
+  std::unique_ptr<Session> session_;
+  int layer_ = 0;
+  bool dense_ahead_ = false;                  // moments() has moved dense_ past layer_
+  std::vector<std::vector<float>> expert_, dense_;  // per window [n, n_embd]: streams entering layer_
+};
 
 }  // namespace mf

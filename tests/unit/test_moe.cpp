@@ -426,6 +426,54 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   EXPECT_THROW(parse_refit("layerwise", Compensation::LeastSquares, s), Error);
 }
 
+// The layer-by-layer runner builds use gives the reference's moments at every layer, for both
+// targets and for masked windows, as the expert's layers are filled in below each one.
+TEST(Experts, SequentialRefitRunnerEqualsFullForwardPasses) {
+  using MapF = Eigen::Map<const Eigen::VectorXf>;
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ThreadPool pool(2);
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.build.compensation = Compensation::LeastSquares;
+  o.build.sequential = true;
+  o.pool = &pool;
+  const MoeParts parts = build_moe(m, s, o);  // (an Expert's views point into its own buffers: keep it in place)
+  const Expert& e = parts.experts.at(1);      // any pruned layers will do
+  const std::span<const int32_t> stream = calibration_tokens(s, {0}).at(0);
+  std::vector<int> sub(s.domains[0].clusters.size());
+  for (size_t c = 0; c < sub.size(); ++c) sub[c] = int(c % 2);
+  const RefitWindows plain = refit_windows(calibration_tokens(s, {1}), 2048, 128);
+  const RefitWindows masked = masked_refit_windows(stream, subdomain_token_mask(s, 0, sub, 1), 2048, 128);
+  auto close = [](const std::vector<float>& got, const std::vector<float>& want) {
+    const double scale = MapF(want.data(), int64_t(want.size())).cast<double>().norm();
+    return (MapF(got.data(), int64_t(got.size())) - MapF(want.data(), int64_t(want.size()))).cast<double>().norm() <=
+           1e-5 * scale;
+  };
+  for (const RefitWindows* w : {&plain, &masked}) {
+    for (RefitTarget target : {RefitTarget::Residual, RefitTarget::Ffn}) {
+      SequentialRefit runner(m, *w, target, pool);
+      std::vector<LayerWeights> layers = m.w.layers;  // the expert's below `il`, dense from il
+      for (int il = 0; il < m.hp.n_layer; ++il) {
+        const RefitMoments got = runner.moments(layers), want = collect_refit_moments(m, layers, il, *w, target, pool);
+        EXPECT_EQ(got.tokens, want.tokens);
+        EXPECT_TRUE(close(got.gram, want.gram)) << "layer " << il;
+        EXPECT_TRUE(close(got.sum, want.sum)) << "layer " << il;
+        EXPECT_TRUE(close(got.out_cross, want.out_cross)) << "layer " << il;
+        EXPECT_TRUE(close(got.out_sum, want.out_sum)) << "layer " << il;
+        EXPECT_THROW(runner.moments(layers), Error);  // once per layer
+        layers[size_t(il)] = e.layers[size_t(il)];
+        runner.advance(layers);
+      }
+      EXPECT_EQ(runner.layer(), m.hp.n_layer);
+      EXPECT_THROW(runner.moments(layers), Error);  // every layer is done
+    }
+  }
+  // A pruned layer where the moments need the dense one is an error.
+  SequentialRefit runner(m, plain, RefitTarget::Residual, pool);
+  EXPECT_THROW(runner.moments(e.layers), Error);
+}
+
 TEST(Experts, MaskedRefitWindowsCountOnlyTheMaskedTokens) {
   using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;

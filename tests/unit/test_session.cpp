@@ -32,6 +32,33 @@ TEST(Session, HooksReportEveryBlockIntermediate) {
   for (const char* name : {"attn_in", "attn_out", "ffn_resid", "ffn_in", "ffn_gate_act", "block_out"}) EXPECT_EQ(seen[name], m->hp.n_layer) << name;
 }
 
+TEST(Session, RunBlocksInPiecesEqualsTheFullPass) {
+  auto m = load_model(kFixture);
+  ThreadPool pool(2);
+  const int L = int(m->hp.n_layer);
+  ASSERT_GE(L, 2);
+  const int64_t E = m->hp.n_embd;
+  std::vector<int32_t> ids = {7, 100, 3, 900, 42};
+  Session full(*m, 16, pool), pieces(*m, 16, pool);
+  std::vector<std::vector<float>> want(static_cast<size_t>(L));  // block_out per layer [5, E]
+  full.set_hook([&](const HookEvent& e) {
+    if (e.name == "block_out") want[size_t(e.layer)].assign(e.data, e.data + e.n_tokens * e.width);
+  });
+  full.eval(ids, false);
+  // From the embeddings, block 0 alone, then the others in one call: the same streams.
+  std::vector<float> x(ids.size() * size_t(E));  // [5, E]
+  pieces.embed(ids, x.data());
+  pieces.run_blocks(x.data(), int64_t(ids.size()), 0, 0);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], want[0][i], 1e-5f);
+  pieces.run_blocks(x.data(), int64_t(ids.size()), 1, L - 1);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], want[size_t(L - 1)][i], 1e-5f);
+  EXPECT_EQ(pieces.n_past(), int64_t(ids.size()));
+  EXPECT_THROW(pieces.run_blocks(x.data(), 5, 1, 0), Error);   // empty range
+  EXPECT_THROW(pieces.run_blocks(x.data(), 5, 0, L), Error);   // past the last block
+  EXPECT_THROW(pieces.run_blocks(x.data(), 17, 0, 0), Error);  // more than the context
+  EXPECT_THROW(pieces.run_blocks(x.data(), 0, 0, 0), Error);
+}
+
 TEST(Session, DecodeThroughCacheEqualsPrefill) {
   auto m = load_model(kFixture);
   ThreadPool pool(2);
