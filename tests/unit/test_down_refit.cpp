@@ -16,11 +16,11 @@ using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 
 // Correlated activations with non-zero means: every third neuron mixes two others.
 struct Problem {
-  int64_t n = 500, F = 12, E = 5;
+  int64_t n, F, E;
   MatR h, w;                      // [n, F], [E, F]
   std::vector<float> gram, sum;  // [F, F], [F]
   std::vector<float> wf;         // [E, F]
-  Problem() {
+  explicit Problem(int64_t features = 12, int64_t outputs = 5, int64_t tokens = 500) : n(tokens), F(features), E(outputs) {
     std::mt19937 rng(3);
     std::normal_distribution<double> g(0.0, 1.0);
     h.resize(n, F);
@@ -131,6 +131,54 @@ TEST(DownRefit, ObsScoresRankNeuronsSoEveryTopKIsObsSelectsSet) {
       EXPECT_EQ(first, (std::vector<int32_t>{2, 5, 8, 11}));
     }
   }
+}
+
+// The greedy order written plainly (no shrinking of the matrices): the reference for
+// obs_removal_order's bookkeeping. x [E, F+1] the fit on all neurons, h = A^-1.
+std::vector<int32_t> plain_obs_order(Eigen::MatrixXd x, Eigen::MatrixXd h, int64_t k) {
+  const int64_t F = h.rows() - 1;
+  std::vector<int32_t> removed;
+  std::vector<char> alive(size_t(F), 1);
+  for (int64_t left = F; left > k; --left) {
+    int64_t best = -1;
+    double best_err = 1e300;
+    for (int64_t j = 0; j < F; ++j) {
+      if (!alive[size_t(j)]) continue;
+      const double err = x.col(j).squaredNorm() / h(j, j);
+      if (err < best_err) best_err = err, best = j;
+    }
+    const Eigen::VectorXd xj = x.col(best);
+    const Eigen::RowVectorXd hj = h.row(best);
+    for (int64_t r = 0; r < x.rows(); ++r)
+      for (int64_t c = 0; c <= F; ++c) x(r, c) -= xj(r) * hj(c) / hj(best);
+    for (int64_t r = 0; r <= F; ++r)
+      for (int64_t c = 0; c <= F; ++c) h(r, c) -= hj(r) * hj(c) / hj(best);
+    alive[size_t(best)] = 0;
+    removed.push_back(int32_t(best));
+  }
+  return removed;
+}
+
+TEST(DownRefit, ObsOrderEqualsThePlainGreedyOrder) {
+  const Problem p(64, 8, 2000);
+  const double damp = 1e-3;
+  Eigen::MatrixXd a(p.F + 1, p.F + 1);  // [[G, m], [m^T, 1]] per token, ridge on G
+  double diag = 0;
+  for (int64_t r = 0; r < p.F; ++r) {
+    for (int64_t c = 0; c < p.F; ++c) a(r, c) = double(p.gram[size_t(r * p.F + c)]) / double(p.n);
+    a(r, p.F) = a(p.F, r) = double(p.sum[size_t(r)]) / double(p.n);
+    diag += a(r, r);
+  }
+  a(p.F, p.F) = 1.0;
+  for (int64_t r = 0; r < p.F; ++r) a(r, r) += damp * diag / double(p.F);
+  const Eigen::MatrixXd h = a.inverse();
+  Eigen::MatrixXd x = Eigen::MatrixXd::Zero(p.E, p.F + 1);  // the dense weights, no bias
+  x.leftCols(p.F) = p.w;
+  const std::vector<int32_t> want = plain_obs_order(x, h, 1);
+  EXPECT_EQ(obs_removal_order(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 1, damp), want);
+  // Stopping early gives a prefix of the same order.
+  const std::vector<int32_t> part = obs_removal_order(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, 40, damp);
+  EXPECT_EQ(part, std::vector<int32_t>(want.begin(), want.begin() + (p.F - 40)));
 }
 
 TEST(DownRefit, ObsTowardTargetsStartsFromTheirFit) {

@@ -53,6 +53,15 @@ const Model& shared_model() {
   return *m;
 }
 
+// Least-squares experts at density 0.5, their forward passes on `pool`.
+MoeBuildOptions lsq_options(ThreadPool& pool) {
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.build.compensation = Compensation::LeastSquares;
+  o.pool = &pool;
+  return o;
+}
+
 std::vector<float> last_logits(const Model& m, const std::vector<LayerWeights>* layers, const std::vector<int32_t>& ids) {
   ThreadPool pool(2);
   Session s(m, 64, pool);
@@ -337,10 +346,7 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   const Model& m = shared_model();
   const CalibStats& s = shared_stats(m);
   ThreadPool pool(2);
-  MoeBuildOptions o;
-  o.build.density = 0.5;
-  o.build.compensation = Compensation::LeastSquares;
-  o.pool = &pool;
+  MoeBuildOptions o = lsq_options(pool);
   MoeParts plain = build_moe(m, s, o);
   o.build.sequential = true;
   o.build.refit_target = RefitTarget::Ffn;
@@ -433,11 +439,8 @@ TEST(Experts, SequentialRefitRunnerEqualsFullForwardPasses) {
   const Model& m = shared_model();
   const CalibStats& s = shared_stats(m);
   ThreadPool pool(2);
-  MoeBuildOptions o;
-  o.build.density = 0.5;
-  o.build.compensation = Compensation::LeastSquares;
+  MoeBuildOptions o = lsq_options(pool);
   o.build.sequential = true;
-  o.pool = &pool;
   const MoeParts parts = build_moe(m, s, o);  // (an Expert's views point into its own buffers: keep it in place)
   const Expert& e = parts.experts.at(1);      // any pruned layers will do
   const std::span<const int32_t> stream = calibration_tokens(s, {0}).at(0);
