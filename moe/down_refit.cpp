@@ -61,20 +61,35 @@ DownRefit solve_refit(const float* gram, const float* sum, int64_t n_ff, int64_t
 
 }  // namespace
 
+DownRefitter::DownRefitter(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
+                           const float* sum, int64_t tokens)
+    : n_embd_(n_embd), n_ff_(n_ff), tokens_(tokens), gram_(gram), sum_(sum) {
+  if (int64_t(w.size()) != n_embd * n_ff) fail("refit_down: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
+  if (tokens <= 0) fail("refit_down: no calibration tokens");
+  const double inv_n = 1.0 / double(tokens);
+  Mat rhs(n_ff, n_ff + 1);  // [n_ff, n_ff+1] = [G, m] per token
+  MapF g(gram, n_ff, n_ff);
+  for (int64_t j = 0; j < n_ff; ++j) {
+    for (int64_t col = 0; col < n_ff; ++col) rhs(j, col) = double(g(j, col)) * inv_n;
+    rhs(j, n_ff) = double(sum[j]) * inv_n;
+  }
+  wgm_.resize(size_t(n_embd * (n_ff + 1)));
+  Eigen::Map<Mat>(wgm_.data(), n_embd, n_ff + 1) = MapF(w.data(), n_embd, n_ff).cast<double>() * rhs;  // [n_embd, n_ff+1]
+}
+
+DownRefit DownRefitter::fit(const std::vector<int32_t>& kept, double damp) const {
+  check_kept(n_ff_, tokens_, kept, damp);
+  const int64_t k = int64_t(kept.size());
+  Eigen::Map<const Mat> wgm(wgm_.data(), n_embd_, n_ff_ + 1);
+  Mat c(n_embd_, k + 1);  // [n_embd, k+1] = W [G_:S, m] per token
+  for (int64_t col = 0; col < k; ++col) c.col(col) = wgm.col(kept[size_t(col)]);
+  c.col(k) = wgm.col(n_ff_);
+  return solve_refit(gram_, sum_, n_ff_, tokens_, kept, damp, c);
+}
+
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp) {
-  if (int64_t(w.size()) != n_embd * n_ff) fail("refit_down: ffn_down has ", w.size(), " values, expected ", n_embd * n_ff);
-  check_kept(n_ff, tokens, kept, damp);
-  const int64_t k = int64_t(kept.size());
-  const double inv_n = 1.0 / double(tokens);
-  MapF g(gram, n_ff, n_ff);
-  Mat rhs(n_ff, k + 1);  // [n_ff, k+1] = [G_:S, m] per token
-  for (int64_t j = 0; j < n_ff; ++j) {
-    for (int64_t col = 0; col < k; ++col) rhs(j, col) = double(g(j, kept[col])) * inv_n;
-    rhs(j, k) = double(sum[j]) * inv_n;
-  }
-  const Mat c = MapF(w.data(), n_embd, n_ff).cast<double>() * rhs;  // [n_embd, k+1] = W [G_:S, m]
-  return solve_refit(gram, sum, n_ff, tokens, kept, damp, c);
+  return DownRefitter(w, n_embd, n_ff, gram, sum, tokens).fit(kept, damp);
 }
 
 DownRefit refit_down_to(int64_t n_embd, int64_t n_ff, const float* gram, const float* sum, const float* out_cross,

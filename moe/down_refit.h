@@ -30,6 +30,22 @@ double ffn_output_energy(const std::vector<float>& w, int64_t n_embd, int64_t n_
 DownRefit refit_down(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram,
                      const float* sum, int64_t tokens, const std::vector<int32_t>& kept, double damp);
 
+// refit_down for many kept sets of one layer (the candidate widths): W [G, m] per token
+// [n_embd, n_ff+1] is computed once, each fit then only slices its columns. The pointers must
+// outlive the object. refit_down is DownRefitter(...).fit(kept, damp).
+class DownRefitter {
+ public:
+  // Throws mf::Error on mismatched sizes or no tokens.
+  DownRefitter(const std::vector<float>& w, int64_t n_embd, int64_t n_ff, const float* gram, const float* sum,
+               int64_t tokens);
+  DownRefit fit(const std::vector<int32_t>& kept, double damp) const;
+
+ private:
+  int64_t n_embd_, n_ff_, tokens_;
+  const float *gram_, *sum_;
+  std::vector<double> wgm_;  // [n_embd, n_ff+1] row-major: W G / tokens, then W m / tokens
+};
+
 // The same fit toward any per-token targets y [n_embd]: minimises E || y - (W' a_S + b) ||^2.
 // gram and sum are the sums of a a^T and a; out_cross is the sum of y a^T [n_embd, n_ff] and
 // out_sum that of y [n_embd]. refit_down is the case y = W a. (A sequential re-fit: a from the

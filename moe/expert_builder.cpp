@@ -94,9 +94,10 @@ std::vector<int64_t> widths_by_error(const Model& model, const ExpertSpec& spec,
     const float* gram = (*spec.gram)[il].data();
     const LayerStats& gs = spec.gram_stats[il];
     const double energy = ffn_output_energy(layer_down[il], hp.n_embd, hp.n_ff, gram, gs.tokens);
+    const DownRefitter refitter(layer_down[il], hp.n_embd, hp.n_ff, gram, gs.act_sum.data(), gs.tokens);
     for (int64_t w = k - (k - 1) / step * step; w <= hp.n_ff; w += step) {
       std::vector<int32_t> idx = top_k_neurons(layer_scores[il], w, layer_forced[il]);
-      DownRefit fit = refit_down(layer_down[il], hp.n_embd, hp.n_ff, gram, gs.act_sum.data(), gs.tokens, idx, opts.refit_damp);
+      DownRefit fit = refitter.fit(idx, opts.refit_damp);
       curves[il].width.push_back(w);
       curves[il].error.push_back(energy - fit.explained);
     }

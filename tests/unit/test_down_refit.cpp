@@ -49,12 +49,9 @@ struct Problem {
   }
 };
 
-TEST(DownRefit, EqualsTheDirectLeastSquaresSolution) {
-  Problem p;
-  std::vector<int32_t> kept = {0, 2, 3, 5, 7, 8};
+// Reference: QR least squares on the data matrix [h_S, 1] against the dense outputs.
+void expect_direct_solution(const Problem& p, const std::vector<int32_t>& kept, const DownRefit& fit) {
   const int64_t k = int64_t(kept.size());
-  DownRefit fit = refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.0);
-  // Reference: QR least squares on the data matrix [h_S, 1] against the dense outputs.
   MatR x(p.n, k + 1);  // [n, k+1]
   for (int64_t c = 0; c < k; ++c) x.col(c) = p.h.col(kept[c]);
   x.col(k).setOnes();
@@ -64,6 +61,18 @@ TEST(DownRefit, EqualsTheDirectLeastSquaresSolution) {
     for (int64_t c = 0; c < k; ++c) EXPECT_NEAR(fit.down[r * k + c], sol(c, r), 1e-4 * (1 + std::fabs(sol(c, r))));
     EXPECT_NEAR(fit.bias[r], sol(k, r), 1e-4 * (1 + std::fabs(sol(k, r))));
   }
+}
+
+TEST(DownRefit, EqualsTheDirectLeastSquaresSolution) {
+  Problem p;
+  std::vector<int32_t> kept = {0, 2, 3, 5, 7, 8};
+  expect_direct_solution(p, kept, refit_down(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n, kept, 0.0));
+  // One refitter, many kept sets (the candidate widths): each its own direct solution.
+  const DownRefitter refitter(p.wf, p.E, p.F, p.gram.data(), p.sum.data(), p.n);
+  for (const std::vector<int32_t>& set : {std::vector<int32_t>{1, 4}, kept, std::vector<int32_t>{0, 1, 3, 4, 6, 7, 9, 10, 11}})
+    expect_direct_solution(p, set, refitter.fit(set, 0.0));
+  EXPECT_THROW(DownRefitter(std::vector<float>(3), p.E, p.F, p.gram.data(), p.sum.data(), p.n), Error);
+  EXPECT_THROW(refitter.fit({0, int32_t(p.F)}, 0.0), Error);  // a neuron out of range
 }
 
 TEST(DownRefit, KeepingEveryNeuronReturnsTheDenseWeights) {
