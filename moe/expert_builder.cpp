@@ -111,6 +111,24 @@ void check_build_options(const BuildOptions& o) {
   if (!(o.density > 0.0 && o.density <= 1.0)) fail("density ", o.density, " is outside (0, 1]");
   if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
   if (o.mode != "neurons" && o.mode != "dowp") fail("unknown mode '", o.mode, "' (expected neurons or dowp)");
+  if (o.refit_rounds < 1 || o.refit_rounds > 100) fail("re-fit rounds ", o.refit_rounds, " is outside [1, 100]");
+  if (o.refit_rows != RefitRows::Down && !(o.mode == "neurons" && o.sequential))
+    fail("re-fitting the ", refit_rows_name(o.refit_rows), " rows needs the sequential re-fit of neurons mode");
+}
+
+RefitRows parse_refit_rows(const std::string& name) {
+  for (RefitRows r : {RefitRows::Down, RefitRows::Up, RefitRows::GateUp})
+    if (name == refit_rows_name(r)) return r;
+  fail("unknown --refit-rows '", name, "' (expected down, up or gate-up)");
+}
+
+const char* refit_rows_name(RefitRows r) {
+  switch (r) {
+    case RefitRows::Down: return "down";
+    case RefitRows::Up: return "up";
+    case RefitRows::GateUp: return "gate-up";
+  }
+  return "?";
 }
 
 int64_t ffn_weight_bytes(const std::vector<LayerWeights>& layers) {
@@ -235,6 +253,7 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
           spec.token_mask.empty() ? refit_windows(spec.token_streams, opts.sequential_tokens)
                                   : masked_refit_windows(spec.token_streams.at(0), spec.token_mask, opts.sequential_tokens),
           opts.refit_target, *spec.pool);
+    if (refit) refit->keep_samples(opts.refit_rows != RefitRows::Down);
     if (opts.widths == LayerWidths::ByError) widths = widths_by_error(model, spec, opts, k, layer_down, layer_scores, layer_forced);
   }
   for (int il = 0; il < hp.n_layer; ++il) {
@@ -281,6 +300,23 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
     if (sequential) {
       fit = refit_down_to(hp.n_embd, hp.n_ff, seq.gram.data(), seq.sum.data(), seq.out_cross.data(), seq.out_sum.data(),
                           seq.tokens, idx, opts.refit_damp);
+      if (opts.refit_rows != RefitRows::Down) {
+        // Alternate: the kept up (and gate) rows toward the same targets, then ffn_down again.
+        const SequentialRefit::Samples& smp = refit->samples();
+        std::vector<float> g(static_cast<size_t>(k * hp.n_embd)), u(static_cast<size_t>(k * hp.n_embd));  // [k, n_embd] each
+        for (int64_t r = 0; r < k; ++r) {
+          ops::dequantize_row(d.ffn_gate.dtype, d.ffn_gate.row(idx[r]), g.data() + r * hp.n_embd, hp.n_embd);
+          ops::dequantize_row(d.ffn_up.dtype, d.ffn_up.row(idx[r]), u.data() + r * hp.n_embd, hp.n_embd);
+        }
+        RowRefitOptions ro = opts.row_refit;
+        ro.gate = opts.refit_rows == RefitRows::GateUp;
+        for (int round = 0; round < opts.refit_rounds; ++round) {
+          RowRefit rr = refit_rows(smp.inputs, smp.targets, smp.tokens, hp.n_embd, g, u, fit.down, fit.bias, k, ro, spec.pool);
+          g = std::move(rr.gate), u = std::move(rr.up);
+          fit = refit_down_on_samples(smp.inputs, smp.targets, smp.tokens, hp.n_embd, g, u, k, opts.refit_damp);
+        }
+        for (int64_t r = 0; r < k; ++r) gate.set_row(r, g.data() + r * hp.n_embd), up.set_row(r, u.data() + r * hp.n_embd);
+      }
     } else if (comp == Compensation::LeastSquares) {
       const LayerStats& gs = spec.gram_stats[il];
       fit = refit_down(w_down, hp.n_embd, hp.n_ff, (*spec.gram)[il].data(), gs.act_sum.data(), gs.tokens, idx,

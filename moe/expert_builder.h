@@ -14,6 +14,7 @@
 #include "calib/calib_stats.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "moe/row_refit.h"
 #include "moe/sequential_refit.h"
 
 namespace mf {
@@ -62,6 +63,11 @@ struct ExpertSpec {
   ThreadPool* pool = nullptr;
 };
 
+enum class RefitRows { Down, Up, GateUp };
+// "down", "up" or "gate-up"; throws mf::Error on another name.
+RefitRows parse_refit_rows(const std::string& name);
+const char* refit_rows_name(RefitRows r);
+
 struct BuildOptions {
   std::string mode = "neurons";  // neurons | dowp
   double density = 0.5;          // fraction of FFN neurons (neurons) or FFN weights (dowp) kept, in (0, 1]
@@ -81,6 +87,12 @@ struct BuildOptions {
   bool sequential = false;
   int64_t sequential_tokens = 32768;
   RefitTarget refit_target = RefitTarget::Residual;
+  // Sequential re-fit: which FFN matrices it re-fits (row_refit.h): ffn_down alone, or in
+  // `refit_rounds` alternating rounds also the kept ffn_up rows (exact least squares), or the
+  // gate and up rows (a Gauss-Newton step), each round followed by ffn_down again.
+  RefitRows refit_rows = RefitRows::Down;
+  int refit_rounds = 1;
+  RowRefitOptions row_refit;
   uint64_t seed = 1;
 };
 

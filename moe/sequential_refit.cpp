@@ -244,19 +244,30 @@ RefitMoments SequentialRefit::moments(const std::vector<LayerWeights>& expert_la
   check_dense_width(model_, expert_layers, layer_);
   const int64_t E = model_.hp.n_embd;
   const bool residual = target_ == RefitTarget::Residual;
-  std::vector<float> a_rows, resid_rows, dense_resid, scratch;  // [n, F], [n, E], [n, E], [n, E]
+  std::vector<float> a_rows, resid_rows, dense_resid, scratch, in_rows;  // [n, F], [n, E] x 4
   MomentSums sums(model_.hp.n_ff, E);
+  samples_ = {};
   for (size_t wi = 0; wi < windows_.windows.size(); ++wi) {
     const int64_t n = int64_t(windows_.windows[wi].size());
     // The dense stream moves past this layer now (its block output is the target's).
     dense_resid.clear();
     run(nullptr, dense_[wi], n, {"ffn_resid"}, {&dense_resid});
     scratch = expert_[wi];  // the expert's own stream stays before this layer until advance()
-    a_rows.clear(), resid_rows.clear();
-    run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
+    a_rows.clear(), resid_rows.clear(), in_rows.clear();
+    if (keep_samples_)
+      run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act", "ffn_in"}, {&resid_rows, &a_rows, &in_rows});
+    else
+      run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
     std::vector<float> block_out = dense_[wi];  // [n, E]
-    sums.add(a_rows, block_out, residual ? resid_rows : dense_resid, n,
-             windows_.masks.empty() ? nullptr : &windows_.masks[wi]);
+    const std::vector<uint8_t>* mask = windows_.masks.empty() ? nullptr : &windows_.masks[wi];
+    std::vector<float>& from = residual ? resid_rows : dense_resid;
+    sums.add(a_rows, block_out, from, n, mask);  // compacts the rows to the counted ones
+    if (keep_samples_) {
+      const int64_t c = mask ? keep_counted_rows(in_rows, E, *mask) : n;
+      samples_.inputs.insert(samples_.inputs.end(), in_rows.begin(), in_rows.begin() + c * E);
+      for (int64_t i = 0; i < c * E; ++i) samples_.targets.push_back(block_out[size_t(i)] - from[size_t(i)]);
+      samples_.tokens += c;
+    }
   }
   dense_ahead_ = true;
   return sums.finish();

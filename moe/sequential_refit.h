@@ -75,6 +75,14 @@ class SequentialRefit {
   // Throws mf::Error if there are no windows or one is longer than Session::kMaxBatch.
   SequentialRefit(const Model& model, RefitWindows windows, RefitTarget target, ThreadPool& pool);
   int layer() const { return layer_; }
+  // Also keep, at each moments(), the counted tokens' FFN inputs and targets (an up re-fit's data).
+  void keep_samples(bool on) { keep_samples_ = on; }
+  struct Samples {
+    std::vector<float> inputs;   // [tokens, n_embd]: the expert's normalised FFN inputs
+    std::vector<float> targets;  // [tokens, n_embd]: y above
+    int64_t tokens = 0;
+  };
+  const Samples& samples() const { return samples_; }
   // collect_refit_moments(model, expert_layers, layer(), ...): expert_layers holds the expert's
   // layers below layer() (as advance() saw them) and layer() still dense.
   RefitMoments moments(const std::vector<LayerWeights>& expert_layers);
@@ -92,6 +100,8 @@ class SequentialRefit {
   std::unique_ptr<Session> session_;
   int layer_ = 0;
   bool dense_ahead_ = false;                  // moments() has moved dense_ past layer_
+  bool keep_samples_ = false;
+  Samples samples_;
   std::vector<std::vector<float>> expert_, dense_;  // per window [n, n_embd]: streams entering layer_
 };
 

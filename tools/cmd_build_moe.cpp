@@ -41,6 +41,7 @@ void run_build_moe(BuildMoeOptions o) {
   const bool neurons = o.moe.build.mode == "neurons";
   o.moe.build.obs_select = neurons && parse_neuron_select(o.quality.select_name(), o.moe.build.compensation);
   o.moe.build.sequential = neurons && parse_refit(o.quality.refit_name(), o.moe.build.compensation, stats);
+  apply_refit_rows(o.quality, o.moe.build);
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   o.moe.pool = &pool;
@@ -73,6 +74,8 @@ void run_build_moe(BuildMoeOptions o) {
                                 : o.moe.build.sequential                                ? "sequential"
                                                                                         : "plain"},
                       {"refit_target", o.quality.refit_target},
+                      {"refit_rows", refit_rows_name(o.moe.build.refit_rows)},
+                      {"refit_rounds", o.moe.build.refit_rounds},
                       {"select", o.moe.build.obs_select ? "obs" : "score"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},

@@ -98,6 +98,9 @@ struct MethodContext {
   double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
   bool obs_select = false;                                   // neurons only, with lsq
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  RefitRows refit_rows = RefitRows::Down;  // with the sequential re-fit
+  int refit_rounds = 1;
+  RowRefitOptions row_refit;
   ThreadPool* pool = nullptr;
   RouterTrainOptions router;
 };
@@ -116,12 +119,16 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
   o.build.obs_select = method == "neurons" && ctx.obs_select;
   o.build.sequential_tokens = ctx.refit_tokens;
+  o.build.refit_rows = ctx.sequential ? ctx.refit_rows : RefitRows::Down;
+  o.build.refit_rounds = ctx.refit_rounds;
+  o.build.row_refit = ctx.row_refit;
   o.pool = ctx.pool;
   o.subdomains = K;
   o.threshold = 0.0f;
   if (method == "neurons") return {build_moe(model, stats, o, on_expert)};
   if (method == "dowp") {
     o.build.mode = "dowp";
+    o.build.refit_rows = RefitRows::Down;
     return {build_moe(model, stats, o, on_expert)};
   }
   ExpertSpec spec;
@@ -129,7 +136,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   spec.stats = pooled_stats(stats);
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
-  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_rows = RefitRows::Down;
   if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
@@ -168,6 +175,12 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.shared_fraction = o.shared_fraction;
   if (!(o.shared_fraction >= 0.0 && o.shared_fraction <= 1.0)) fail("shared fraction ", o.shared_fraction, " is outside [0, 1]");
   ctx.refit_tokens = o.quality.refit_tokens;
+  {
+    BuildOptions b;
+    b.sequential = ctx.sequential;
+    apply_refit_rows(o.quality, b);
+    ctx.refit_rows = b.refit_rows, ctx.refit_rounds = b.refit_rounds, ctx.row_refit = b.row_refit;
+  }
   ctx.pool = &pool;
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
@@ -308,6 +321,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   speed_built.reserve(o.densities.size() + 1);
   MethodContext shapes = ctx;  // speed depends on the layers' widths, not on re-fitted values
   shapes.sequential = false;
+  shapes.refit_rows = RefitRows::Down;
   for (double density : o.densities) {
     speed_built.push_back(build_method(*model, stats, shapes, "agnostic", density, 1));  // a domain expert's bytes per token
     configs.push_back(&speed_built.back().parts.experts[0].layers);
@@ -336,7 +350,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                    (ctx.compensation == Compensation::LeastSquares ? "least-squares"
                     : ctx.compensation == Compensation::Mean       ? "mean"
                                                                    : "no") +
-                   (ctx.sequential ? " (sequential re-fit toward the " + o.quality.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens)" : "") +
+                   (ctx.sequential ? " (sequential re-fit toward the " + o.quality.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens, re-fitting the " + refit_rows_name(ctx.refit_rows) + " rows)" : "") +
                    (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
                    " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
                    ", domain experts' neurons chosen " + (ctx.obs_select ? "by OBS" : "by score") +

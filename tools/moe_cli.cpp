@@ -53,6 +53,30 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
                   "also corrects the drift left by the expert's earlier layers) or ffn (the dense FFN output)");
   cmd->add_option("--refit-tokens", o.refit_tokens, "Calibration tokens per expert for the sequential re-fit")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--refit-rows", o.refit_rows,
+                  "Sequential re-fit: which FFN matrices it re-fits toward its target: down (default: ffn_down\n"
+                  "and a bias), up (also the kept ffn_up rows, exact least squares) or gate-up (also a\n"
+                  "Gauss-Newton step on the gate rows), each round followed by ffn_down again. gate-up gives the\n"
+                  "best experts but builds about 8x slower (docs/moe.md)")
+      ->check(CLI::IsMember({"down", "up", "gate-up"}));
+  cmd->add_option("--refit-rounds", o.refit_rounds, "Rounds of the up or gate-up re-fit (alternating with ffn_down)")
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--refit-rows-damp", o.refit_rows_damp,
+                  "Up/gate-up re-fit: ridge toward the dense rows, as a fraction of the normal matrix's mean diagonal")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--refit-iterations", o.refit_iterations,
+                  "Up/gate-up re-fit: conjugate-gradient iterations per layer and round (more fit the calibration\n"
+                  "tokens closer and cost proportionally more)")
+      ->check(CLI::Range(1, 10000));
+}
+
+void apply_refit_rows(const ExpertQualityOptions& o, BuildOptions& b) {
+  b.refit_rows = parse_refit_rows(o.refit_rows);
+  if (b.refit_rows != RefitRows::Down && !b.sequential)
+    fail("--refit-rows ", o.refit_rows, " needs the sequential re-fit (--refit sequential, neurons mode, lsq)");
+  b.refit_rounds = o.refit_rounds;
+  b.row_refit.damp = o.refit_rows_damp;
+  b.row_refit.max_iterations = o.refit_iterations;
 }
 
 void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o) {

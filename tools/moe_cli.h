@@ -36,11 +36,18 @@ struct ExpertQualityOptions {
   std::string select = "auto", refit = "auto", refit_target = "residual";
   bool obs_select = false, sequential_refit = false;  // shorthands for --select obs, --refit sequential
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
+  std::string refit_rows = "down";
+  int refit_rounds = BuildOptions{}.refit_rounds;
+  double refit_rows_damp = RowRefitOptions{}.damp;
+  int refit_iterations = RowRefitOptions{}.max_iterations;
   // --select and --refit with the shorthands applied.
   std::string select_name() const { return obs_select ? "obs" : select; }
   std::string refit_name() const { return sequential_refit ? "sequential" : refit; }
 };
 void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o);
+// Sets b's row re-fit from --refit-rows, --refit-rounds, --refit-rows-damp and --refit-iterations,
+// once b.sequential is known: up or gate-up without a sequential re-fit fails.
+void apply_refit_rows(const ExpertQualityOptions& o, BuildOptions& b);
 
 // Adds the router training options (--router-hidden, --router-epochs, ...) to build-moe and eval-moe.
 void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o);

@@ -101,12 +101,15 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(lj["select"], "obs");
   EXPECT_EQ(lj["refit"], "sequential");
   EXPECT_EQ(lj["refit_target"], "residual");
+  EXPECT_EQ(lj["refit_rows"], "down");
+  EXPECT_EQ(lj["refit_rounds"], 1);
   EXPECT_EQ(mj["select"], "score");
   EXPECT_EQ(mj["refit"], "none");
+  EXPECT_EQ(mj["refit_rows"], "down");
   auto spelled = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select obs --refit sequential " +
-                         "--refit-target residual -o " + dir + "/d.moe --json");
+                         "--refit-target residual --refit-rows down -o " + dir + "/d.moe --json");
   ASSERT_EQ(spelled.code, 0) << spelled.err;
-  EXPECT_EQ(test::read_file(dir + "/d.moe"), test::read_file(dir + "/l.moe"));
+  EXPECT_TRUE(test::read_file(dir + "/d.moe") == test::read_file(dir + "/l.moe"));  // (EXPECT_EQ would diff megabytes)
   // A plain re-fit: the same widths (both from the dense Gram matrices), other down weights.
   auto plain = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit plain -o " + dir + "/p.moe --json");
   ASSERT_EQ(plain.code, 0) << plain.err;
@@ -123,6 +126,23 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(rj["refit_target"], "ffn");
   EXPECT_EQ(rj["expert_widths"], lj["expert_widths"]);
   EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/l.moe"));
+  // Re-fitting the up rows, or the gate and up rows, too: the same widths, other weights.
+  for (const char* rows : {"up", "gate-up"}) {
+    auto r = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit-rows " + rows + " -o " + dir +
+                     "/w.moe --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    json wj = json::parse(r.out);
+    EXPECT_EQ(wj["refit_rows"], rows);
+    EXPECT_EQ(wj["expert_widths"], lj["expert_widths"]);
+    EXPECT_NE(test::read_file(dir + "/w.moe"), test::read_file(dir + "/l.moe")) << rows;
+  }
+  auto rows_plain = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit plain --refit-rows up -o " +
+                            dir + "/x.moe");
+  EXPECT_EQ(rows_plain.code, 1);
+  EXPECT_NE(rows_plain.err.find("needs the sequential re-fit"), std::string::npos) << rows_plain.err;
+  auto rows_bogus = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit-rows gate -o " + dir + "/x.moe");
+  EXPECT_NE(rows_bogus.code, 0);
+  EXPECT_NE(rows_bogus.err.find("--refit-rows"), std::string::npos) << rows_bogus.err;
   // Selection by score: other neurons, so another file.
   auto score = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select score -o " + dir + "/c.moe --json");
   ASSERT_EQ(score.code, 0) << score.err;
@@ -228,6 +248,16 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
   EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
+  // --refit-rows reaches the domain experts (and the report says so).
+  std::string rows = test::temp_dir() + "/eval_rows";
+  auto rr = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
+                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
+                    "--methods neurons wanda --refit-rows gate-up -o " + rows);
+  ASSERT_EQ(rr.code, 0) << rr.err;
+  json j3 = json::parse(test::read_file(rows + "/results.json"));
+  EXPECT_NE(j3["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
+  EXPECT_EQ(j3["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
+  EXPECT_NE(test::read_file(rows + "/results.md").find("re-fitting the gate-up rows"), std::string::npos);
   // By default the domain experts choose by OBS and re-fit sequentially; the options to do
   // neither reach them.
   EXPECT_NE(test::read_file(out + "/results.md").find("sequential re-fit toward the residual target"), std::string::npos);

@@ -432,6 +432,18 @@ TEST(Experts, SequentialRefitFitsWhatTheExpertsOwnLayersFeedIt) {
   EXPECT_THROW(parse_refit("layerwise", Compensation::LeastSquares, s), Error);
 }
 
+// The sum over the samples of silu(gate x) * (up x) [n_ff] with the dense layer's rows.
+std::vector<float> sample_sums(const Model& m, int layer, const SequentialRefit::Samples& smp) {
+  const int64_t E = m.hp.n_embd, F = m.hp.n_ff;
+  using MapR = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  const MapR x(smp.inputs.data(), smp.tokens, E), g(m.w.layers[size_t(layer)].ffn_gate.f32(), F, E),
+      u(m.w.layers[size_t(layer)].ffn_up.f32(), F, E);
+  const Eigen::MatrixXf zg = x * g.transpose(), zu = x * u.transpose();  // [tokens, F] each
+  const Eigen::MatrixXf a = zg.unaryExpr([](float z) { return z / (1.0f + std::exp(-z)); }).cwiseProduct(zu);
+  const Eigen::VectorXf s = a.colwise().sum().transpose();  // [F]
+  return std::vector<float>(s.data(), s.data() + F);
+}
+
 // The layer-by-layer runner builds use gives the reference's moments at every layer, for both
 // targets and for masked windows, as the expert's layers are filled in below each one.
 TEST(Experts, SequentialRefitRunnerEqualsFullForwardPasses) {
@@ -456,10 +468,20 @@ TEST(Experts, SequentialRefitRunnerEqualsFullForwardPasses) {
   for (const RefitWindows* w : {&plain, &masked}) {
     for (RefitTarget target : {RefitTarget::Residual, RefitTarget::Ffn}) {
       SequentialRefit runner(m, *w, target, pool);
+      runner.keep_samples(true);
       std::vector<LayerWeights> layers = m.w.layers;  // the expert's below `il`, dense from il
       for (int il = 0; il < m.hp.n_layer; ++il) {
         const RefitMoments got = runner.moments(layers), want = collect_refit_moments(m, layers, il, *w, target, pool);
         EXPECT_EQ(got.tokens, want.tokens);
+        // The kept samples are the counted tokens' FFN inputs and targets: the dense gate and up
+        // rows on those inputs give the activations' sum, and the targets sum to out_sum.
+        const SequentialRefit::Samples& smp = runner.samples();
+        ASSERT_EQ(smp.tokens, want.tokens);
+        EXPECT_TRUE(close(sample_sums(m, il, smp), want.sum)) << "layer " << il;
+        std::vector<float> y_sum(size_t(m.hp.n_embd), 0.0f);
+        for (int64_t t = 0; t < smp.tokens; ++t)
+          for (int64_t j = 0; j < m.hp.n_embd; ++j) y_sum[size_t(j)] += smp.targets[size_t(t * m.hp.n_embd + j)];
+        EXPECT_TRUE(close(y_sum, want.out_sum)) << "layer " << il;
         EXPECT_TRUE(close(got.gram, want.gram)) << "layer " << il;
         EXPECT_TRUE(close(got.sum, want.sum)) << "layer " << il;
         EXPECT_TRUE(close(got.out_cross, want.out_cross)) << "layer " << il;
