@@ -229,8 +229,13 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   std::string tests;
   for (const char* d : {"code", "math", "prose", "reference"})
     tests += std::string(" --test ") + d + "=tests/data/moe/" + d + "_test.txt";
-  auto r = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
-                   " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 -o " + out);
+  // A small evaluation at D=0.5 with extra options.
+  auto small_eval = [&](const std::string& extra, const std::string& out_dir) {
+    return run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
+                   " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1" + extra +
+                   " -o " + out_dir);
+  };
+  auto r = small_eval("", out);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* f : {"results.md", "perplexity.csv", "router_confusion.csv", "speed.csv", "results.json", "ppl_code.svg"})
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
@@ -240,9 +245,7 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j["router"]["32"]["prompts"], 20);
   // --methods: only those methods' perplexity; an unknown one is a clear error.
   std::string some = test::temp_dir() + "/eval_some";
-  auto r2 = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
-                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
-                    "--methods neurons wanda -o " + some);
+  auto r2 = small_eval(" --methods neurons wanda", some);
   ASSERT_EQ(r2.code, 0) << r2.err;
   json j2 = json::parse(test::read_file(some + "/results.json"));
   EXPECT_EQ(j2["ppl"]["math"].size(), 2u);
@@ -250,9 +253,7 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
   // --refit-rows reaches the domain experts (and the report says so).
   std::string rows = test::temp_dir() + "/eval_rows";
-  auto rr = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
-                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
-                    "--methods neurons wanda --refit-rows gate-up -o " + rows);
+  auto rr = small_eval(" --methods neurons wanda --refit-rows gate-up", rows);
   ASSERT_EQ(rr.code, 0) << rr.err;
   json j3 = json::parse(test::read_file(rows + "/results.json"));
   EXPECT_NE(j3["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
@@ -262,9 +263,7 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   // neither reach them.
   EXPECT_NE(test::read_file(out + "/results.md").find("sequential re-fit toward the residual target"), std::string::npos);
   EXPECT_NE(test::read_file(out + "/results.md").find("chosen by OBS"), std::string::npos);
-  auto rs = run_cli("eval-moe -m " + kModel + " -s " + b.stats + tests +
-                    " --densities 0.5 -c 64 --max-tokens 512 --router-prompts 5 --prompt-lengths 32 --bench-reps 1 " +
-                    "--methods neurons --refit plain --select score -o " + some + "s");
+  auto rs = small_eval(" --methods neurons --refit plain --select score", some + "s");
   ASSERT_EQ(rs.code, 0) << rs.err;
   json js = json::parse(test::read_file(some + "s/results.json"));
   EXPECT_GT(js["ppl"]["math"]["neurons"]["0.50"].get<double>(), 1.0);
