@@ -57,7 +57,7 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
                   "Sequential re-fit: which FFN matrices it re-fits toward its target: down (default: ffn_down\n"
                   "and a bias), up (also the kept ffn_up rows, exact least squares) or gate-up (also a\n"
                   "Gauss-Newton step on the gate rows), each round followed by ffn_down again. gate-up gives the\n"
-                  "best experts but builds about 8x slower (docs/moe.md)")
+                  "best experts but builds several times slower (docs/moe.md)")
       ->check(CLI::IsMember({"down", "up", "gate-up"}));
   cmd->add_option("--refit-rounds", o.refit_rounds, "Rounds of the up or gate-up re-fit (alternating with ffn_down)")
       ->check(CLI::Range(1, 100));
