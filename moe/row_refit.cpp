@@ -227,8 +227,12 @@ DownRefit refit_down_on_samples(const std::vector<float>& x, const std::vector<f
       out_sum(static_cast<size_t>(E));
   Eigen::Map<RowMat>(gram.data(), k, k) = A.transpose() * A;   // [k, k]
   Eigen::Map<RowMat>(cross.data(), E, k) = Y.transpose() * A;  // [E, k]
-  Eigen::Map<Eigen::RowVectorXf>(sum.data(), k) = A.colwise().sum();
-  Eigen::Map<Eigen::RowVectorXf>(out_sum.data(), E) = Y.colwise().sum();
+  // Column sums go through owned (aligned) vectors: written straight into a Map, Eigen peels
+  // the destination's unaligned head into scalar sums of another order, so the bits would
+  // follow the heap's layout from run to run.
+  const Eigen::RowVectorXf a_sum = A.colwise().sum(), y_sum = Y.colwise().sum();  // [k], [E]
+  std::copy_n(a_sum.data(), k, sum.data());
+  std::copy_n(y_sum.data(), E, out_sum.data());
   std::vector<int32_t> all(static_cast<size_t>(k));
   for (int64_t i = 0; i < k; ++i) all[size_t(i)] = int32_t(i);
   return refit_down_to(E, k, gram.data(), sum.data(), cross.data(), out_sum.data(), T, all, damp);
