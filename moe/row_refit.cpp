@@ -206,8 +206,13 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
     const double e = error(dG, &dU, s);
     if (e >= out.error_before) continue;
     out.error_after = e, out.step = s;
-    Eigen::Map<RowMat>(out.up.data(), k, E) += s * dU;
-    if (dG) Eigen::Map<RowMat>(out.gate.data(), k, E) += s * *dG;
+    // Computed in owned matrices, then copied: the same bits whatever out's alignment.
+    const RowMat up_new = U0 + s * dU;  // [k, E]
+    std::copy_n(up_new.data(), k * E, out.up.data());
+    if (dG) {
+      const RowMat gate_new = G0 + s * *dG;  // [k, E]
+      std::copy_n(gate_new.data(), k * E, out.gate.data());
+    }
     break;
   }
   return out;
