@@ -54,11 +54,12 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
   cmd->add_option("--refit-tokens", o.refit_tokens, "Calibration tokens per expert for the sequential re-fit")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--refit-rows", o.refit_rows,
-                  "Sequential re-fit: which FFN matrices it re-fits toward its target: down (default: ffn_down\n"
-                  "and a bias), up (also the kept ffn_up rows, exact least squares) or gate-up (also a\n"
-                  "Gauss-Newton step on the gate rows), each round followed by ffn_down again. gate-up gives the\n"
-                  "best experts but builds several times slower (docs/moe.md)")
-      ->check(CLI::IsMember({"down", "up", "gate-up"}));
+                  "Sequential re-fit: which FFN matrices it re-fits toward its target: down (ffn_down and a\n"
+                  "bias), up (also the kept ffn_up rows, exact least squares) or gate-up (also a Gauss-Newton\n"
+                  "step on the gate rows), each round followed by ffn_down again. auto (default) = gate-up\n"
+                  "with the sequential re-fit, else down. gate-up gives the best experts and builds about\n"
+                  "3-4 times slower than down (docs/moe.md)")
+      ->check(CLI::IsMember({"auto", "down", "up", "gate-up"}));
   cmd->add_option("--refit-rounds", o.refit_rounds, "Rounds of the up or gate-up re-fit (alternating with ffn_down)")
       ->check(CLI::Range(1, 100));
   cmd->add_option("--refit-rows-damp", o.refit_rows_damp,
@@ -71,7 +72,7 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
 }
 
 void apply_refit_rows(const ExpertQualityOptions& o, BuildOptions& b) {
-  b.refit_rows = parse_refit_rows(o.refit_rows);
+  b.refit_rows = o.refit_rows == "auto" ? (b.sequential ? RefitRows::GateUp : RefitRows::Down) : parse_refit_rows(o.refit_rows);
   if (b.refit_rows != RefitRows::Down && !b.sequential)
     fail("--refit-rows ", o.refit_rows, " needs the sequential re-fit (--refit sequential, neurons mode, lsq)");
   b.refit_rounds = o.refit_rounds;

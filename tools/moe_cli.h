@@ -36,7 +36,7 @@ struct ExpertQualityOptions {
   std::string select = "auto", refit = "auto", refit_target = "residual";
   bool obs_select = false, sequential_refit = false;  // shorthands for --select obs, --refit sequential
   int64_t refit_tokens = BuildOptions{}.sequential_tokens;
-  std::string refit_rows = "down";
+  std::string refit_rows = "auto";  // gate-up with the sequential re-fit, else down
   int refit_rounds = BuildOptions{}.refit_rounds;
   double refit_rows_damp = RowRefitOptions{}.damp;
   int refit_iterations = RowRefitOptions{}.max_iterations;
@@ -46,7 +46,8 @@ struct ExpertQualityOptions {
 };
 void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o);
 // Sets b's row re-fit from --refit-rows, --refit-rounds, --refit-rows-damp and --refit-iterations,
-// once b.sequential is known: up or gate-up without a sequential re-fit fails.
+// once b.sequential is known: auto is gate-up with a sequential re-fit and down without one; up
+// or gate-up without a sequential re-fit fails.
 void apply_refit_rows(const ExpertQualityOptions& o, BuildOptions& b);
 
 // Adds the router training options (--router-hidden, --router-epochs, ...) to build-moe and eval-moe.

@@ -102,13 +102,13 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(lj["select"], "obs");
   EXPECT_EQ(lj["refit"], "sequential");
   EXPECT_EQ(lj["refit_target"], "residual");
-  EXPECT_EQ(lj["refit_rows"], "down");
+  EXPECT_EQ(lj["refit_rows"], "gate-up");  // auto: gate-up with the sequential re-fit
   EXPECT_EQ(lj["refit_rounds"], 1);
   EXPECT_EQ(mj["select"], "score");
   EXPECT_EQ(mj["refit"], "none");
   EXPECT_EQ(mj["refit_rows"], "down");
   auto spelled = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --select obs --refit sequential " +
-                         "--refit-target residual --refit-rows down -o " + dir + "/d.moe --json");
+                         "--refit-target residual --refit-rows gate-up -o " + dir + "/d.moe --json");
   ASSERT_EQ(spelled.code, 0) << spelled.err;
   EXPECT_TRUE(test::read_file(dir + "/d.moe") == test::read_file(dir + "/l.moe"));  // (EXPECT_EQ would diff megabytes)
   // A plain re-fit: the same widths (both from the dense Gram matrices), other down weights.
@@ -116,6 +116,7 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   ASSERT_EQ(plain.code, 0) << plain.err;
   json pj = json::parse(plain.out);
   EXPECT_EQ(pj["refit"], "plain");
+  EXPECT_EQ(pj["refit_rows"], "down");  // auto without the sequential re-fit
   EXPECT_EQ(pj["expert_widths"], lj["expert_widths"]);
   EXPECT_NE(test::read_file(dir + "/p.moe"), test::read_file(dir + "/l.moe"));
   // Toward the dense FFN output (the shorthand flag): other weights again, same widths.
@@ -127,8 +128,8 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(rj["refit_target"], "ffn");
   EXPECT_EQ(rj["expert_widths"], lj["expert_widths"]);
   EXPECT_NE(test::read_file(dir + "/r.moe"), test::read_file(dir + "/l.moe"));
-  // Re-fitting the up rows, or the gate and up rows, too: the same widths, other weights.
-  for (const char* rows : {"up", "gate-up"}) {
+  // Re-fitting ffn_down alone, or with the up rows: the same widths, other weights.
+  for (const char* rows : {"down", "up"}) {
     auto r = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --refit-rows " + rows + " -o " + dir +
                      "/w.moe --json");
     ASSERT_EQ(r.code, 0) << r.err;
@@ -264,13 +265,14 @@ TEST(MoeCli, EvalMoeWritesTheReport) {
   EXPECT_EQ(j2["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j2["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
   // --refit-rows reaches the domain experts (and the report says so).
+  EXPECT_NE(test::read_file(out + "/results.md").find("re-fitting the gate-up rows"), std::string::npos);  // auto
   std::string rows = test::temp_dir() + "/eval_rows";
-  auto rr = small_eval(" --methods neurons wanda --refit-rows gate-up", rows);
+  auto rr = small_eval(" --methods neurons wanda --refit-rows down", rows);
   ASSERT_EQ(rr.code, 0) << rr.err;
   json j3 = json::parse(test::read_file(rows + "/results.json"));
   EXPECT_NE(j3["ppl"]["math"]["neurons"]["0.50"], j["ppl"]["math"]["neurons"]["0.50"]);
   EXPECT_EQ(j3["ppl"]["math"]["wanda"]["0.50"], j["ppl"]["math"]["wanda"]["0.50"]);
-  EXPECT_NE(test::read_file(rows + "/results.md").find("re-fitting the gate-up rows"), std::string::npos);
+  EXPECT_NE(test::read_file(rows + "/results.md").find("re-fitting the down rows"), std::string::npos);
   // By default the domain experts choose by OBS and re-fit sequentially; the options to do
   // neither reach them.
   EXPECT_NE(test::read_file(out + "/results.md").find("sequential re-fit toward the residual target"), std::string::npos);
