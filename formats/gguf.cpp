@@ -14,28 +14,29 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF"
 constexpr uint64_t kMaxDims = 4;
 
-// ggml_type ids for the dtypes moeforge handles.
+// ggml_type ids (ggml.h) of the dtypes moeforge handles.
+struct GgmlTypeId {
+  DType dtype;
+  uint32_t id;
+};
+constexpr GgmlTypeId kGgmlTypes[] = {
+    {DType::F32, 0},   {DType::F16, 1},   {DType::Q4_0, 2},  {DType::Q4_1, 3},  {DType::Q5_0, 6},
+    {DType::Q5_1, 7},  {DType::Q8_0, 8},  {DType::Q2_K, 10}, {DType::Q3_K, 11}, {DType::Q4_K, 12},
+    {DType::Q5_K, 13}, {DType::Q6_K, 14}, {DType::I32, 26},  {DType::BF16, 30},
+};
+
 bool dtype_from_ggml(uint32_t t, DType* out) {
-  switch (t) {
-    case 0: *out = DType::F32; return true;
-    case 1: *out = DType::F16; return true;
-    case 2: *out = DType::Q4_0; return true;
-    case 8: *out = DType::Q8_0; return true;
-    case 30: *out = DType::BF16; return true;
-    case 26: *out = DType::I32; return true;
-  }
+  for (const GgmlTypeId& g : kGgmlTypes)
+    if (g.id == t) {
+      *out = g.dtype;
+      return true;
+    }
   return false;
 }
 
 uint32_t dtype_to_ggml(DType t) {
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q8_0: return 8;
-    case DType::BF16: return 30;
-    case DType::I32: return 26;
-  }
+  for (const GgmlTypeId& g : kGgmlTypes)
+    if (g.dtype == t) return g.id;
   return 0;
 }
 

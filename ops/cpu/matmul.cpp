@@ -17,6 +17,7 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
     case DType::Q8_0: detail::matmul_q8_0(w, x, y, n_tokens, pool); return;
     case DType::Q4_0: detail::matmul_q4_0(w, x, y, n_tokens, pool); return;
     case DType::I32: assert(!"matmul: I32 weights"); return;
+    default: detail::matmul_dequant(w, x, y, n_tokens, pool); return;
   }
 }
 
@@ -54,6 +55,7 @@ void matmul_group(std::span<const TensorView* const> ws, const float* x, std::sp
         case DType::Q8_0: detail::rows_q8_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
         case DType::Q4_0: detail::rows_q4_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
         case DType::I32: break;
+        default: detail::rows_dequant(*ws[i], x, ys[i], n_tokens, r0, r1); break;
       }
     }
   });

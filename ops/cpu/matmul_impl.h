@@ -16,6 +16,8 @@ void matmul_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens,
 void matmul_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+// Any other quantised type: rows dequantised to f32 panels, then the f32 tile (matmul_dequant.cpp).
+void matmul_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 
 // Small batches (decode, a few sequences): rows [r0, r1) of y = x w^T on the calling thread,
 // the same arithmetic as the matmul_* above, so that several matmuls on one input can share
@@ -27,6 +29,7 @@ void rows_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, i
 void rows_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_q8_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_q4_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
+void rows_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 
 // Matmuls whose work (weight bytes x tokens) is below this run on the calling thread alone:
 // for them, handing half the rows to a worker and waiting for it costs more than it saves

@@ -148,6 +148,9 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::I32:
       assert(!"dequantize_row: I32 is not a float type");
       return;
+    default:
+      ref::dequantize_row(t, src, dst, n);  // the other quantised types: the scalar reference
+      return;
   }
 }
 

@@ -1,4 +1,5 @@
-// Scalar (de)quantisation of one row, bit-compatible with GGML's q8_0 and q4_0.
+// Scalar (de)quantisation of one row, bit-compatible with GGML's q8_0 and q4_0 (the other
+// quantised types: quant_more.cpp).
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -6,6 +7,7 @@
 
 #include "core/half.h"
 #include "ops/ops.h"
+#include "ops/reference/quant_more.h"
 
 namespace mf::ref {
 
@@ -62,6 +64,11 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::I32:
       assert(!"quantize_row: I32 is not a float type");
       break;
+    default: {
+      [[maybe_unused]] const bool ok = detail::quantize_row_more(t, src, dst, n);
+      assert(ok && "quantize_row: no reference quantiser for this type");
+      break;
+    }
   }
 }
 
@@ -96,6 +103,9 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       break;
     case DType::I32:
       assert(!"dequantize_row: I32 is not a float type");
+      break;
+    default:
+      detail::dequantize_row_more(t, src, dst, n);
       break;
   }
 }
