@@ -6,7 +6,10 @@
 
 namespace mf {
 
-const std::vector<TensorName>& llama_tensor_names() {
+namespace {
+
+// The Llama family (Llama, Mistral, Qwen2, SmolLM).
+const std::vector<TensorName>& llama_names() {
   static const std::vector<TensorName> names = {
       {TensorRole::TokEmbd, "model.embed_tokens.weight", "token_embd.weight", false},
       {TensorRole::OutputNorm, "model.norm.weight", "output_norm.weight", false},
@@ -28,10 +31,42 @@ const std::vector<TensorName>& llama_tensor_names() {
   return names;
 }
 
-const TensorName& tensor_name(TensorRole role) {
-  for (auto& n : llama_tensor_names())
+// Gemma 3: four norms per block. Note HF's post_attention_layernorm is the attention output's
+// norm here (GGUF post_attention_norm), not the FFN input norm it is in Llama.
+const std::vector<TensorName>& gemma3_names() {
+  static const std::vector<TensorName> names = [] {
+    std::vector<TensorName> n;
+    for (const TensorName& t : llama_names())
+      if (t.role != TensorRole::FfnNorm) n.push_back(t);
+    n.push_back({TensorRole::AttnQNorm, "model.layers.%d.self_attn.q_norm.weight", "blk.%d.attn_q_norm.weight", true});
+    n.push_back({TensorRole::AttnKNorm, "model.layers.%d.self_attn.k_norm.weight", "blk.%d.attn_k_norm.weight", true});
+    n.push_back({TensorRole::AttnPostNorm, "model.layers.%d.post_attention_layernorm.weight",
+                 "blk.%d.post_attention_norm.weight", true});
+    n.push_back({TensorRole::FfnNorm, "model.layers.%d.pre_feedforward_layernorm.weight", "blk.%d.ffn_norm.weight", true});
+    n.push_back({TensorRole::FfnPostNorm, "model.layers.%d.post_feedforward_layernorm.weight",
+                 "blk.%d.post_ffw_norm.weight", true});
+    return n;
+  }();
+  return names;
+}
+
+ArchInfo gemma3_info() {
+  ArchInfo a{"gemma3", false, false, true};
+  a.qk_norm = a.post_norms = a.hf_norm_plus_one = a.embd_scale = true;
+  a.ffn_act = FfnAct::GeluTanh;
+  return a;
+}
+
+}  // namespace
+
+const std::vector<TensorName>& tensor_names(const std::string& arch) {
+  return arch == "gemma3" ? gemma3_names() : llama_names();
+}
+
+const TensorName& tensor_name(const std::string& arch, TensorRole role) {
+  for (auto& n : tensor_names(arch))
     if (n.role == role) return n;
-  fail("unknown tensor role");
+  fail("architecture '", arch, "' has no tensor of role ", int(role));
 }
 
 std::string format_name(const char* pattern, int layer) {
@@ -44,13 +79,15 @@ ArchInfo arch_from_hf(const std::string& model_type, bool attention_bias, const 
   if (model_type == "llama" || model_type == "mistral" || model_type == "smollm" || model_type == "smollm2")
     return {"llama", attention_bias, attention_bias, false};
   if (model_type == "qwen2") return {"qwen2", true, false, true};
-  fail(label, ": unknown architecture '", model_type, "' (supported: llama, mistral, qwen2, smollm)");
+  if (model_type == "gemma3_text") return gemma3_info();
+  fail(label, ": unknown architecture '", model_type, "' (supported: llama, mistral, qwen2, smollm, gemma3_text)");
 }
 
 ArchInfo arch_from_gguf(const std::string& arch, const std::string& label) {
   if (arch == "llama") return {"llama", false, false, false};  // biases are picked up if present
   if (arch == "qwen2") return {"qwen2", true, false, true};
-  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2)");
+  if (arch == "gemma3") return gemma3_info();
+  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2, gemma3)");
 }
 
 }  // namespace mf

@@ -94,6 +94,10 @@ class Exporter {
     w_.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
     w_.set_f32(a + "rope.freq_base", hp.rope_theta);
     if (hp.sliding_window > 0) w_.set_u32(a + "attention.sliding_window", uint32_t(hp.sliding_window));
+    // llama.cpp fixes gemma3's layer pattern (6) and local RoPE base (10000): other values cannot be written.
+    if (hp.swa_pattern > 0 && (m_.arch.name != "gemma3" || hp.swa_pattern != 6 || hp.rope_theta_swa != 10000.0f))
+      fail("export: this sliding-window layer pattern cannot be written to GGUF (gemma3 with pattern 6 and local "
+           "RoPE base 10000 only)");
     w_.set_u32(a + "vocab_size", uint32_t(hp.n_vocab));
     // llama.cpp sizes the vocabulary from the token list: pad it to the embedding rows
     // with unused placeholders, as its own converter does.
@@ -128,7 +132,7 @@ class Exporter {
     std::vector<int64_t> k_order = rope_row_order(hp.n_embd_kv(), hp.head_dim, hp.rope_neox);
     for (int il = 0; il < hp.n_layer; ++il) {
       const LayerWeights& l = w.layers[il];
-      auto name = [&](TensorRole role) { return format_name(tensor_name(role).gguf, il); };
+      auto name = [&](TensorRole role) { return format_name(tensor_name(m_.arch.name, role).gguf, il); };
       add(name(TensorRole::AttnNorm), l.attn_norm);
       add(name(TensorRole::Wq), l.wq, permute ? &q_order : nullptr);
       add(name(TensorRole::Wk), l.wk, permute ? &k_order : nullptr);
@@ -138,10 +142,14 @@ class Exporter {
       add(name(TensorRole::Bk), l.bk, permute ? &k_order : nullptr);
       add(name(TensorRole::Bv), l.bv);
       add(name(TensorRole::Bo), l.bo);
+      if (l.q_norm.data) add(name(TensorRole::AttnQNorm), l.q_norm);
+      if (l.k_norm.data) add(name(TensorRole::AttnKNorm), l.k_norm);
+      if (l.attn_post_norm.data) add(name(TensorRole::AttnPostNorm), l.attn_post_norm);
       add(name(TensorRole::FfnNorm), l.ffn_norm);
       add(name(TensorRole::FfnGate), l.ffn_gate);
       add(name(TensorRole::FfnUp), l.ffn_up);
       add(name(TensorRole::FfnDown), l.ffn_down);
+      if (l.ffn_post_norm.data) add(name(TensorRole::FfnPostNorm), l.ffn_post_norm);
     }
     if (extra) extra(w_);
     w_.write(path);

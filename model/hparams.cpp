@@ -20,13 +20,21 @@ void HParams::validate(const std::string& label) const {
   if (n_head % n_head_kv) fail(label, ": n_head ", n_head, " is not a multiple of n_head_kv ", n_head_kv);
   if (head_dim % 2) fail(label, ": head_dim ", head_dim, " must be even for RoPE");
   if (sliding_window < 0) fail(label, ": sliding_window must not be negative (got ", sliding_window, ")");
+  if (swa_pattern < 0) fail(label, ": the sliding-window layer pattern must not be negative (got ", swa_pattern, ")");
+  if (!(embd_scale > 0) || !(attn_scale >= 0) || !(rope_theta_swa >= 0))
+    fail(label, ": embedding scale, attention scale and local RoPE base must be positive");
   if (!(rms_eps > 0) || !(rope_theta > 0)) fail(label, ": rms_eps and rope_theta must be positive");
 }
 
-std::vector<float> rope_inv_freq(const HParams& hp) {
+std::vector<float> rope_inv_freq(const HParams& hp, bool swa) {
   int half = hp.head_dim / 2;
   std::vector<float> inv(half);
-  for (int i = 0; i < half; ++i) inv[i] = float(std::pow(double(hp.rope_theta), -2.0 * i / hp.head_dim));
+  const bool local = swa && hp.rope_theta_swa > 0;
+  const double theta = local ? hp.rope_theta_swa : hp.rope_theta;
+  for (int i = 0; i < half; ++i) inv[i] = float(std::pow(theta, -2.0 * i / hp.head_dim));
+  if (local) return inv;
+  if (hp.rope_scaling.type == "linear")
+    for (float& f : inv) f = float(f / hp.rope_scaling.factor);
   if (hp.rope_scaling.type == "llama3") {
     // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, smooth in between.
     const RopeScaling& s = hp.rope_scaling;

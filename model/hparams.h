@@ -6,7 +6,7 @@
 namespace mf {
 
 struct RopeScaling {
-  std::string type = "none";  // "none" or "llama3"
+  std::string type = "none";  // "none", "llama3" or "linear" (positions divided by factor)
   float factor = 1.0f, low_freq_factor = 1.0f, high_freq_factor = 4.0f;
   int original_max_pos = 8192;
 };
@@ -21,6 +21,14 @@ struct HParams {
   bool tied_embeddings = false;
   bool rope_neox = true;  // rotate_half pairs (HF layout); false: interleaved pairs (GGUF llama, llama2.c)
   int sliding_window = 0;  // > 0: a query sees only the last sliding_window positions, itself included (Mistral)
+  // Interleaved local and global attention (Gemma 3): with swa_pattern N > 0, layer il is a
+  // global (full-attention) layer when (il + 1) % N == 0; 0: every layer uses sliding_window.
+  int swa_pattern = 0;
+  float rope_theta_swa = 0.0f;  // > 0: RoPE base of the sliding-window layers (else rope_theta)
+  float attn_scale = 0.0f;      // > 0: attention logit scale (else 1/sqrt(head_dim))
+  float embd_scale = 1.0f;      // token embeddings are multiplied by this (Gemma: sqrt(n_embd))
+
+  bool is_swa_layer(int il) const { return sliding_window > 0 && (swa_pattern <= 0 || (il + 1) % swa_pattern != 0); }
 
   int n_embd_q() const { return n_head * head_dim; }
   int n_embd_kv() const { return n_head_kv * head_dim; }
@@ -28,7 +36,8 @@ struct HParams {
   void validate(const std::string& label) const;
 };
 
-// Inverse RoPE frequencies [head_dim/2], with llama3 scaling applied if configured.
-std::vector<float> rope_inv_freq(const HParams& hp);
+// Inverse RoPE frequencies [head_dim/2], with llama3 scaling applied if configured; swa: those
+// of the sliding-window layers (rope_theta_swa, unscaled) when the model sets one.
+std::vector<float> rope_inv_freq(const HParams& hp, bool swa = false);
 
 }  // namespace mf

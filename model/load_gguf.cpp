@@ -1,5 +1,7 @@
 // GGUF (llama.cpp layout): hyperparameters from "<arch>.*" metadata, tokenizer from
 // "tokenizer.ggml.*", tensors by their GGUF names.
+#include <cmath>
+
 #include "core/error.h"
 #include "model/loaders.h"
 #include "model/weight_binder.h"
@@ -37,6 +39,17 @@ void load_gguf(Model& m, const std::string& path) {
   hp.rope_theta = float(g->get_float(a + "rope.freq_base", 10000.0));
   hp.rope_neox = m.arch.gguf_rope_neox;
   hp.sliding_window = int(g->get_int(a + "attention.sliding_window", 0));
+  if (m.arch.name == "gemma3") {
+    // llama.cpp's constants for gemma3 (not stored in the file): every 6th layer is global,
+    // the local layers use RoPE base 10000; embeddings are scaled by sqrt(n_embd).
+    hp.swa_pattern = 6;
+    hp.rope_theta_swa = 10000.0f;
+    hp.embd_scale = std::sqrt(float(hp.n_embd));
+  }
+  if (g->get_string(a + "rope.scaling.type", "none") == "linear") {
+    hp.rope_scaling.type = "linear";
+    hp.rope_scaling.factor = float(g->get_float(a + "rope.scaling.factor", 1.0));
+  }
   const GgufTensorInfo* embd = g->find_tensor("token_embd.weight");
   if (!embd) fail(path, ": missing tensor 'token_embd.weight'");
   hp.n_vocab = int(g->get_int(a + "vocab_size", embd->view.shape[0]));

@@ -1,4 +1,5 @@
 // Hugging Face layout: config.json + (sharded) safetensors.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,25 @@ T get_req(const json& j, const char* key, const std::string& label) {
   return get_or<T>(j, key, T{}, label);
 }
 
+// Gemma 3's interleaving of local and global layers: `layer_types` (transformers >= 4.53) or
+// `sliding_window_pattern`; only the regular pattern (every N-th layer global) is supported.
+int gemma3_layer_pattern(const json& cfg, int n_layer, const std::string& label) {
+  int pattern = get_or<int>(cfg, "sliding_window_pattern", 6, label);
+  if (cfg.contains("layer_types") && cfg["layer_types"].is_array()) {
+    const json& types = cfg["layer_types"];
+    int first_global = -1;
+    for (size_t i = 0; i < types.size() && first_global < 0; ++i)
+      if (types[i] == "full_attention") first_global = int(i);
+    pattern = first_global + 1;
+    bool regular = first_global >= 0 && int(types.size()) == n_layer;
+    for (int i = 0; regular && i < n_layer; ++i)
+      regular = types[size_t(i)] == ((i + 1) % pattern == 0 ? "full_attention" : "sliding_attention");
+    if (!regular) fail(label, ": layer_types is not a regular pattern of sliding layers with every N-th full");
+  }
+  if (pattern <= 0) fail(label, ": sliding_window_pattern must be positive");
+  return pattern;
+}
+
 }  // namespace
 
 HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::string& label) {
@@ -58,8 +78,21 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
     fail(label, ": use_sliding_window (per-layer sliding windows) is not supported");
   if (model_type == "mistral" && cfg.contains("sliding_window") && !cfg["sliding_window"].is_null())
     hp.sliding_window = get_req<int>(cfg, "sliding_window", label);
-  std::string act = get_or<std::string>(cfg, "hidden_act", "silu", label);
-  if (act != "silu") fail(label, ": hidden_act '", act, "' is not supported (silu only)");
+  if (arch->name == "gemma3") {
+    hp.tied_embeddings = get_or<bool>(cfg, "tie_word_embeddings", true, label);
+    hp.sliding_window = get_or<int>(cfg, "sliding_window", 0, label);
+    hp.swa_pattern = gemma3_layer_pattern(cfg, hp.n_layer, label);
+    hp.rope_theta_swa = get_or<float>(cfg, "rope_local_base_freq", 10000.0f, label);
+    hp.attn_scale = 1.0f / std::sqrt(get_or<float>(cfg, "query_pre_attn_scalar", float(hp.head_dim), label));
+    hp.embd_scale = std::sqrt(float(hp.n_embd));
+    for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
+      if (cfg.contains(cap) && !cfg[cap].is_null()) fail(label, ": ", cap, " is not supported");
+    std::string act = get_or<std::string>(cfg, "hidden_activation", "gelu_pytorch_tanh", label);
+    if (act != "gelu_pytorch_tanh") fail(label, ": hidden_activation '", act, "' is not supported (gelu_pytorch_tanh)");
+  } else {
+    std::string act = get_or<std::string>(cfg, "hidden_act", "silu", label);
+    if (act != "silu") fail(label, ": hidden_act '", act, "' is not supported (silu only)");
+  }
 
   // transformers >= 5 nests rope settings in rope_parameters; older versions use
   // rope_theta + rope_scaling at the top level.
@@ -74,8 +107,11 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
     hp.rope_scaling.low_freq_factor = get_or<float>(rope, "low_freq_factor", 1.0f, label);
     hp.rope_scaling.high_freq_factor = get_or<float>(rope, "high_freq_factor", 4.0f, label);
     hp.rope_scaling.original_max_pos = get_or<int>(rope, "original_max_position_embeddings", 8192, label);
+  } else if (rope_type == "linear") {
+    hp.rope_scaling.type = "linear";
+    hp.rope_scaling.factor = get_req<float>(rope, "factor", label);
   } else if (rope_type != "default") {
-    fail(label, ": rope_type '", rope_type, "' is not supported (default, llama3)");
+    fail(label, ": rope_type '", rope_type, "' is not supported (default, llama3, linear)");
   }
   hp.validate(label);
   return hp;

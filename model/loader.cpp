@@ -88,15 +88,16 @@ const Tokenizer& Model::require_tokenizer() const {
 int64_t Model::n_params() const {
   int64_t n = w.tok_embd.numel() + w.output_norm.numel() + (hp.tied_embeddings ? 0 : w.output.numel());
   for (auto& l : w.layers)
-    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.ffn_norm,
-                                &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm,
+                                &l.k_norm, &l.attn_post_norm, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down,
+                                &l.ffn_post_norm})
       if (t->data) n += t->numel();
   return n;
 }
 
-std::vector<float> Model::inv_freq() const {
-  std::vector<float> f = rope_inv_freq(hp);
-  if (!rope_freq_factors.empty())
+std::vector<float> Model::inv_freq(bool swa) const {
+  std::vector<float> f = rope_inv_freq(hp, swa);
+  if (!rope_freq_factors.empty() && !(swa && hp.rope_theta_swa > 0))
     for (size_t i = 0; i < f.size(); ++i) f[i] /= rope_freq_factors[i];
   return f;
 }

@@ -15,10 +15,13 @@ struct LayerWeights {
   TensorView attn_norm;          // [n_embd] f32
   TensorView wq, wk, wv, wo;     // [n_embd_q, n_embd], [n_embd_kv, n_embd] x2, [n_embd, n_embd_q]
   TensorView bq, bk, bv, bo;     // f32 biases, data == nullptr when absent
+  TensorView q_norm, k_norm;     // [head_dim] f32 per-head norms of q and k, or absent (Gemma 3)
+  TensorView attn_post_norm;     // [n_embd] f32 norm of the attention output, or absent (Gemma 3)
   TensorView ffn_norm;           // [n_embd] f32
   TensorView ffn_gate, ffn_up;   // [n_ff, n_embd]
   TensorView ffn_down;           // [n_embd, n_ff]
   TensorView ffn_down_b;         // [n_embd] f32 or absent: only experts that compensate pruned neurons
+  TensorView ffn_post_norm;      // [n_embd] f32 norm of the FFN output, or absent (Gemma 3)
 };
 
 struct Weights {
@@ -44,7 +47,8 @@ struct Model {
 
   const Tokenizer& require_tokenizer() const;  // throws mf::Error if there is none
   int64_t n_params() const;
-  std::vector<float> inv_freq() const;  // rope_inv_freq(hp) with rope_freq_factors applied
+  // rope_inv_freq(hp, swa) with rope_freq_factors applied (global layers only, as llama.cpp).
+  std::vector<float> inv_freq(bool swa = false) const;
 };
 
 struct LoadOptions {

@@ -1,5 +1,6 @@
-// Llama-family forward pass: pre-norm attention with RoPE and GQA, then a SwiGLU FFN, over the
-// rows of one or several sequences (slots) at once.
+// Decoder forward pass: pre-norm attention with RoPE and GQA, then a gated FFN, over the rows of
+// one or several sequences (slots) at once. The architecture's switches (model/arch.h) add
+// Gemma's q/k head norms, output norms, GeGLU, embedding scale and interleaved local layers.
 #include "model/session.h"
 
 #include <algorithm>
@@ -17,6 +18,7 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   const HParams& hp = model.hp;
   slots_.resize(size_t(n_slots));
   inv_freq_ = model.inv_freq();
+  inv_freq_swa_ = model.inv_freq(/*swa=*/true);
   const size_t cache = size_t(n_slots) * size_t(n_ctx_) * size_t(hp.n_embd_kv());
   k_cache_.assign(hp.n_layer, std::vector<float>(cache));
   v_cache_.assign(hp.n_layer, std::vector<float>(cache));
@@ -83,6 +85,8 @@ void Session::embed(std::span<const int32_t> tokens, float* x) const {
   const TensorView& e = model_.w.tok_embd;
   const int64_t E = model_.hp.n_embd;
   for (size_t t = 0; t < tokens.size(); ++t) ops::dequantize_row(e.dtype, e.row(tokens[t]), x + int64_t(t) * E, E);  // [E]
+  if (model_.hp.embd_scale != 1.0f)
+    for (size_t i = 0; i < tokens.size() * size_t(E); ++i) x[i] *= model_.hp.embd_scale;  // [n_tokens, E]
 }
 
 void Session::run_blocks(float* x, int64_t n_tokens, int first, int last) {
@@ -191,7 +195,10 @@ void Session::run_layer(int il) {
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t i = 0; i < width; ++i) y[t * width + i] += b.f32()[i];
   };
-  auto add_residual = [&](int64_t r0, int64_t n) {
+  // Adds the block output xn to the residual stream, through the output norm if the
+  // architecture has one (Gemma's post-attention / post-FFN norms).
+  auto add_residual = [&](int64_t r0, int64_t n, const TensorView& post_norm) {
+    if (post_norm.data) ops::rmsnorm(xn + r0 * E, post_norm.f32(), xn + r0 * E, n, E, hp.rms_eps);  // [n, E]
     for (int64_t i = r0 * E; i < (r0 + n) * E; ++i) x[i] += xn[i];
   };
 
@@ -207,16 +214,20 @@ void Session::run_layer(int il) {
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
+    if (l.q_norm.data) ops::rmsnorm(q + r * Q, l.q_norm.f32(), q + r * Q, n * hp.n_head, hp.head_dim, hp.rms_eps);  // [n*n_head, head_dim]
+    if (l.k_norm.data) ops::rmsnorm(k + r * KV, l.k_norm.f32(), k + r * KV, n * hp.n_head_kv, hp.head_dim, hp.rms_eps);  // [n*n_head_kv, head_dim]
   }
-  ops::rope(q, pos_.data(), n_rows_, hp.n_head, hp.head_dim, inv_freq_.data(), hp.rope_neox);
-  ops::rope(k, pos_.data(), n_rows_, hp.n_head_kv, hp.head_dim, inv_freq_.data(), hp.rope_neox);
+  const bool swa = hp.is_swa_layer(il);
+  const float* inv_freq = swa ? inv_freq_swa_.data() : inv_freq_.data();  // [head_dim/2]
+  ops::rope(q, pos_.data(), n_rows_, hp.n_head, hp.head_dim, inv_freq, hp.rope_neox);
+  ops::rope(k, pos_.data(), n_rows_, hp.n_head_kv, hp.head_dim, inv_freq, hp.rope_neox);
   AttentionParams ap;
   ap.n_head = hp.n_head;
   ap.n_head_kv = hp.n_head_kv;
   ap.head_dim = hp.head_dim;
-  ap.scale = 1.0f / std::sqrt(float(hp.head_dim));
+  ap.scale = hp.attn_scale > 0 ? hp.attn_scale : 1.0f / std::sqrt(float(hp.head_dim));
   ap.kv_stride = KV;
-  ap.window = hp.sliding_window;
+  ap.window = swa ? hp.sliding_window : 0;
   for (const Placed& p : placed_) {
     const int64_t n_past = slots_[size_t(p.slot)].n_past;
     float* kc = k_cache(il, p.slot);  // [n_ctx, KV]
@@ -233,10 +244,10 @@ void Session::run_layer(int il) {
     emit("attn_out", il, attn + r * Q, n, Q);
     ops::matmul(l.wo, attn + r * Q, xn + r * E, n, pool_);  // [n, E]
     add_bias(xn + r * E, l.bo, n, E);
-    add_residual(r, n);
+    add_residual(r, n, l.attn_post_norm);
   }
 
-  // SwiGLU FFN block, per group (an expert's n_ff may be narrower than the model's).
+  // Gated FFN block (SwiGLU or GeGLU), per group (an expert's n_ff may be narrower than the model's).
   for (const Group& g : groups_) {
     const LayerWeights& l = layer(g, il);
     const int64_t r = g.row0, n = g.row1 - g.row0;
@@ -249,11 +260,14 @@ void Session::run_layer(int il) {
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
     float* gate_up_out[] = {gate, up};  // [n, F] each
     ops::matmul_group(gate_up, xn + r * E, gate_up_out, n, pool_);
-    ops::swiglu(gate, up, gate, n * F);                   // [n, F]
+    if (model_.arch.ffn_act == FfnAct::GeluTanh)
+      ops::geglu(gate, up, gate, n * F);  // [n, F]
+    else
+      ops::swiglu(gate, up, gate, n * F);  // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
     ops::matmul(l.ffn_down, gate, xn + r * E, n, pool_);  // [n, E]
     add_bias(xn + r * E, l.ffn_down_b, n, E);
-    add_residual(r, n);
+    add_residual(r, n, l.ffn_post_norm);
     emit("block_out", il, x + r * E, n, E);
   }
 }

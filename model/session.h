@@ -124,7 +124,7 @@ class Session {
   ThreadPool& pool_;
   int64_t n_ctx_;
   std::vector<Slot> slots_;
-  std::vector<float> inv_freq_;                        // [head_dim/2]
+  std::vector<float> inv_freq_, inv_freq_swa_;         // [head_dim/2] global and sliding-window layers
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [n_slots, n_ctx, n_embd_kv]
   // Scratch for one step of up to kMaxBatch rows.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_;

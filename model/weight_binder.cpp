@@ -25,7 +25,7 @@ struct Binder {
   const std::string& label;
 
   std::string name_of(TensorRole role, int layer) const {
-    const TensorName& n = tensor_name(role);
+    const TensorName& n = tensor_name(model.arch.name, role);
     return format_name(gguf ? n.gguf : n.hf, layer);
   }
 
@@ -50,6 +50,21 @@ struct Binder {
     TensorView v = get(role, layer, shape, required);
     return v.data ? to_f32(model, v) : v;
   }
+  // An RMSNorm weight, held as the multiplier itself: HF Gemma files store w for a scale of
+  // (1 + w), GGUF (llama.cpp's converter) already stores 1 + w.
+  TensorView get_norm(TensorRole role, int layer, int64_t n, bool required) const {
+    TensorView v = get(role, layer, {n}, required);
+    if (!v.data) return v;
+    if (gguf || !model.arch.hf_norm_plus_one) return to_f32(model, v);
+    auto buf = std::make_shared<std::vector<float>>(size_t(n));
+    ref::dequantize_row(v.dtype, v.data, buf->data(), n);
+    for (float& x : *buf) x += 1.0f;  // [n]
+    TensorView out = v;
+    out.dtype = DType::F32;
+    out.data = buf->data();
+    model.storage.push_back(buf);
+    return out;
+  }
 };
 
 }  // namespace
@@ -60,13 +75,13 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
   const int64_t E = hp.n_embd, Q = hp.n_embd_q(), KV = hp.n_embd_kv(), F = hp.n_ff, V = hp.n_vocab;
   Weights& w = model.w;
   w.tok_embd = b.get(TensorRole::TokEmbd, 0, {V, E}, true);
-  w.output_norm = b.get_f32(TensorRole::OutputNorm, 0, {E}, true);
+  w.output_norm = b.get_norm(TensorRole::OutputNorm, 0, E, true);
   w.output = b.get(TensorRole::Output, 0, {V, E}, !hp.tied_embeddings);
   if (!w.output.data) w.output = w.tok_embd;
   w.layers.resize(hp.n_layer);
   for (int il = 0; il < hp.n_layer; ++il) {
     LayerWeights& l = w.layers[il];
-    l.attn_norm = b.get_f32(TensorRole::AttnNorm, il, {E}, true);
+    l.attn_norm = b.get_norm(TensorRole::AttnNorm, il, E, true);
     l.wq = b.get(TensorRole::Wq, il, {Q, E}, true);
     l.wk = b.get(TensorRole::Wk, il, {KV, E}, true);
     l.wv = b.get(TensorRole::Wv, il, {KV, E}, true);
@@ -75,7 +90,15 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
     l.bk = b.get_f32(TensorRole::Bk, il, {KV}, model.arch.qkv_bias);
     l.bv = b.get_f32(TensorRole::Bv, il, {KV}, model.arch.qkv_bias);
     l.bo = b.get_f32(TensorRole::Bo, il, {E}, model.arch.o_bias);
-    l.ffn_norm = b.get_f32(TensorRole::FfnNorm, il, {E}, true);
+    if (model.arch.qk_norm) {
+      l.q_norm = b.get_norm(TensorRole::AttnQNorm, il, hp.head_dim, true);
+      l.k_norm = b.get_norm(TensorRole::AttnKNorm, il, hp.head_dim, true);
+    }
+    if (model.arch.post_norms) {
+      l.attn_post_norm = b.get_norm(TensorRole::AttnPostNorm, il, E, true);
+      l.ffn_post_norm = b.get_norm(TensorRole::FfnPostNorm, il, E, true);
+    }
+    l.ffn_norm = b.get_norm(TensorRole::FfnNorm, il, E, true);
     l.ffn_gate = b.get(TensorRole::FfnGate, il, {F, E}, true);
     l.ffn_up = b.get(TensorRole::FfnUp, il, {F, E}, true);
     l.ffn_down = b.get(TensorRole::FfnDown, il, {E, F}, true);

@@ -42,6 +42,8 @@ void softmax(float* x, int64_t n);
 int64_t argmax(const float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i]
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+// out[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void geglu(const float* gate, const float* up, float* out, int64_t n);
 // Causal attention. q, out: [n_tokens, n_head, head_dim]; k, v: [n_past + n_tokens, kv_stride]
 // (position-major cache, head h_kv at offset h_kv*head_dim). Query t sees positions <= n_past + t
 // (and, with a window, > n_past + t - window).
@@ -67,6 +69,7 @@ void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_d
 void softmax(float* x, int64_t n);
 int64_t argmax(const float* x, int64_t n);
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+void geglu(const float* gate, const float* up, float* out, int64_t n);
 void attention(const float* q, const float* k, const float* v, float* out, const AttentionParams& p, ThreadPool& pool);
 }  // namespace ops
 

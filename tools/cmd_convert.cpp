@@ -24,7 +24,7 @@ void run_convert(const ConvertOptions& o) {
   DType type = parse_type(o.type);
   LoadOptions lo;
   lo.tokenizer_path = o.tokenizer;
-  auto m = load_model(o.in, lo);
+  auto m = load_model(resolve_model_path(o.in), lo);
   export_gguf(*m, o.out, type);
   std::fprintf(stderr, "wrote %s (%s, %lld parameters)\n", o.out.c_str(), o.type.c_str(), (long long)m->n_params());
 }

@@ -21,7 +21,7 @@ void run_inspect(const InspectOptions& o) {
   LoadOptions lo;
   lo.tokenizer_path = o.tokenizer;
   std::unique_ptr<MoeModel> moe = MoeModel::is_moe_file(o.path) ? MoeModel::load(o.path) : nullptr;
-  std::unique_ptr<Model> dense = moe ? nullptr : load_model(o.path, lo);
+  std::unique_ptr<Model> dense = moe ? nullptr : load_model(resolve_model_path(o.path), lo);
   const Model* m = moe ? &moe->model() : dense.get();
   const HParams& hp = m->hp;
   std::map<std::string, int64_t> dtype_params;

@@ -20,6 +20,9 @@ struct ModelOptions {
 // Adds --model/-m, --tokenizer and --threads/-t to a subcommand.
 void add_model_options(CLI::App* cmd, ModelOptions& o);
 std::unique_ptr<Model> load(const ModelOptions& o);
+// A path as given if it exists; else a registry model's name (moeforge pull) becomes its cached
+// file (mf::Error if it is not downloaded yet).
+std::string resolve_model_path(const std::string& path);
 
 // JSON text for --json output; invalid UTF-8 (e.g. a partial multi-byte token) becomes U+FFFD.
 template <typename Json>

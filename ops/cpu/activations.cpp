@@ -1,4 +1,4 @@
-// Vectorised softmax, argmax and SwiGLU, the exponentials with the polynomial exp of simd.h (~2e-7 relative error).
+// Vectorised softmax, argmax, SwiGLU and GeGLU, the exponentials with the polynomial exp of simd.h (~2e-7 relative error).
 #include <immintrin.h>
 
 #include <cmath>
@@ -51,6 +51,27 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
     _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
   }
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// gelu_tanh(x) = x/2 (1 + tanh(z)) = x / (1 + e^(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3):
+// one exponential per value, as SwiGLU's sigmoid.
+void geglu(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 k1 = _mm256_set1_ps(-2.0f * 0.7978845608028654f);
+  const __m256 k3 = _mm256_set1_ps(0.044715f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(k3, g), _mm256_mul_ps(g, g), g);  // x + 0.044715 x^3
+    const __m256 e = simd::exp(_mm256_mul_ps(k1, inner));                             // e^(-2z)
+    const __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    const float z = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+    out[i] = 0.5f * g * (1.0f + std::tanh(z)) * up[i];
+  }
 }
 
 }  // namespace mf::ops

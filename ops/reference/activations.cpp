@@ -1,4 +1,4 @@
-// Scalar softmax, argmax and SwiGLU.
+// Scalar softmax, argmax, SwiGLU and GeGLU (tanh approximation, in double).
 #include <cmath>
 
 #include "ops/ops.h"
@@ -31,6 +31,14 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void geglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    const double gelu = 0.5 * g * (1.0 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+    out[i] = float(gelu * up[i]);
   }
 }
 

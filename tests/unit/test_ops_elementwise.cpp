@@ -154,5 +154,23 @@ TEST(OpsSwiglu, MatchesReference) {
   expect_close(out, want, 1e-7f, 1e-6f, "swiglu known values");
 }
 
+// Tolerance: atol 1e-6, rtol 1e-5 (the reference is in double; e^(-2z) form vs tanh).
+TEST(OpsGeglu, MatchesReference) {
+  for (int64_t n : {1, 7, 8, 100, 2049}) {
+    const auto g = test::random_floats(size_t(n), uint32_t(n + 3), -12.0f, 12.0f);
+    const auto u = test::random_floats(size_t(n), uint32_t(n + 11), -2.0f, 2.0f);
+    std::vector<float> want(static_cast<size_t>(n)), got(static_cast<size_t>(n));
+    ref::geglu(g.data(), u.data(), want.data(), n);
+    ops::geglu(g.data(), u.data(), got.data(), n);
+    expect_close(got, want, 1e-6f, 1e-5f, "geglu n=" + std::to_string(n));
+  }
+  // Known values of gelu_tanh (PyTorch's gelu(approximate='tanh')), up = 1.
+  const std::vector<float> g = {0.0f, 1.0f, -1.0f, 3.0f, -3.0f, 0.5f, 100.0f, -100.0f}, u(8, 1.0f);
+  const std::vector<float> want = {0.0f, 0.8411920071f, -0.1588079929f, 2.9963627f, -0.0036373f, 0.3457140f, 100.0f, 0.0f};
+  std::vector<float> out(8);
+  ops::geglu(g.data(), u.data(), out.data(), 8);
+  expect_close(out, want, 1e-6f, 1e-5f, "geglu known values");
+}
+
 }  // namespace
 }  // namespace mf
