@@ -11,12 +11,21 @@ namespace mf {
 
 namespace {
 
+// GGUF general.file_type (llama_ftype) of a model whose matrices are mostly `t`.
 uint32_t ggml_file_type(DType t) {
   switch (t) {
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
     case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q2_K: return 10;
+    case DType::Q3_K: return 12;  // Q3_K_M
+    case DType::Q4_K: return 15;  // Q4_K_M
+    case DType::Q5_K: return 17;  // Q5_K_M
+    case DType::Q6_K: return 18;
     case DType::BF16: return 32;
     default: return 0;
   }
@@ -38,17 +47,18 @@ std::vector<int64_t> rope_row_order(int64_t rows, int head_dim, bool to_interlea
 
 class Exporter {
  public:
-  Exporter(const Model& m, DType type) : m_(m), type_(type) {}
+  Exporter(const Model& m, TypePolicy types, uint32_t file_type) : m_(m), types_(std::move(types)), file_type_(file_type) {}
 
-  // Re-encodes `v` (2-D weights to type_, 1-D to f32), optionally reordering rows.
-  void add(const std::string& name, const TensorView& v, const std::vector<int64_t>* row_order = nullptr) {
+  // Re-encodes `v` (2-D weights to the policy's type, 1-D to f32), optionally reordering rows.
+  void add(const std::string& name, TensorRole role, int layer, const TensorView& v,
+           const std::vector<int64_t>* row_order = nullptr) {
     if (!v.data) return;
     if (v.n_dims == 1 && row_order) {  // a bias: reorder its elements as rows of one column
       TensorView col = make_view(v.dtype, {v.shape[0], 1}, v.data);
       add_reordered(name, col, DType::F32, row_order, v);
       return;
     }
-    DType dst = v.n_dims >= 2 ? type_ : DType::F32;
+    DType dst = v.n_dims >= 2 ? types_(TensorToWrite{name, role, layer, &v}) : DType::F32;
     if (v.cols() % block_elems(dst)) dst = DType::F16;
     if (dst == v.dtype && !row_order) {
       w_.add_tensor(name, v);
@@ -79,7 +89,7 @@ class Exporter {
     const std::string a = m_.arch.name + ".";
     w_.set_string("general.architecture", m_.arch.name);
     w_.set_string("general.name", "moeforge export");
-    w_.set_u32("general.file_type", ggml_file_type(type_));
+    w_.set_u32("general.file_type", file_type_);
     w_.set_u32(a + "context_length", uint32_t(hp.n_ctx_train));
     w_.set_u32(a + "embedding_length", uint32_t(hp.n_embd));
     w_.set_u32(a + "block_count", uint32_t(hp.n_layer));
@@ -110,9 +120,9 @@ class Exporter {
     tokenizer_spec_to_gguf(spec, w_);
 
     const Weights& w = m_.w;
-    add("token_embd.weight", w.tok_embd);
-    add("output_norm.weight", w.output_norm);
-    if (!hp.tied_embeddings) add("output.weight", w.output);
+    add("token_embd.weight", TensorRole::TokEmbd, -1, w.tok_embd);
+    add("output_norm.weight", TensorRole::OutputNorm, -1, w.output_norm);
+    if (!hp.tied_embeddings) add("output.weight", TensorRole::Output, -1, w.output);
     // Scaled RoPE frequencies travel as divisors, as llama.cpp expects.
     HParams unscaled = hp;
     unscaled.rope_scaling = RopeScaling{};
@@ -132,24 +142,26 @@ class Exporter {
     std::vector<int64_t> k_order = rope_row_order(hp.n_embd_kv(), hp.head_dim, hp.rope_neox);
     for (int il = 0; il < hp.n_layer; ++il) {
       const LayerWeights& l = w.layers[il];
-      auto name = [&](TensorRole role) { return format_name(tensor_name(m_.arch.name, role).gguf, il); };
-      add(name(TensorRole::AttnNorm), l.attn_norm);
-      add(name(TensorRole::Wq), l.wq, permute ? &q_order : nullptr);
-      add(name(TensorRole::Wk), l.wk, permute ? &k_order : nullptr);
-      add(name(TensorRole::Wv), l.wv);
-      add(name(TensorRole::Wo), l.wo);
-      add(name(TensorRole::Bq), l.bq, permute ? &q_order : nullptr);
-      add(name(TensorRole::Bk), l.bk, permute ? &k_order : nullptr);
-      add(name(TensorRole::Bv), l.bv);
-      add(name(TensorRole::Bo), l.bo);
-      if (l.q_norm.data) add(name(TensorRole::AttnQNorm), l.q_norm);
-      if (l.k_norm.data) add(name(TensorRole::AttnKNorm), l.k_norm);
-      if (l.attn_post_norm.data) add(name(TensorRole::AttnPostNorm), l.attn_post_norm);
-      add(name(TensorRole::FfnNorm), l.ffn_norm);
-      add(name(TensorRole::FfnGate), l.ffn_gate);
-      add(name(TensorRole::FfnUp), l.ffn_up);
-      add(name(TensorRole::FfnDown), l.ffn_down);
-      if (l.ffn_post_norm.data) add(name(TensorRole::FfnPostNorm), l.ffn_post_norm);
+      auto put = [&](TensorRole role, const TensorView& v, const std::vector<int64_t>* order = nullptr) {
+        if (v.data) add(format_name(tensor_name(m_.arch.name, role).gguf, il), role, il, v, order);
+      };
+      put(TensorRole::AttnNorm, l.attn_norm);
+      put(TensorRole::Wq, l.wq, permute ? &q_order : nullptr);
+      put(TensorRole::Wk, l.wk, permute ? &k_order : nullptr);
+      put(TensorRole::Wv, l.wv);
+      put(TensorRole::Wo, l.wo);
+      put(TensorRole::Bq, l.bq, permute ? &q_order : nullptr);
+      put(TensorRole::Bk, l.bk, permute ? &k_order : nullptr);
+      put(TensorRole::Bv, l.bv);
+      put(TensorRole::Bo, l.bo);
+      put(TensorRole::AttnQNorm, l.q_norm);
+      put(TensorRole::AttnKNorm, l.k_norm);
+      put(TensorRole::AttnPostNorm, l.attn_post_norm);
+      put(TensorRole::FfnNorm, l.ffn_norm);
+      put(TensorRole::FfnGate, l.ffn_gate);
+      put(TensorRole::FfnUp, l.ffn_up);
+      put(TensorRole::FfnDown, l.ffn_down);
+      put(TensorRole::FfnPostNorm, l.ffn_post_norm);
     }
     if (extra) extra(w_);
     w_.write(path);
@@ -157,14 +169,22 @@ class Exporter {
 
  private:
   const Model& m_;
-  DType type_;
+  TypePolicy types_;
+  uint32_t file_type_;
   GgufWriter w_;
 };
 
 }  // namespace
 
 void export_gguf(const Model& model, const std::string& out_path, DType type, const GgufExtra& extra) {
-  Exporter(model, type).write(out_path, extra);
+  Exporter(model, uniform_types(type), ggml_file_type(type)).write(out_path, extra);
 }
+
+void export_gguf(const Model& model, const std::string& out_path, const TypePolicy& types, uint32_t file_type,
+                 const GgufExtra& extra) {
+  Exporter(model, types, file_type).write(out_path, extra);
+}
+
+uint32_t gguf_file_type_of(DType t) { return ggml_file_type(t); }
 
 }  // namespace mf

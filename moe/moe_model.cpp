@@ -49,7 +49,8 @@ void MoeModel::write(const Model& model, const Router& router, const std::vector
       }
     }
   };
-  export_gguf(model, path, model.w.layers[0].ffn_gate.dtype, extra);
+  // Each dense tensor keeps its type (a Q4_K_M model mixes several).
+  export_gguf(model, path, keep_types(), gguf_file_type_of(model.w.layers[0].ffn_gate.dtype), extra);
 }
 
 bool MoeModel::is_moe_file(const std::string& path) {

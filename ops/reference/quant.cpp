@@ -65,7 +65,7 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
       assert(!"quantize_row: I32 is not a float type");
       break;
     default: {
-      [[maybe_unused]] const bool ok = detail::quantize_row_more(t, src, dst, n);
+      [[maybe_unused]] const bool ok = detail::quantize_row_more(t, src, dst, n) || detail::quantize_row_kquant(t, src, dst, n);
       assert(ok && "quantize_row: no reference quantiser for this type");
       break;
     }

@@ -10,5 +10,7 @@ namespace mf::ref::detail {
 bool dequantize_row_more(DType t, const void* src, float* dst, int64_t n);
 // q4_1, q5_0, q5_1 as GGML's reference quantisers; the k-quants are not handled here.
 bool quantize_row_more(DType t, const float* src, void* dst, int64_t n);
+// q4_K, q5_K, q6_K as llama.cpp's quantize_row_qX_K_ref (quantize_kquants.cpp).
+bool quantize_row_kquant(DType t, const float* src, void* dst, int64_t n);
 
 }  // namespace mf::ref::detail
