@@ -13,6 +13,13 @@ namespace mf::ref {
 
 namespace {
 
+// Element i of a uint16 array that need not be 2-byte aligned (a file's bytes).
+uint16_t load_u16(const void* p, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const uint8_t*>(p) + 2 * i, 2);
+  return v;
+}
+
 void quantize_block_q8_0(const float* x, BlockQ8_0* b) {
   float amax = 0.0f;
   for (int j = 0; j < kQBlock; ++j) amax = std::fmax(amax, std::fabs(x[j]));
@@ -79,21 +86,23 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       std::memcpy(dst, src, size_t(n) * 4);
       break;
     case DType::F16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(load_u16(src, i));
       break;
     case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src, i));
       break;
     case DType::Q8_0:
       for (int64_t b = 0; b < n / kQBlock; ++b) {
-        const BlockQ8_0& blk = static_cast<const BlockQ8_0*>(src)[b];
+        BlockQ8_0 blk;  // copied: a file's blocks need not be aligned for their fp16 fields
+        std::memcpy(&blk, static_cast<const BlockQ8_0*>(src) + b, sizeof blk);
         const float d = fp16_to_f32(blk.d);
         for (int j = 0; j < kQBlock; ++j) dst[b * kQBlock + j] = d * float(blk.qs[j]);
       }
       break;
     case DType::Q4_0:
       for (int64_t b = 0; b < n / kQBlock; ++b) {
-        const BlockQ4_0& blk = static_cast<const BlockQ4_0*>(src)[b];
+        BlockQ4_0 blk;
+        std::memcpy(&blk, static_cast<const BlockQ4_0*>(src) + b, sizeof blk);
         const float d = fp16_to_f32(blk.d);
         for (int j = 0; j < kQBlock / 2; ++j) {
           dst[b * kQBlock + j] = d * float((blk.qs[j] & 0xf) - 8);

@@ -179,17 +179,31 @@ void pack_nibbles_and_high(const uint8_t* q, uint8_t* qs, uint8_t* qh_bytes, boo
 
 }  // namespace
 
+namespace {
+
+// Each block is copied before use: a file's blocks need not be aligned for their fp16 fields.
+template <class Block, void (*kDequant)(const Block&, float*)>
+void dequant_blocks(const void* src, float* dst, int64_t nb, int per_block) {
+  Block blk;
+  for (int64_t b = 0; b < nb; ++b) {
+    std::memcpy(&blk, static_cast<const uint8_t*>(src) + b * int64_t(sizeof(Block)), sizeof blk);
+    kDequant(blk, dst + b * per_block);
+  }
+}
+
+}  // namespace
+
 bool dequantize_row_more(DType t, const void* src, float* dst, int64_t n) {
   const int64_t nb = n / block_elems(t);
   switch (t) {
-    case DType::Q4_1: for (int64_t b = 0; b < nb; ++b) dequant_q4_1(static_cast<const BlockQ4_1*>(src)[b], dst + b * kQBlock); return true;
-    case DType::Q5_0: for (int64_t b = 0; b < nb; ++b) dequant_q5_0(static_cast<const BlockQ5_0*>(src)[b], dst + b * kQBlock); return true;
-    case DType::Q5_1: for (int64_t b = 0; b < nb; ++b) dequant_q5_1(static_cast<const BlockQ5_1*>(src)[b], dst + b * kQBlock); return true;
-    case DType::Q2_K: for (int64_t b = 0; b < nb; ++b) dequant_q2_K(static_cast<const BlockQ2_K*>(src)[b], dst + b * kQK); return true;
-    case DType::Q3_K: for (int64_t b = 0; b < nb; ++b) dequant_q3_K(static_cast<const BlockQ3_K*>(src)[b], dst + b * kQK); return true;
-    case DType::Q4_K: for (int64_t b = 0; b < nb; ++b) dequant_q4_K(static_cast<const BlockQ4_K*>(src)[b], dst + b * kQK); return true;
-    case DType::Q5_K: for (int64_t b = 0; b < nb; ++b) dequant_q5_K(static_cast<const BlockQ5_K*>(src)[b], dst + b * kQK); return true;
-    case DType::Q6_K: for (int64_t b = 0; b < nb; ++b) dequant_q6_K(static_cast<const BlockQ6_K*>(src)[b], dst + b * kQK); return true;
+    case DType::Q4_1: dequant_blocks<BlockQ4_1, dequant_q4_1>(src, dst, nb, kQBlock); return true;
+    case DType::Q5_0: dequant_blocks<BlockQ5_0, dequant_q5_0>(src, dst, nb, kQBlock); return true;
+    case DType::Q5_1: dequant_blocks<BlockQ5_1, dequant_q5_1>(src, dst, nb, kQBlock); return true;
+    case DType::Q2_K: dequant_blocks<BlockQ2_K, dequant_q2_K>(src, dst, nb, kQK); return true;
+    case DType::Q3_K: dequant_blocks<BlockQ3_K, dequant_q3_K>(src, dst, nb, kQK); return true;
+    case DType::Q4_K: dequant_blocks<BlockQ4_K, dequant_q4_K>(src, dst, nb, kQK); return true;
+    case DType::Q5_K: dequant_blocks<BlockQ5_K, dequant_q5_K>(src, dst, nb, kQK); return true;
+    case DType::Q6_K: dequant_blocks<BlockQ6_K, dequant_q6_K>(src, dst, nb, kQK); return true;
     default: return false;
   }
 }
