@@ -1,5 +1,5 @@
 // Google Benchmark of ops::matmul on the SmolLM2-135M shapes (hidden 576, ffn 1536,
-// vocab 49152) with 2 threads. Decode (1 token) and small batches (4 tokens) report weight
+// vocab 49152) with 2 threads, and of every GGUF block type (BM_matmul_qtypes). Decode (1 token) and small batches (4 tokens) report weight
 // bytes streamed per second; prefill (128 tokens) reports FLOP/s (2 * n_out * n_in *
 // n_tokens per call).
 // Decode cycles through enough copies of the weights (>= 256 MiB) that they come from
@@ -7,7 +7,9 @@
 //   build-ops/bin/bench_ops --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <cstddef>
 #include <cstdlib>
+#include <iterator>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -26,7 +28,21 @@ mf::ThreadPool& pool() {
   return p;
 }
 
-const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                        DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+// Byte offsets of the fp16 scales of a block of the types from q4_1 on (whose benchmark
+// weights are random blocks: speed does not depend on the values).
+std::vector<size_t> half_fields(DType t) {
+  switch (t) {
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
+    case DType::Q5_0: return {0};
+    case DType::Q2_K: return {offsetof(mf::BlockQ2_K, d), offsetof(mf::BlockQ2_K, dmin)};
+    case DType::Q3_K: return {offsetof(mf::BlockQ3_K, d)};
+    case DType::Q6_K: return {offsetof(mf::BlockQ6_K, d)};
+    default: return {};
+  }
+}
 
 // n_copies quantised copies of a random [n_out, n_in] weight matrix.
 std::vector<uint8_t> make_weights(DType t, int64_t n_out, int64_t n_in, int n_copies) {
@@ -35,9 +51,18 @@ std::vector<uint8_t> make_weights(DType t, int64_t n_out, int64_t n_in, int n_co
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> row(static_cast<size_t>(n_in));
-  for (int64_t o = 0; o < n_out; ++o) {
+  const bool random_blocks = mf::is_quantized(t) && t != DType::Q8_0 && t != DType::Q4_0;
+  for (int64_t o = 0; o < n_out && !random_blocks; ++o) {
     for (auto& v : row) v = dist(rng);
     mf::ref::quantize_row(t, row.data(), w.data() + size_t(o) * rb, n_in);
+  }
+  if (random_blocks) {
+    for (size_t i = 0; i < rb * size_t(n_out); ++i) w[i] = uint8_t(rng());
+    for (size_t b = 0; b < rb * size_t(n_out) / mf::block_bytes(t); ++b)
+      for (size_t off : half_fields(t)) {
+        const uint16_t h = 0x2000;  // 2^-7
+        std::memcpy(&w[b * mf::block_bytes(t) + off], &h, 2);
+      }
   }
   for (int c = 1; c < n_copies; ++c) std::memcpy(w.data() + c * rb * size_t(n_out), w.data(), rb * size_t(n_out));
   return w;
@@ -83,6 +108,19 @@ void matmul_args(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 BENCHMARK(BM_matmul)->Apply(matmul_args);
+
+// The GGUF block types (q4_0 and q8_0 for comparison) on SmolLM2's down projection
+// (576 x 1536) and Gemma 3 270M's (640 x 2048): decode (1 token, weights from DRAM) and a
+// 64-token prefill chunk (hot).
+void qtype_args(benchmark::internal::Benchmark* b) {
+  const int64_t shapes[][2] = {{576, 1536}, {640, 2048}};  // {n_out, n_in}
+  for (int64_t nt : {1, 64})
+    for (int ti = 3; ti < int(std::size(kTypes)); ++ti)
+      for (const auto& s : shapes) b->Args({ti, s[0], s[1], nt, nt == 1 ? 1 : 0});
+  b->ArgNames({"type", "n_out", "n_in", "n_tokens", "cold"});
+  b->UseRealTime();
+}
+BENCHMARK(BM_matmul)->Name("BM_matmul_qtypes")->Apply(qtype_args);
 
 void BM_attention(benchmark::State& state) {
   // SmolLM2-135M heads: 9 query, 3 kv, head_dim 64.

@@ -58,6 +58,10 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 // Quantised weights (q8_0, q4_0) multiply x after quantising it to q8_0 per 32-block, as
 // GGML does: the result equals ref::matmul on dequantize(quantize_q8_0(x)) up to f32 rounding.
+// The other block types quantise x to GGML's vec_dot_type of the weights: q8_0 for q5_0,
+// q8_1 for q4_1/q5_1 (with its fp16 s = d sum(q) times the weights' minimum), q8_K for the
+// k-quants q2_K..q6_K; the result equals ref::detail::vec_dot (ops/reference/quant_dot.h)
+// up to f32 summation order.
 void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 // y_i = matmul(w_i, x) for several weights on one input (q/k/v, gate/up), results identical
 // to separate calls. Small batches share one parallel pass over all their rows: decode

@@ -16,9 +16,17 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
     case DType::BF16: detail::matmul_bf16(w, x, y, n_tokens, pool); return;
     case DType::Q8_0: detail::matmul_q8_0(w, x, y, n_tokens, pool); return;
     case DType::Q4_0: detail::matmul_q4_0(w, x, y, n_tokens, pool); return;
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1: detail::matmul_q32(w, x, y, n_tokens, pool); return;
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: detail::matmul_kquant(w, x, y, n_tokens, pool); return;
     case DType::I32: assert(!"matmul: I32 weights"); return;
-    default: detail::matmul_dequant(w, x, y, n_tokens, pool); return;
   }
+  detail::matmul_dequant(w, x, y, n_tokens, pool);  // not reached: every float and block type has a kernel
 }
 
 void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
@@ -36,11 +44,11 @@ void matmul_group(std::span<const TensorView* const> ws, const float* x, std::sp
     for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, ys[i], n_tokens, pool);
     return;
   }
-  const bool quantised = dt == DType::Q8_0 || dt == DType::Q4_0;
+  const bool quantised = is_quantized(dt);
   thread_local detail::QuantizedActs caller_acts;  // bound by reference: workers read the caller's
   detail::QuantizedActs& xa = caller_acts;
   if (quantised) {
-    detail::prepare_acts(n_tokens, ws[0]->cols(), xa);
+    detail::prepare_acts(n_tokens, ws[0]->cols(), xa, /*k=*/is_kquant(dt));
     detail::quantize_acts(x, 0, n_tokens, xa);
   }
   pool.parallel_for(rows, detail::kTileRows, [&](int, int64_t g0, int64_t g1) {
@@ -54,8 +62,15 @@ void matmul_group(std::span<const TensorView* const> ws, const float* x, std::sp
         case DType::BF16: detail::rows_bf16(*ws[i], x, ys[i], n_tokens, r0, r1); break;
         case DType::Q8_0: detail::rows_q8_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
         case DType::Q4_0: detail::rows_q4_0(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
+        case DType::Q4_1:
+        case DType::Q5_0:
+        case DType::Q5_1: detail::rows_q32(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
+        case DType::Q2_K:
+        case DType::Q3_K:
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: detail::rows_kquant(*ws[i], xa, ys[i], n_tokens, r0, r1); break;
         case DType::I32: break;
-        default: detail::rows_dequant(*ws[i], x, ys[i], n_tokens, r0, r1); break;
       }
     }
   });

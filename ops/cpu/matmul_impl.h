@@ -16,6 +16,10 @@ void matmul_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens,
 void matmul_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+// q4_1, q5_0, q5_1 (matmul_quant.cpp) and the k-quants q2_K..q6_K (matmul_kquant.cpp), with
+// activations in GGML's vec_dot_type (q8_1, q8_0, q8_K).
+void matmul_q32(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
+void matmul_kquant(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 // Any other quantised type: rows dequantised to f32 panels, then the f32 tile (matmul_dequant.cpp).
 void matmul_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 
@@ -29,6 +33,8 @@ void rows_f16(const TensorView& w, const float* x, float* y, int64_t n_tokens, i
 void rows_bf16(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_q8_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_q4_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
+void rows_q32(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
+void rows_kquant(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 
 // Matmuls whose work (weight bytes x tokens) is below this run on the calling thread alone:

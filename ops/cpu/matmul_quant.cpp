@@ -1,19 +1,23 @@
-// q8_0 and q4_0-weight matmuls: x is quantised to q8_0 once per call (shared by all
-// threads), then each 32-block contributes d_w * d_x * (integer dot product).
+// Matmuls of the 32-value block types (q8_0, q4_0, q4_1, q5_0, q5_1): x is quantised to
+// q8_0 once per call (shared by all threads; q8_1's s = d sum(x) alongside), then each
+// 32-block contributes d_w * d_x * (integer dot product) (+ m_w * s_x for q4_1/q5_1, as
+// GGML's vec_dot_q4_1_q8_1).
 // Integer dots use _mm256_maddubs_epi16 (unsigned x signed bytes, adjacent pairs summed
 // to int16) then _mm256_madd_epi16 with ones (pairs of int16 summed to int32).
 //  * q8_0: |w| is the unsigned operand and x takes w's sign (sign trick); each pair sum is
 //    <= 2*127*127 < 32767, so no saturation.
-//  * q4_0: the raw codes 0..15 are the unsigned operand and x is used as is; the offset
-//    is removed exactly in int32: (q - 8).x = q.x - 8 sum(x).
+//  * q4_0/q5_0: the raw codes 0..15 / 0..31 are the unsigned operand and x is used as is;
+//    the offset is removed exactly in int32: (q - 8).x = q.x - 8 sum(x). q4_1/q5_1 codes
+//    have no offset.
 // Decode and short prompts use dot-product tiles straight on the weight rows; longer q4_0
-// prompts use 8-row groups repacked per call (gemm_q4_0.cpp), as prefill is compute-bound.
+// prompts of the 4/5-bit types use 8-row groups repacked per call (gemm_q32_x8.cpp), as
+// prefill is compute-bound.
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "core/half.h"
 #include "ops/cpu/matmul_impl.h"
+#include "ops/cpu/q32_weights.h"
 #include "ops/cpu/quant_acts.h"
 #include "ops/cpu/simd.h"
 
@@ -21,31 +25,13 @@ namespace mf::ops::detail {
 
 namespace {
 
-struct WeightsQ8_0 {
-  using Block = BlockQ8_0;
-  static constexpr bool kUnsigned = false;
-  static __m256i load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
-};
-
-struct WeightsQ4_0 {
-  using Block = BlockQ4_0;
-  static constexpr bool kUnsigned = true;
-  // 16 bytes of nibble pairs -> 32 codes 0..15 in element order (low nibbles first).
-  // The 16 bytes are loaded into both halves; shifting only the upper half right by 4 then
-  // masking leaves low nibbles below and high nibbles above (2 ALU ops).
-  static __m256i load(const Block& b) {
-    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)));
-    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
-  }
-};
-
 // Tokens per register tile.
 constexpr int kQTileTokens = 4;
 // Decode prefetch distance in rows. Rows are short streams (576 values = 612 bytes of q8_0)
 // that the hardware prefetcher barely ramps up on; fetching the next tiles' rows explicitly
 // took q8_0 decode from 5 to 18 GB/s per core. Prefetching past the matrix never faults.
 constexpr int kPrefetchRows = 8;
-// q4_0 prompts of at least this many tokens use the repacked 8-row kernel.
+// q4_0/q4_1/q5_0/q5_1 prompts of at least this many tokens use the repacked 8-row kernel.
 constexpr int64_t kRepackMinTokens = 8;
 
 // y[t, 0..NR) = sum over blocks of d_w d_x dot(w, x), an NR x NT tile (NR <= 4), w: NR rows
@@ -67,7 +53,7 @@ inline void qtile_fold(const uint8_t* w, size_t ldw, const QuantizedActs& xa, in
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     __m256i wq[4], wu[4];  // codes, and the unsigned operand of maddubs (|w| for q8_0)
-    uint16_t d16[4] = {0, 0, 0, 0};
+    uint16_t d16[4] = {0, 0, 0, 0}, m16[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       if constexpr (PF)
@@ -77,9 +63,15 @@ inline void qtile_fold(const uint8_t* w, size_t ldw, const QuantizedActs& xa, in
       wq[r] = W::load(blk);
       wu[r] = W::kUnsigned ? wq[r] : _mm256_sign_epi8(wq[r], wq[r]);
       d16[r] = blk.d;
+      if constexpr (W::kMin) m16[r] = blk.m;
     }
     const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(short(d16[0]), short(d16[1]), short(d16[2]), short(d16[3]), 0, 0, 0, 0));
     const __m256 dw2 = _mm256_set_m128(dw, dw);
+    // q4_1/q5_1: the rows' minimums in lanes 0..3 only (each row's m s_x is added once).
+    __m256 mw = _mm256_setzero_ps();
+    if constexpr (W::kMin)
+      mw = _mm256_zextps128_ps256(
+          _mm_cvtph_ps(_mm_setr_epi16(short(m16[0]), short(m16[1]), short(m16[2]), short(m16[3]), 0, 0, 0, 0)));
 #pragma GCC unroll 4
     for (int t = 0; t < NT; ++t) {
       const int64_t i = (t0 + t) * nb + b;
@@ -92,9 +84,10 @@ inline void qtile_fold(const uint8_t* w, size_t ldw, const QuantizedActs& xa, in
       }
       // [r0 r1 r2 r3 | r0 r1 r2 r3]: each lane sums 4 of a row's 8 lanes.
       __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(dot[0], dot[1]), _mm256_hadd_epi32(dot[2], dot[3]));
-      // Offset codes: each row is split over 2 lanes, so each lane removes half of 8 sum(x).
-      if constexpr (W::kUnsigned) rows = _mm256_sub_epi32(rows, _mm256_set1_epi32(4 * xa.sum[i]));
+      // Offset codes: each row is split over 2 lanes, so each lane removes half of off sum(x).
+      if constexpr (W::kOffset != 0) rows = _mm256_sub_epi32(rows, _mm256_set1_epi32(W::kOffset / 2 * xa.sum[i]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), _mm256_mul_ps(dw2, _mm256_set1_ps(xa.d[i])), acc[t]);
+      if constexpr (W::kMin) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xa.s[i]), acc[t]);
     }
   }
 #pragma GCC unroll 4
@@ -144,9 +137,11 @@ void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const Qu
   const int8_t* xq_row = xa.qs + t0 * nb * kQBlock;  // [nb, 32]
   const float* xd = xa.d + t0 * nb;                  // [nb]
   const int32_t* xsum = xa.sum + t0 * nb;            // [nb]
+  const float* xs = xa.s + t0 * nb;                  // [nb]
   for (; r < r1; ++r) {
     const auto* blocks = reinterpret_cast<const typename W::Block*>(wd + r * ldw);  // [nb]
     __m256 acc = _mm256_setzero_ps();
+    __m128 macc = _mm_setzero_ps();  // q4_1/q5_1: sum of m_w s_x
     // Block b's dot product, 8 int32 lanes summing to w . x.
     auto block_dot = [&](int64_t b) {
       const __m256i wq = W::load(blocks[b]);
@@ -165,10 +160,17 @@ void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const Qu
       if (pf + 128 < end) _mm_prefetch(pf + 128, _MM_HINT_T0);
       __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(block_dot(b), block_dot(b + 1)),
                                        _mm256_hadd_epi32(block_dot(b + 2), block_dot(b + 3)));
-      // Offset codes: each block is split over 2 lanes, so each lane removes half of 8 sum(x).
-      if constexpr (W::kUnsigned) {
-        const __m128i s4 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xsum + b)), 2);
+      // Offset codes: each block is split over 2 lanes, so each lane removes half of off sum(x).
+      if constexpr (W::kOffset != 0) {
+        static_assert(W::kOffset == 8 || W::kOffset == 16);
+        const __m128i s4 =  // (off / 2) sum(x): a shift by 2 or 3
+            _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xsum + b)), W::kOffset == 16 ? 3 : 2);
         rows = _mm256_sub_epi32(rows, _mm256_set_m128i(s4, s4));
+      }
+      if constexpr (W::kMin) {
+        const __m128 mw = _mm_cvtph_ps(_mm_setr_epi16(short(blocks[b].m), short(blocks[b + 1].m), short(blocks[b + 2].m),
+                                                      short(blocks[b + 3].m), 0, 0, 0, 0));
+        macc = _mm_fmadd_ps(mw, _mm_loadu_ps(xs + b), macc);
       }
       const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16(short(blocks[b].d), short(blocks[b + 1].d), short(blocks[b + 2].d),
                                                     short(blocks[b + 3].d), 0, 0, 0, 0));
@@ -177,9 +179,11 @@ void qrows_stream(const uint8_t* wd, size_t ldw, int64_t r, int64_t r1, const Qu
     }
     for (; b < nb; ++b) {  // the last nb % 4 blocks, one by one
       __m256i dot = block_dot(b);
-      if constexpr (W::kUnsigned) dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(xsum[b]));  // 8 lanes x sum(x)
+      if constexpr (W::kOffset != 0) dot = _mm256_sub_epi32(dot, _mm256_set1_epi32(W::kOffset / 8 * xsum[b]));  // 8 lanes
       acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(fp16_to_f32(blocks[b].d) * xd[b]), acc);
+      if constexpr (W::kMin) macc = _mm_add_ss(macc, _mm_set_ss(fp16_to_f32(blocks[b].m) * xs[b]));
     }
+    if constexpr (W::kMin) acc = _mm256_add_ps(acc, _mm256_zextps128_ps256(macc));
     y[r] = simd::hsum(acc);
   }
 }
@@ -210,7 +214,7 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
   prepare_acts(n_tokens, n_in, xa);
   // Prompts: quantising x is a few percent of the matmul's work, so share it across threads too.
   pool.parallel_for(n_tokens, 1, [&](int, int64_t t0, int64_t t1) { quantize_acts(x, t0, t1, xa); });
-  constexpr bool kCanRepack = std::is_same_v<W, WeightsQ4_0>;
+  constexpr bool kCanRepack = W::kUnsigned;  // the 4/5-bit types
   const bool repack = kCanRepack && n_tokens >= kRepackMinTokens;
   const int64_t tc = token_chunk(n_tokens);
   for_rows(pool, n_out, repack ? 8 : kTileRows, int64_t(w.nbytes()) * n_tokens, [&](int, int64_t r0, int64_t r1) {
@@ -220,7 +224,7 @@ void matmul_q(const TensorView& w, const float* x, float* y, int64_t n_tokens, T
       int64_t r = r0;
       if (repack) {
         const int64_t n8 = (r1 - r0) / 8 * 8;
-        gemm_q4_0_x8(wd + r0 * ldw, ldw, n8, xa, t0, nt, yc + r0, n_out);
+        gemm_q32_x8(w.dtype, wd + r0 * ldw, ldw, n8, xa, t0, nt, yc + r0, n_out);
         r += n8;
       }
       qrows<W>(wd, ldw, r, r1, xa, t0, nt, yc, n_out);
@@ -246,6 +250,25 @@ void matmul_q8_0(const TensorView& w, const float* x, float* y, int64_t n_tokens
 
 void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
   matmul_q<WeightsQ4_0>(w, x, y, n_tokens, pool);
+}
+
+void rows_q32(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1) {
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  switch (w.dtype) {
+    case DType::Q4_1: return qrows<WeightsQ4_1>(wd, w.row_stride(), r0, r1, xa, 0, n_tokens, y, w.rows());
+    case DType::Q5_0: return qrows<WeightsQ5_0>(wd, w.row_stride(), r0, r1, xa, 0, n_tokens, y, w.rows());
+    case DType::Q5_1: return qrows<WeightsQ5_1>(wd, w.row_stride(), r0, r1, xa, 0, n_tokens, y, w.rows());
+    default: return;
+  }
+}
+
+void matmul_q32(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  switch (w.dtype) {
+    case DType::Q4_1: return matmul_q<WeightsQ4_1>(w, x, y, n_tokens, pool);
+    case DType::Q5_0: return matmul_q<WeightsQ5_0>(w, x, y, n_tokens, pool);
+    case DType::Q5_1: return matmul_q<WeightsQ5_1>(w, x, y, n_tokens, pool);
+    default: return;
+  }
 }
 
 }  // namespace mf::ops::detail

@@ -2,14 +2,18 @@
 // text stream that applies stop strings and holds back partial UTF-8, metrics text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
 #include "serve/api_error.h"
 #include "serve/chat_template.h"
 #include "serve/metrics.h"
+#include "serve/prepare.h"
 #include "serve/request.h"
 #include "serve/text_stream.h"
+#include "test_util.h"
+#include "tokenizer/chat_template.h"
 
 namespace mf::serve {
 namespace {
@@ -161,7 +165,93 @@ TEST(ServeChat, DetectsKnownTemplates) {
   EXPECT_EQ(detect_chat_format("<|user|>\n"), ChatFormat::Zephyr);
   EXPECT_EQ(detect_chat_format("{{ something unknown }}"), ChatFormat::Default);
   EXPECT_EQ(parse_chat_format("chatml"), ChatFormat::ChatML);
-  EXPECT_THROW(parse_chat_format("jinja"), Error);
+  EXPECT_EQ(parse_chat_format("jinja"), ChatFormat::Jinja);
+  EXPECT_THROW(parse_chat_format("jinja2"), Error);
+}
+
+// The model's own template is used when it renders; an unsupported construct falls back to the
+// detected format with a warning; raise_exception reaches the caller as TemplateException.
+TEST(ServeChat, ChoosesTheModelsJinjaTemplate) {
+  const std::string chatml =
+      "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] | trim + '<|im_end|>\\n' }}{% endfor %}"
+      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  std::string warning;
+  ChatRenderer r = make_chat_renderer(chatml, {}, "", &warning);
+  EXPECT_EQ(r.format, ChatFormat::Jinja);
+  EXPECT_TRUE(warning.empty());
+  EXPECT_EQ(r.render({{"user", " hi "}}).text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_TRUE(r.render({{"user", "x"}}).stop.empty());
+
+  // Unsupported construct: the detected format, and a one-line reason.
+  ChatRenderer f = make_chat_renderer("{% include 'x' %}<|im_start|>", {}, "", &warning);
+  EXPECT_EQ(f.format, ChatFormat::ChatML);
+  EXPECT_NE(warning.find("include"), std::string::npos) << warning;
+  EXPECT_EQ(warning.find('\n'), std::string::npos);
+  warning.clear();
+  EXPECT_EQ(make_chat_renderer("{{ messages|frobnicate }}", {}, "", &warning).format, ChatFormat::Default);
+  EXPECT_NE(warning.find("frobnicate"), std::string::npos) << warning;
+
+  // A forced format ignores the template; "jinja" requires a usable one.
+  EXPECT_EQ(make_chat_renderer(chatml, {}, "llama3", nullptr).format, ChatFormat::Llama3);
+  EXPECT_EQ(make_chat_renderer(chatml, {}, "jinja", nullptr).format, ChatFormat::Jinja);
+  EXPECT_THROW(make_chat_renderer("", {}, "jinja", nullptr), Error);
+  EXPECT_THROW(make_chat_renderer("{% include 'x' %}", {}, "jinja", nullptr), Error);
+  EXPECT_EQ(make_chat_renderer("", {}, "", nullptr).format, ChatFormat::Default);
+
+  // A template that refuses a conversation is still chosen; the refusal carries its message.
+  ChatRenderer strict = make_chat_renderer(
+      "{% if messages[0]['role'] != 'system' %}{{ raise_exception('need a system message') }}{% endif %}{{ bos_token }}ok", {"<s>", "</s>", "", ""}, "",
+      &warning);
+  EXPECT_EQ(strict.format, ChatFormat::Jinja);
+  EXPECT_EQ(strict.render({{"system", "s"}, {"user", "u"}}).text, "<s>ok");
+  try {
+    strict.render({{"user", "u"}});
+    ADD_FAILURE() << "no exception";
+  } catch (const jinja::TemplateException& e) {
+    EXPECT_EQ(std::string(e.what()), "need a system message");
+  }
+}
+
+// prepare_request: messages the model's template rejects are a 400 carrying its message.
+TEST(ServeChat, TemplateRejectionIsA400) {
+  auto model = load_model("models/default");
+  ServingContext ctx;
+  ctx.model = model.get();
+  ctx.model_id = "m";
+  ctx.n_ctx = 64;
+  ChatRenderer r = make_chat_renderer(
+      "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+      "{{ m.content }}{% endfor %}",
+      {}, "jinja", nullptr);
+  ctx.chat_format = r.format;
+  ctx.chat_jinja = r.jinja;
+  ApiRequest ok = parse_request(R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":2})", Endpoint::Chat);
+  EXPECT_EQ(prepare_request(ok, ctx).job.prompt, model->require_tokenizer().encode("hello", true, true));
+  ApiRequest bad = parse_request(R"({"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]})", Endpoint::Chat);
+  try {
+    prepare_request(bad, ctx);
+    ADD_FAILURE() << "no error";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(std::string(e.what()), "System role not supported");
+    EXPECT_EQ(e.param, "messages");
+  }
+}
+
+// A template that writes bos_token itself gets no second BOS from the tokenizer.
+TEST(ServeChat, NoDoubleBos) {
+  TokenizerSpec spec = load_hf_tokenizer_spec(test::shared_dir() + "/models/tiny-llama-a/tokenizer.json");
+  spec.add_bos = true;
+  ASSERT_GE(spec.bos_id, 0);
+  auto tok = make_tokenizer(spec);
+  const std::string bos = spec.tokens[size_t(spec.bos_id)];
+  std::vector<int32_t> plain = encode_chat_prompt(*tok, "hello there");
+  std::vector<int32_t> with_bos = encode_chat_prompt(*tok, bos + "hello there");
+  ASSERT_FALSE(plain.empty());
+  EXPECT_EQ(plain[0], spec.bos_id);
+  EXPECT_EQ(plain, with_bos);
+  EXPECT_EQ(std::count(with_bos.begin(), with_bos.end(), spec.bos_id), 1);
+  EXPECT_EQ(chat_template_tokens(*tok).bos_token, bos);
 }
 
 TEST(ServeChat, RendersEachFormat) {
