@@ -18,15 +18,16 @@ std::string chat_format_name(ChatFormat f) {
     case ChatFormat::Llama3: return "llama3";
     case ChatFormat::Llama2: return "llama2";
     case ChatFormat::Zephyr: return "zephyr";
+    case ChatFormat::Jinja: return "jinja";
     case ChatFormat::Default: break;
   }
   return "default";
 }
 
 ChatFormat parse_chat_format(const std::string& name) {
-  for (ChatFormat f : {ChatFormat::Default, ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Zephyr})
+  for (ChatFormat f : {ChatFormat::Default, ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::Llama2, ChatFormat::Zephyr, ChatFormat::Jinja})
     if (chat_format_name(f) == name) return f;
-  fail("unknown chat template '", name, "' (default, chatml, llama3, llama2 or zephyr)");
+  fail("unknown chat template '", name, "' (jinja, default, chatml, llama3, llama2 or zephyr)");
 }
 
 namespace {
@@ -75,7 +76,8 @@ ChatPrompt render_llama2(const std::vector<ChatMessage>& messages) {
 ChatPrompt render_chat(ChatFormat f, const std::vector<ChatMessage>& messages) {
   ChatPrompt p;
   switch (f) {
-    case ChatFormat::Default: return render_default(messages);
+    case ChatFormat::Default:
+    case ChatFormat::Jinja: return render_default(messages);
     case ChatFormat::Llama2: return render_llama2(messages);
     case ChatFormat::ChatML:
       for (const ChatMessage& m : messages) p.text += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
@@ -92,6 +94,46 @@ ChatPrompt render_chat(ChatFormat f, const std::vector<ChatMessage>& messages) {
       return p;
   }
   return render_default(messages);
+}
+
+ChatPrompt ChatRenderer::render(const std::vector<ChatMessage>& messages) const {
+  if (format != ChatFormat::Jinja || !jinja) return render_chat(format, messages);
+  std::vector<ChatTurn> turns;
+  turns.reserve(messages.size());
+  for (const ChatMessage& m : messages) turns.push_back({m.role, m.content});
+  return {jinja->apply(turns, /*add_generation_prompt=*/true, tokens), {}};
+}
+
+ChatRenderer make_chat_renderer(const std::string& model_template, const ChatTemplateTokens& tokens, const std::string& requested,
+                                std::string* warning) {
+  ChatRenderer r;
+  r.tokens = tokens;
+  if (!requested.empty() && requested != "jinja") {
+    r.format = parse_chat_format(requested);
+    return r;
+  }
+  if (model_template.empty()) {
+    if (requested == "jinja") fail("--chat-template jinja: the model carries no chat template");
+    return r;  // Default
+  }
+  try {
+    auto t = std::make_shared<const ChatTemplate>(model_template);
+    try {
+      t->apply({{"user", "Hello"}}, true, tokens);  // meets the constructs an ordinary request does
+    } catch (const jinja::TemplateException&) {
+      // The template refuses this conversation (e.g. it wants a system message): still usable.
+    }
+    r.format = ChatFormat::Jinja;
+    r.jinja = std::move(t);
+    return r;
+  } catch (const jinja::Error& e) {
+    if (requested == "jinja") fail("--chat-template jinja: the model's chat template cannot be used: ", e.what());
+    r.format = detect_chat_format(model_template);
+    if (warning)
+      *warning = cat("the model's chat template cannot be used (", e.what(), "); using the '", chat_format_name(r.format),
+                     "' format instead");
+    return r;
+  }
 }
 
 }  // namespace mf::serve

@@ -21,9 +21,17 @@ uint64_t random_u64() {
 std::vector<int32_t> tokenize(const ApiRequest& r, const ServingContext& ctx, std::vector<std::string>& template_stop) {
   const Tokenizer& tok = ctx.model->require_tokenizer();
   if (r.endpoint == Endpoint::Chat) {
-    ChatPrompt p = render_chat(ctx.chat_format, r.messages);
+    ChatRenderer renderer{ctx.chat_format, ctx.chat_jinja, ctx.chat_tokens};
+    ChatPrompt p;
+    try {
+      p = renderer.render(r.messages);
+    } catch (const jinja::TemplateException& e) {
+      throw ApiError(400, e.what(), "messages");
+    } catch (const jinja::Error& e) {
+      throw ApiError(400, std::string("the chat template cannot render these messages: ") + e.what(), "messages");
+    }
     template_stop = std::move(p.stop);
-    return tok.encode(p.text, /*add_special=*/true, /*parse_special=*/true);
+    return encode_chat_prompt(tok, p.text);
   }
   if (!r.prompt_is_tokens) return tok.encode(r.prompt, /*add_special=*/true, /*parse_special=*/true);
   for (int32_t t : r.prompt_tokens)

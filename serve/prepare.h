@@ -2,6 +2,7 @@
 // checks, routing and sampling parameters. Everything a client can get wrong is an ApiError.
 #pragma once
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -17,7 +18,9 @@ namespace mf::serve {
 struct ServingContext {
   const Model* model = nullptr;
   std::string model_id;  // the name clients use in "model"
-  ChatFormat chat_format = ChatFormat::Default;
+  ChatFormat chat_format = ChatFormat::Default;  // Jinja: the model's template (chat_jinja)
+  std::shared_ptr<const ChatTemplate> chat_jinja;
+  ChatTemplateTokens chat_tokens;
   int64_t n_ctx = 0;
   const Router* router = nullptr;  // null or empty: no routing
   std::mutex* route_mu = nullptr;  // serialises router calls
@@ -30,7 +33,8 @@ struct PreparedRequest {
   bool include_usage = false;
 };
 
-// Throws ApiError: unknown model (404), empty prompt, token ids outside the vocabulary,
+// Throws ApiError: unknown model (404), messages the chat template rejects (400, its
+// raise_exception message), empty prompt, token ids outside the vocabulary,
 // prompt + max_tokens over the context (400, code context_length_exceeded), unknown expert.
 PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx);
 

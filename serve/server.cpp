@@ -70,7 +70,14 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
   model.require_tokenizer();
   ctx_.model = &model;
   ctx_.model_id = opts_.model_id.empty() ? "moeforge" : opts_.model_id;
-  ctx_.chat_format = opts_.chat_template.empty() ? detect_chat_format(model.chat_template) : parse_chat_format(opts_.chat_template);
+  {
+    std::string warning;
+    ChatRenderer chat = make_chat_renderer(model.chat_template, chat_template_tokens(model.require_tokenizer()), opts_.chat_template, &warning);
+    if (!warning.empty()) std::fprintf(stderr, "moeforge serve: warning: %s\n", warning.c_str());
+    ctx_.chat_format = chat.format;
+    ctx_.chat_jinja = std::move(chat.jinja);
+    ctx_.chat_tokens = std::move(chat.tokens);
+  }
   ctx_.router = &router_;
   ctx_.route_mu = &route_mu_;
   scheduler_ = std::make_unique<Scheduler>(model, pool, opts_.scheduler, &metrics_);

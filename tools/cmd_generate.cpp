@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "model/sampler.h"
 #include "model/session.h"
+#include "serve/chat_template.h"
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/moe_cli.h"
@@ -23,13 +24,37 @@ struct GenerateOptions {
   std::string domain;
   int reroute_every = -1;  // -1: the .moe file's setting
   bool json = false;
+  bool chat = false;       // --prompt is a user message rendered with the model's chat template
+  std::string system;      // --chat: optional system message
 };
+
+// The prompt's tokens: the text as given, or (--chat) the conversation rendered with the model's
+// chat template and the assistant's turn opened.
+std::vector<int32_t> prompt_tokens(const GenerateOptions& o, const Model& model, const Tokenizer& tok) {
+  if (!o.chat) {
+    if (!o.system.empty()) fail("--system needs --chat");
+    return tok.encode(o.prompt, /*add_special=*/true);
+  }
+  std::string warning;
+  serve::ChatRenderer chat = serve::make_chat_renderer(model.chat_template, chat_template_tokens(tok), "", &warning);
+  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  std::vector<serve::ChatMessage> messages;
+  if (!o.system.empty()) messages.push_back({"system", o.system});
+  messages.push_back({"user", o.prompt});
+  std::string text;
+  try {
+    text = chat.render(messages).text;
+  } catch (const jinja::TemplateException& e) {
+    fail("the chat template rejects this conversation: ", e.what());
+  }
+  return encode_chat_prompt(tok, text);
+}
 
 void run_generate(const GenerateOptions& o) {
   LoadedModel lm = load_any(o.model);
   const Model* model = &lm.model();
   const Tokenizer& tok = model->require_tokenizer();
-  std::vector<int32_t> prompt = tok.encode(o.prompt, /*add_special=*/true);
+  std::vector<int32_t> prompt = prompt_tokens(o, *model, tok);
   if (prompt.empty()) fail("the prompt is empty and the tokenizer adds no BOS token");
   ThreadPool pool(o.model.threads);
   int n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int>(model->hp.n_ctx_train, int(prompt.size()) + o.n_predict);
@@ -101,6 +126,10 @@ void add_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt (prints only the continuation)");
   add_model_options(cmd, o->model);
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
+  cmd->add_flag("--chat", o->chat,
+                "Treat --prompt as a user message: render it with the model's chat template (else a\n"
+                "built-in format) and generate the assistant's answer");
+  cmd->add_option("--system", o->system, "With --chat: a system message before the user's");
   cmd->add_option("-n,--n-predict", o->n_predict, "Number of tokens to generate")->check(CLI::NonNegativeNumber);
   cmd->add_option("-c,--ctx", o->n_ctx, "Context size (default: prompt + n, at most the model's)");
   cmd->add_option("--temp", o->sampler.temperature, "Temperature; 0 is greedy")->check(CLI::NonNegativeNumber);
