@@ -23,6 +23,7 @@ PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_
   PerplexityResult r;
   r.tokens = int64_t(tokens.size());
   Session session(model, int(std::min<int64_t>(ctx, r.tokens)), pool);
+  if (protocol.f32) session.set_numerics(Numerics{false, false});
   const int32_t V = model.hp.n_vocab;
   if (protocol.second_half_only && r.tokens < ctx) fail("perplexity: needs at least one whole window of ", ctx, " tokens (got ", r.tokens, ")");
   const int64_t first_scored = protocol.second_half_only ? ctx / 2 : 0;  // logits position predicting the first scored token

@@ -26,6 +26,7 @@ struct PerplexityResult {
 struct PerplexityProtocol {
   bool second_half_only = false;  // score positions ctx/2 + 1 .. ctx - 1; whole windows only
   int32_t window_bos = -1;        // >= 0: this token replaces each window's first token
+  bool f32 = false;               // f32 throughout (Numerics all off), for comparisons with transformers
 };
 
 // Layers to run a window with (nullptr: the dense model); lets a MoE route each window.

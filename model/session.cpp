@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "ops/ops.h"
 
 namespace mf {
@@ -107,6 +108,26 @@ void Session::run_blocks(float* x, int64_t n_tokens, int first, int last) {
   std::copy_n(x_.data(), n, x);
 }
 
+void Session::matmul(const TensorView& w, const float* x, float* y, int64_t n) const {
+  if (numerics_.quantized_acts)
+    ops::matmul(w, x, y, n, pool_);
+  else
+    ops::matmul_f32_acts(w, x, y, n, pool_);
+}
+
+void Session::matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys,
+                           int64_t n) const {
+  if (numerics_.quantized_acts) return ops::matmul_group(ws, x, ys, n, pool_);
+  for (size_t i = 0; i < ws.size(); ++i) ops::matmul_f32_acts(*ws[i], x, ys[i], n, pool_);
+}
+
+namespace {
+// x rounded to the nearest f16 value, in place.
+void round_to_f16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+}  // namespace
+
 void Session::validate(std::span<const SeqInput> batch) const {
   if (batch.empty()) fail("step: no sequences");
   std::vector<bool> used(slots_.size(), false);
@@ -178,7 +199,7 @@ void Session::forward(std::span<const SeqInput> batch, float* logits_out) {
   }
   if (n_out == 0) return;
   ops::rmsnorm(sel, w.output_norm.f32(), sel, n_out, E, hp.rms_eps);  // [n_out, E]
-  ops::matmul(w.output, sel, logits_out, n_out, pool_);               // [n_out, n_vocab]
+  matmul(w.output, sel, logits_out, n_out);                           // [n_out, n_vocab]
 }
 
 void Session::run_layer(int il) {
@@ -210,7 +231,7 @@ void Session::run_layer(int il) {
     emit("attn_in", il, xn + r * E, n, E);
     const TensorView* qkv[] = {&l.wq, &l.wk, &l.wv};
     float* qkv_out[] = {q + r * Q, k + r * KV, v + r * KV};  // [n, Q], [n, KV], [n, KV]
-    ops::matmul_group(qkv, xn + r * E, qkv_out, n, pool_);
+    matmul_group(qkv, xn + r * E, qkv_out, n);
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
@@ -228,6 +249,11 @@ void Session::run_layer(int il) {
   ap.scale = hp.attn_scale > 0 ? hp.attn_scale : 1.0f / std::sqrt(float(hp.head_dim));
   ap.kv_stride = KV;
   ap.window = swa ? hp.sliding_window : 0;
+  if (numerics_.f16_attention) {
+    round_to_f16(q, n_rows_ * Q);  // [n_rows, Q]
+    round_to_f16(k, n_rows_ * KV);  // [n_rows, KV]
+    round_to_f16(v, n_rows_ * KV);  // [n_rows, KV]
+  }
   for (const Placed& p : placed_) {
     const int64_t n_past = slots_[size_t(p.slot)].n_past;
     float* kc = k_cache(il, p.slot);  // [n_ctx, KV]
@@ -242,7 +268,7 @@ void Session::run_layer(int il) {
     const LayerWeights& l = layer(g, il);
     const int64_t r = g.row0, n = g.row1 - g.row0;
     emit("attn_out", il, attn + r * Q, n, Q);
-    ops::matmul(l.wo, attn + r * Q, xn + r * E, n, pool_);  // [n, E]
+    matmul(l.wo, attn + r * Q, xn + r * E, n);  // [n, E]
     add_bias(xn + r * E, l.bo, n, E);
     add_residual(r, n, l.attn_post_norm);
   }
@@ -259,13 +285,13 @@ void Session::run_layer(int il) {
     emit("ffn_in", il, xn + r * E, n, E);
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
     float* gate_up_out[] = {gate, up};  // [n, F] each
-    ops::matmul_group(gate_up, xn + r * E, gate_up_out, n, pool_);
+    matmul_group(gate_up, xn + r * E, gate_up_out, n);
     if (model_.arch.ffn_act == FfnAct::GeluTanh)
       ops::geglu(gate, up, gate, n * F);  // [n, F]
     else
       ops::swiglu(gate, up, gate, n * F);  // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
-    ops::matmul(l.ffn_down, gate, xn + r * E, n, pool_);  // [n, E]
+    matmul(l.ffn_down, gate, xn + r * E, n);  // [n, E]
     add_bias(xn + r * E, l.ffn_down_b, n, E);
     add_residual(r, n, l.ffn_post_norm);
     emit("block_out", il, x + r * E, n, E);

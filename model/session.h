@@ -30,6 +30,16 @@ struct HookEvent {
 };
 using Hook = std::function<void(const HookEvent&)>;
 
+// Arithmetic choices of the forward pass. The defaults follow llama.cpp's CPU defaults, so that
+// greedy decoding agrees with it on near-ties: activations quantised for quantised weights (q8_0,
+// q8_1 or q8_K per weight type) and attention inputs (q, k, v) rounded to f16, as llama.cpp's
+// f16 KV cache and its f16 K.Q product do. All off: f32 throughout (what transformers computes
+// on dequantised weights).
+struct Numerics {
+  bool quantized_acts = true;
+  bool f16_attention = true;
+};
+
 // Which logits a step returns for one sequence.
 enum class LogitRows { None, Last, All };
 
@@ -84,6 +94,8 @@ class Session {
   void set_layers(int slot, const std::vector<LayerWeights>* layers);
   const std::vector<LayerWeights>* layers_override(int slot = 0) const { return slots_.at(slot).layers; }
   const Model& model() const { return model_; }
+  void set_numerics(const Numerics& n) { numerics_ = n; }
+  const Numerics& numerics() const { return numerics_; }
 
   // Largest number of tokens processed in one forward step; eval() splits longer inputs.
   static constexpr int64_t kMaxBatch = 256;
@@ -133,6 +145,10 @@ class Session {
   std::vector<Group> groups_;
   int64_t n_rows_ = 0;
   Hook hook_;
+  Numerics numerics_;
+  // Matmuls through the numerics: quantised activations or f32.
+  void matmul(const TensorView& w, const float* x, float* y, int64_t n) const;
+  void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n) const;
 };
 
 }  // namespace mf

@@ -68,6 +68,10 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
 // otherwise waits on a thread-pool hand-off per matrix.
 void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
                   ThreadPool& pool);
+// The same product without quantising x: quantised weights are dequantised row by row and
+// multiplied in f32 (slower; for comparisons with implementations that compute in f32, such
+// as transformers on dequantised weights). Other weight types: as matmul.
+void matmul_f32_acts(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void rmsnorm(const float* x, const float* weight, float* y, int64_t n_tokens, int64_t n, float eps);
 void rope(float* x, const int32_t* pos, int64_t n_tokens, int n_head, int head_dim, const float* inv_freq, bool neox);
 void softmax(float* x, int64_t n);

@@ -7,6 +7,8 @@
 # Each round also measures this machine's DRAM read bandwidth on the same threads just before
 # moeforge's run (bench_ops BM_ReadBandwidth), since it moves with the machine's neighbours:
 # "of bound" is the median over rounds of decode GB/s / that round's read GB/s.
+# LLAMA_BENCH=/path/to/llama-bench uses that build (e.g. one built from current source, see
+# docs/benchmarks.md) instead of the reference environment's Debian package.
 # Usage: scripts/bench_vs_llamacpp.sh [ROUNDS] [FILES...]   (prints a markdown table)
 set -euo pipefail
 REF=${REF:-../shared/reference/run.sh}
@@ -23,7 +25,8 @@ for f in "${FILES[@]}"; do
       python3 -c 'import json,sys; print(json.load(sys.stdin)["benchmarks"][0]["bytes_per_second"] / 1e9)' \
       >> "$tmp/$(basename "$f").bw"
     $BIN bench -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" --json 2>/dev/null >> "$tmp/$(basename "$f").mf"
-    $REF sh -c "llama-bench -m $f -t $T -p $P -n $N -r $R -o json 2>/dev/null" | python3 -c '
+    if [ -n "${LLAMA_BENCH:-}" ]; then "$LLAMA_BENCH" -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" -o json 2>/dev/null
+    else $REF sh -c "llama-bench -m $f -t $T -p $P -n $N -r $R -o json 2>/dev/null"; fi | python3 -c '
 import json,sys
 rows=json.load(sys.stdin)
 out={}

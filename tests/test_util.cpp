@@ -1,5 +1,9 @@
 #include "test_util.h"
 
+#include <openssl/evp.h>
+
+#include <cstdio>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +64,16 @@ CmdResult run_cli(const std::string& args) {
   r.err = read_file(err);
   std::filesystem::remove_all(dir);
   return r;
+}
+
+std::string sha256_hex(const uint8_t* data, size_t len) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(data, len, md, &n, EVP_sha256(), nullptr) != 1) throw std::runtime_error("sha256: OpenSSL failed");
+  std::string hex;
+  char b[3];
+  for (unsigned i = 0; i < n; ++i) std::snprintf(b, sizeof b, "%02x", md[i]), hex += b;
+  return hex;
 }
 
 }  // namespace mf::test

@@ -24,6 +24,8 @@ struct CmdResult {
 CmdResult run_cli(const std::string& args);
 
 std::string read_file(const std::string& path);
+// SHA-256 of a byte buffer as lowercase hex (OpenSSL).
+std::string sha256_hex(const uint8_t* data, size_t len);
 void write_file(const std::string& path, const std::string& bytes);
 
 }  // namespace mf::test

@@ -22,6 +22,7 @@ struct PerplexityOptions {
   int route_tokens = 64;
   bool json = false;
   bool llamacpp = false;
+  bool f32 = false;
 };
 
 void run_perplexity(const PerplexityOptions& o) {
@@ -33,6 +34,7 @@ void run_perplexity(const PerplexityOptions& o) {
   // start of every window.
   std::vector<int32_t> tokens = tok.encode(text, /*add_special=*/o.llamacpp);
   PerplexityProtocol protocol;
+  protocol.f32 = o.f32;
   if (o.llamacpp) {
     protocol.second_half_only = true;
     if (tok.spec().add_bos) protocol.window_bos = tok.spec().bos_id;
@@ -83,6 +85,9 @@ void add_perplexity(CLI::App& app) {
   cmd->add_flag("--llamacpp", o->llamacpp,
                 "llama-perplexity's protocol, for comparing with it: BOS added (if the vocabulary adds one) and put "
                 "first in every window, whole windows only, only each window's second half scored");
+  cmd->add_flag("--f32", o->f32,
+                "Compute in f32 throughout: no activation quantisation, no f16 rounding of attention inputs (as\n"
+                "transformers on the dequantised weights; slower)");
   cmd->add_flag("--json", o->json, "Print {\"tokens\", \"ppl\", ...} as JSON");
   cmd->callback([o] { run_perplexity(*o); });
 }

@@ -29,6 +29,14 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
   detail::matmul_dequant(w, x, y, n_tokens, pool);  // not reached: every float and block type has a kernel
 }
 
+void matmul_f32_acts(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {
+  if (n_tokens <= 0 || w.rows() == 0) return;
+  if (is_quantized(w.dtype))
+    detail::matmul_dequant(w, x, y, n_tokens, pool);
+  else
+    matmul(w, x, y, n_tokens, pool);
+}
+
 void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
                   ThreadPool& pool) {
   assert(ws.size() == ys.size());
