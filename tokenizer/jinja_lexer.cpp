@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "tokenizer/jinja_internal.h"
+#include "tokenizer/unicode.h"
 
 namespace mf::jinja {
 
@@ -19,24 +20,6 @@ int count_lines(const std::string& s, size_t from, size_t to) {
   int n = 0;
   for (size_t i = from; i < to && i < s.size(); ++i) n += s[i] == '\n';
   return n;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
 }
 
 // Tokenises the inside of one tag (Python-like string escapes, ints, floats, operators).
@@ -129,7 +112,7 @@ std::vector<Tok> tokenize_expr(const std::string& s, int line) {
               if (v < 0) error_at(line, "bad \\" + std::string(1, e) + " escape");
               cp = cp * 16 + uint32_t(v);
             }
-            append_utf8(out, cp);
+            unicode::append_utf8(out, cp);
             j += n;
             break;
           }

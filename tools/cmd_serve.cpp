@@ -159,7 +159,9 @@ void add_serve(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   cmd->add_option("--chat-template", s.chat_template,
-                  "Chat format: default, chatml, llama3, llama2 or zephyr (default: recognised from the model's template)");
+                  "Chat format: jinja (the model's own template, rendered as transformers does), or a built-in\n"
+                  "format: default, chatml, llama3, llama2, zephyr (default: the model's template when it has one\n"
+                  "and it renders, else recognised from it)");
   cmd->add_option("--alias", o->alias, "Model name clients use (default: the model file or folder name)");
   cmd->add_option("--drain-timeout", s.drain_timeout_s, "Seconds to let in-flight requests finish after SIGTERM")
       ->capture_default_str()
