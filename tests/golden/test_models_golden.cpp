@@ -60,6 +60,7 @@ void expect_probe_logits(const Model& m, const json& golden, double tol) {
   auto ids = golden["probe_ids"].get<std::vector<int32_t>>();
   ThreadPool pool(2);
   Session s(m, 64, pool);
+  s.set_numerics(Numerics{false, false});  // transformers computes in f32 throughout
   const float* logits = s.eval(ids, true);  // [n, V]
   auto ref = golden["probe_logits_last8"];
   for (size_t t = 0; t < ids.size(); ++t)

@@ -65,6 +65,9 @@ MoeBuildOptions lsq_options(ThreadPool& pool) {
 std::vector<float> last_logits(const Model& m, const std::vector<LayerWeights>* layers, const std::vector<int32_t>& ids) {
   ThreadPool pool(2);
   Session s(m, 64, pool);
+  // f32 throughout: a file round trip permutes q/k rows for GGUF's RoPE pairing, and f16
+  // rounding of attention inputs would turn its last-bit differences into f16 steps.
+  s.set_numerics(Numerics{false, false});
   s.set_layers(layers);
   const float* l = s.eval(ids, false);  // [1, V]
   return std::vector<float>(l, l + m.hp.n_vocab);
