@@ -95,6 +95,15 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& g) {
     fail(label, ": tokenizer arrays have the wrong element types");
   }
   if (s.types.empty()) s.types.assign(s.tokens.size(), TokenType::Normal);
+  // llama.cpp treats end-of-generation tokens as control tokens whatever the file says (Gemma 3's
+  // vocabulary has "</s>" as a user-defined token), so raw text never matches them.
+  static const char* const kEndOfGeneration[] = {
+      "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>", "</s>",
+      "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>"};
+  for (size_t i = 0; i < s.tokens.size() && i < s.types.size(); ++i)
+    if (s.types[i] == TokenType::Normal || s.types[i] == TokenType::UserDefined)
+      for (const char* eog : kEndOfGeneration)
+        if (s.tokens[i] == eog) s.types[i] = TokenType::Control;
   s.bos_id = int32_t(g.get_int("tokenizer.ggml.bos_token_id", -1));
   s.eos_id = int32_t(g.get_int("tokenizer.ggml.eos_token_id", -1));
   s.unk_id = int32_t(g.get_int("tokenizer.ggml.unknown_token_id", -1));
