@@ -5,16 +5,24 @@
 
 namespace mf {
 
-TensorView to_f32(Model& model, const TensorView& v) {
-  if (v.dtype == DType::F32) return v;
+namespace {
+
+// An f32 copy of v owned by the model, each value plus `offset`.
+TensorView owned_f32(Model& model, const TensorView& v, float offset) {
   auto buf = std::make_shared<std::vector<float>>(v.numel());
   for (int64_t r = 0; r < v.rows(); ++r) ref::dequantize_row(v.dtype, v.row(r), buf->data() + r * v.cols(), v.cols());
+  if (offset != 0.0f)
+    for (float& x : *buf) x += offset;
   TensorView out = v;
   out.dtype = DType::F32;
   out.data = buf->data();
   model.storage.push_back(buf);
   return out;
 }
+
+}  // namespace
+
+TensorView to_f32(Model& model, const TensorView& v) { return v.dtype == DType::F32 ? v : owned_f32(model, v, 0.0f); }
 
 namespace {
 
@@ -55,15 +63,7 @@ struct Binder {
   TensorView get_norm(TensorRole role, int layer, int64_t n, bool required) const {
     TensorView v = get(role, layer, {n}, required);
     if (!v.data) return v;
-    if (gguf || !model.arch.hf_norm_plus_one) return to_f32(model, v);
-    auto buf = std::make_shared<std::vector<float>>(size_t(n));
-    ref::dequantize_row(v.dtype, v.data, buf->data(), n);
-    for (float& x : *buf) x += 1.0f;  // [n]
-    TensorView out = v;
-    out.dtype = DType::F32;
-    out.data = buf->data();
-    model.storage.push_back(buf);
-    return out;
+    return gguf || !model.arch.hf_norm_plus_one ? to_f32(model, v) : owned_f32(model, v, 1.0f);
   }
 };
 

@@ -66,6 +66,15 @@ CmdResult run_cli(const std::string& args) {
   return r;
 }
 
+std::string pulled_model_file(const std::string& name, const std::string& file) {
+  const char* home = std::getenv("MOEFORGE_HOME");
+  const char* user = std::getenv("HOME");
+  const std::filesystem::path base = home && *home ? std::filesystem::path(home)
+                                                   : std::filesystem::path(user && *user ? user : "/tmp") / ".cache/moeforge";
+  const std::filesystem::path p = base / "models" / name / file;
+  return std::filesystem::exists(p) ? p.string() : "";
+}
+
 std::string sha256_hex(const uint8_t* data, size_t len) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;

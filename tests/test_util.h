@@ -24,6 +24,9 @@ struct CmdResult {
 CmdResult run_cli(const std::string& args);
 
 std::string read_file(const std::string& path);
+// Where `moeforge pull NAME` keeps FILE ($MOEFORGE_HOME, else ~/.cache/moeforge, then
+// models/NAME/FILE); "" if it is not there.
+std::string pulled_model_file(const std::string& name, const std::string& file);
 // SHA-256 of a byte buffer as lowercase hex (OpenSSL).
 std::string sha256_hex(const uint8_t* data, size_t len);
 void write_file(const std::string& path, const std::string& bytes);

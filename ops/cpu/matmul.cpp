@@ -26,7 +26,6 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
     case DType::Q6_K: detail::matmul_kquant(w, x, y, n_tokens, pool); return;
     case DType::I32: assert(!"matmul: I32 weights"); return;
   }
-  detail::matmul_dequant(w, x, y, n_tokens, pool);  // not reached: every float and block type has a kernel
 }
 
 void matmul_f32_acts(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool) {

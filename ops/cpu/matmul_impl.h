@@ -20,7 +20,8 @@ void matmul_q4_0(const TensorView& w, const float* x, float* y, int64_t n_tokens
 // activations in GGML's vec_dot_type (q8_1, q8_0, q8_K).
 void matmul_q32(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 void matmul_kquant(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
-// Any other quantised type: rows dequantised to f32 panels, then the f32 tile (matmul_dequant.cpp).
+// Quantised weights times unquantised activations (ops::matmul_f32_acts): rows dequantised to
+// f32 panels, then the f32 tile (matmul_dequant.cpp).
 void matmul_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, ThreadPool& pool);
 
 // Small batches (decode, a few sequences): rows [r0, r1) of y = x w^T on the calling thread,
@@ -35,7 +36,6 @@ void rows_q8_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n
 void rows_q4_0(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_q32(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 void rows_kquant(const TensorView& w, const QuantizedActs& xa, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
-void rows_dequant(const TensorView& w, const float* x, float* y, int64_t n_tokens, int64_t r0, int64_t r1);
 
 // Matmuls whose work (weight bytes x tokens) is below this run on the calling thread alone:
 // for them, handing half the rows to a worker and waiting for it costs more than it saves

@@ -167,14 +167,15 @@ void quantize_min_max(const float* x, float* d, float* m, uint8_t* q) {
   for (int j = 0; j < kQBlock; ++j) q[j] = uint8_t(std::min(kLevels - 1, int((x[j] - mn) * id + 0.5f)));
 }
 
-void pack_nibbles_and_high(const uint8_t* q, uint8_t* qs, uint8_t* qh_bytes, bool five_bit) {
+// Low 4 bits of the 32 codes as q4_0's nibbles; their 5th bits into qh_bytes unless it is null.
+void pack_nibbles_and_high(const uint8_t* q, uint8_t* qs, uint8_t* qh_bytes) {
   uint32_t qh = 0;
   for (int j = 0; j < 16; ++j) {
     qs[j] = uint8_t((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
     qh |= uint32_t((q[j] >> 4) & 1) << j;
     qh |= uint32_t((q[j + 16] >> 4) & 1) << (j + 16);
   }
-  if (five_bit) std::memcpy(qh_bytes, &qh, 4);
+  if (qh_bytes) std::memcpy(qh_bytes, &qh, 4);
 }
 
 }  // namespace
@@ -208,30 +209,33 @@ bool dequantize_row_more(DType t, const void* src, float* dst, int64_t n) {
   }
 }
 
+namespace {
+
+// q4_1 (16 levels) and q5_1 (32 levels, with the 5th bits in qh): step and minimum per block.
+template <class Block, int kLevels>
+void quantize_rows_min_max(const float* src, void* dst, int64_t nb) {
+  uint8_t q[kQBlock];
+  for (int64_t b = 0; b < nb; ++b) {
+    Block& blk = static_cast<Block*>(dst)[b];
+    float d, m;
+    quantize_min_max<kLevels>(src + b * kQBlock, &d, &m, q);
+    blk.d = f32_to_fp16(d);
+    blk.m = f32_to_fp16(m);
+    if constexpr (kLevels == 32)
+      pack_nibbles_and_high(q, blk.qs, blk.qh);
+    else
+      pack_nibbles_and_high(q, blk.qs, nullptr);
+  }
+}
+
+}  // namespace
+
 bool quantize_row_more(DType t, const float* src, void* dst, int64_t n) {
   const int64_t nb = n / kQBlock;
   uint8_t q[kQBlock];
   switch (t) {
-    case DType::Q4_1:
-      for (int64_t b = 0; b < nb; ++b) {
-        BlockQ4_1& blk = static_cast<BlockQ4_1*>(dst)[b];
-        float d, m;
-        quantize_min_max<16>(src + b * kQBlock, &d, &m, q);
-        blk.d = f32_to_fp16(d);
-        blk.m = f32_to_fp16(m);
-        pack_nibbles_and_high(q, blk.qs, nullptr, false);
-      }
-      return true;
-    case DType::Q5_1:
-      for (int64_t b = 0; b < nb; ++b) {
-        BlockQ5_1& blk = static_cast<BlockQ5_1*>(dst)[b];
-        float d, m;
-        quantize_min_max<32>(src + b * kQBlock, &d, &m, q);
-        blk.d = f32_to_fp16(d);
-        blk.m = f32_to_fp16(m);
-        pack_nibbles_and_high(q, blk.qs, blk.qh, true);
-      }
-      return true;
+    case DType::Q4_1: quantize_rows_min_max<BlockQ4_1, 16>(src, dst, nb); return true;
+    case DType::Q5_1: quantize_rows_min_max<BlockQ5_1, 32>(src, dst, nb); return true;
     case DType::Q5_0:
       for (int64_t b = 0; b < nb; ++b) {
         // As q4_0: the signed value of largest magnitude maps to -16.
@@ -247,7 +251,7 @@ bool quantize_row_more(DType t, const float* src, void* dst, int64_t n) {
         for (int j = 0; j < kQBlock; ++j) q[j] = uint8_t(std::min(31, int(int8_t(x[j] * id + 16.5f))));
         BlockQ5_0& blk = static_cast<BlockQ5_0*>(dst)[b];
         blk.d = f32_to_fp16(d);
-        pack_nibbles_and_high(q, blk.qs, blk.qh, true);
+        pack_nibbles_and_high(q, blk.qs, blk.qh);
       }
       return true;
     default: return false;

@@ -88,26 +88,12 @@ TEST(QuantGolden, QuantizeEqualsGgufPy) {
 }
 
 
-// The real model files: in the moeforge cache ($MOEFORGE_HOME or ~/.cache/moeforge, where
-// `moeforge pull` puts them) or /tmp/wheels; empty if absent.
-std::string find_model_file(const std::string& cache_name, const std::string& file) {
-  namespace fs = std::filesystem;
-  std::vector<fs::path> dirs;
-  if (const char* h = std::getenv("MOEFORGE_HOME"); h && *h) dirs.push_back(fs::path(h) / "models" / cache_name);
-  if (const char* home = std::getenv("HOME"); home && *home)
-    dirs.push_back(fs::path(home) / ".cache" / "moeforge" / "models" / cache_name);
-  dirs.push_back("/tmp/wheels");
-  for (const auto& d : dirs)
-    if (fs::exists(d / file)) return (d / file).string();
-  return "";
-}
-
 // Every tensor of a real GGUF file dequantises (ref:: and ops::) to gguf-py's float32 bytes.
 void check_gguf_file(const std::string& cache_name, const std::string& file) {
-  const std::string path = find_model_file(cache_name, file);
+  const std::string path = test::pulled_model_file(cache_name, file);
   if (path.empty())
-    GTEST_SKIP() << file << " not found in $MOEFORGE_HOME/models/" << cache_name << ", ~/.cache/moeforge/models/"
-                 << cache_name << " or /tmp/wheels (moeforge pull " << cache_name << " fetches it)";
+    GTEST_SKIP() << file << " not found in $MOEFORGE_HOME/models/" << cache_name << " or ~/.cache/moeforge/models/"
+                 << cache_name << " (moeforge pull " << cache_name << " fetches it)";
   const auto golden = nlohmann::json::parse(test::read_file("tests/golden/data/quant_gguf_sha256.json"));
   const auto& want = golden["files"][file];
   ASSERT_FALSE(want.empty());

@@ -4,8 +4,6 @@
 // Skips when the models are not in the cache (`moeforge pull`; test_real_models.cpp pulls them).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
@@ -14,19 +12,12 @@
 namespace mf {
 namespace {
 
-std::string cached(const std::string& name, const std::string& file) {
-  const char* home = std::getenv("MOEFORGE_HOME");
-  const char* user = std::getenv("HOME");
-  const std::string base = home && *home ? home : std::string(user ? user : "/tmp") + "/.cache/moeforge";
-  return base + "/models/" + name + "/" + file;
-}
-
 class RealTokenizer : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
 
 TEST_P(RealTokenizer, MatchesLlamaCpp) {
   const auto& [name, file] = GetParam();
-  const std::string path = cached(name, file);
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is not there: run `moeforge pull " << name << "`";
+  const std::string path = test::pulled_model_file(name, file);
+  if (path.empty()) GTEST_SKIP() << name << " is not in the moeforge cache: run `moeforge pull " << name << "`";
   const auto g = nlohmann::json::parse(test::read_file("tests/golden/data/tokenizer/golden_real_models.json"));
   auto m = load_model(path);
   const Tokenizer& tok = m->require_tokenizer();
