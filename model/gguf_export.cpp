@@ -104,6 +104,10 @@ class Exporter {
     w_.set_f32(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
     w_.set_f32(a + "rope.freq_base", hp.rope_theta);
     if (hp.sliding_window > 0) w_.set_u32(a + "attention.sliding_window", uint32_t(hp.sliding_window));
+    // llama.cpp's key for a non-default logit scale (its gemma3 ignores it and uses 1/sqrt(head_dim),
+    // which all Gemma 3 sizes but 27B have).
+    if (hp.attn_scale > 0 && hp.attn_scale != 1.0f / std::sqrt(float(hp.head_dim)))
+      w_.set_f32(a + "attention.scale", hp.attn_scale);
     // llama.cpp fixes gemma3's layer pattern (6) and local RoPE base (10000): other values cannot be written.
     if (hp.swa_pattern > 0 && (m_.arch.name != "gemma3" || hp.swa_pattern != 6 || hp.rope_theta_swa != 10000.0f))
       fail("export: this sliding-window layer pattern cannot be written to GGUF (gemma3 with pattern 6 and local "

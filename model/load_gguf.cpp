@@ -39,6 +39,7 @@ void load_gguf(Model& m, const std::string& path) {
   hp.rope_theta = float(g->get_float(a + "rope.freq_base", 10000.0));
   hp.rope_neox = m.arch.gguf_rope_neox;
   hp.sliding_window = int(g->get_int(a + "attention.sliding_window", 0));
+  hp.attn_scale = float(g->get_float(a + "attention.scale", 0.0));
   if (m.arch.name == "gemma3") {
     // llama.cpp's constants for gemma3 (not stored in the file): every 6th layer is global,
     // the local layers use RoPE base 10000; embeddings are scaled by sqrt(n_embd).

@@ -96,9 +96,15 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
 
   // transformers >= 5 nests rope settings in rope_parameters; older versions use
   // rope_theta + rope_scaling at the top level.
+  // Models with several layer types (Gemma 3) key rope_parameters by layer type.
   json rope = cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object() ? cfg["rope_parameters"]
               : cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()   ? cfg["rope_scaling"]
                                                                                    : json::object();
+  if (rope.contains("full_attention") && rope["full_attention"].is_object()) {
+    if (rope.contains("sliding_attention") && rope["sliding_attention"].is_object())
+      hp.rope_theta_swa = get_or<float>(rope["sliding_attention"], "rope_theta", hp.rope_theta_swa, label);
+    rope = json(rope["full_attention"]);
+  }
   hp.rope_theta = get_or<float>(rope, "rope_theta", get_or<float>(cfg, "rope_theta", 10000.0f, label), label);
   std::string rope_type = get_or<std::string>(rope, "rope_type", get_or<std::string>(rope, "type", "default", label), label);
   if (rope_type == "llama3") {

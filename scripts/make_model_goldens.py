@@ -7,13 +7,13 @@ Run in the reference environment from the repository root:
 Writes tests/golden/data/models/<fixture>/ (config.json, safetensors, tokenizer files,
 golden.json). The fixtures cover GQA ratios, tied/untied embeddings, q/k/v bias (Qwen2),
 rope_theta 500000 with llama3 scaling, f16/bf16 weights, sharded checkpoints, a
-vocabulary above 32k and Mistral's sliding-window attention. `--only NAME` remakes one.
+vocabulary above 32k, Mistral's sliding-window attention and Gemma 3's text decoder. `--only NAME` remakes one.
 """
 import json, math, os, shutil, sys
 
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from tokenizers import Tokenizer
 
 OUT = "tests/golden/data/models"
@@ -42,6 +42,14 @@ FIXTURES = [
      dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
           intermediate_size=96, vocab_size=1024, tie_word_embeddings=False, rope_theta=10000.0, sliding_window=6),
      torch.float32, None),
+    # Gemma 3's text decoder: (1 + w) norms, q/k norms, post-norms, GeGLU, sqrt(n_embd) embedding
+    # scale, a query_pre_attn_scalar unlike head_dim, and five sliding layers (window 6, local RoPE
+    # base 10000) before a global one: the layout llama.cpp's gemma3 GGUF assumes.
+    ("gemma3-swa6", Gemma3TextConfig, Gemma3ForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+          intermediate_size=96, vocab_size=1024, tie_word_embeddings=True, sliding_window=6,
+          layer_types=["sliding_attention"] * 5 + ["full_attention"], query_pre_attn_scalar=24,
+          rope_theta=1000000.0, rope_local_base_freq=10000.0), torch.float32, None),
 ]
 
 

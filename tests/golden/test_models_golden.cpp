@@ -25,7 +25,9 @@ std::vector<int32_t> tokenize_file(const Model& m, const std::string& path) {
 double ppl_of(const Model& m, const std::string& text_path) {
   ThreadPool pool(2);
   auto tokens = tokenize_file(m, text_path);
-  return compute_perplexity(m, tokens, int64_t(tokens.size()), pool).ppl;
+  PerplexityProtocol f32;
+  f32.f32 = true;  // transformers computes in f32 throughout
+  return compute_perplexity(m, tokens, int64_t(tokens.size()), pool, {}, {}, f32).ppl;
 }
 
 TEST(ModelGolden, TinyLlamaAMatchesTransformersPerplexity) {
@@ -97,7 +99,7 @@ TEST_P(FixtureGolden, ConvertedGgufKeepsLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureGolden,
                          ::testing::Values("llama-gqa4-untied", "llama-mha-tied-theta500k-llama3", "qwen2-bias-gqa3",
-                                           "llama-vocab32k-sharded", "mistral-swa6"),
+                                           "llama-vocab32k-sharded", "mistral-swa6", "gemma3-swa6"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) if (!isalnum(c)) c = '_';
