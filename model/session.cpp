@@ -35,6 +35,21 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   pos_.resize(B);
 }
 
+void Session::copy_prefix(int src, int dst, int64_t n) {
+  if (src < 0 || src >= n_slots() || dst < 0 || dst >= n_slots())
+    fail("copy_prefix: slot ", src, " or ", dst, " is outside 0..", n_slots() - 1);
+  if (n < 0 || n > slots_[size_t(src)].n_past)
+    fail("copy_prefix: ", n, " tokens, but slot ", src, " holds ", slots_[size_t(src)].n_past);
+  if (src != dst) {
+    const size_t count = size_t(n) * size_t(model_.hp.n_embd_kv());
+    for (int il = 0; il < model_.hp.n_layer; ++il) {
+      std::copy_n(k_cache(il, src), count, k_cache(il, dst));  // [n, n_embd_kv]
+      std::copy_n(v_cache(il, src), count, v_cache(il, dst));  // [n, n_embd_kv]
+    }
+  }
+  slots_[size_t(dst)].n_past = n;
+}
+
 void Session::set_layers(int slot, const std::vector<LayerWeights>* layers) {
   if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
   if (layers) {

@@ -84,6 +84,11 @@ class Session {
   int64_t n_ctx() const { return n_ctx_; }
   // Empties a slot's cache (its layer override stays).
   void reset(int slot = 0) { slots_.at(slot).n_past = 0; }
+  // Makes slot dst hold the first n cached tokens of slot src (their K and V in every layer),
+  // so a shared prompt prefix is computed once and continued in several slots. The caller
+  // keeps dst's layer override equal to the one src's prefix ran with. Throws mf::Error on a
+  // bad slot or n > n_past(src).
+  void copy_prefix(int src, int dst, int64_t n);
   void set_hook(Hook hook) { hook_ = std::move(hook); }
   // Runs the blocks with these weights instead of the model's (an expert: same shapes except a
   // possibly narrower FFN, ffn_gate/up [n_ff_e, n_embd], ffn_down [n_embd, n_ff_e] with

@@ -19,5 +19,6 @@ void add_route(CLI::App& app);
 void add_eval_moe(CLI::App& app);
 void add_pull(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_eval(CLI::App& app);  // eval and eval-report
 
 }  // namespace mf::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   mf::cli::add_eval_moe(app);
   mf::cli::add_pull(app);
   mf::cli::add_tokenize(app);
+  mf::cli::add_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -63,12 +63,60 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
         pts += fmt("%.1f", px(s.x[i])) + "," + fmt("%.1f", py(s.y[i])) + " ";
         o += "<circle cx=\"" + fmt("%.1f", px(s.x[i])) + "\" cy=\"" + fmt("%.1f", py(s.y[i])) + "\" r=\"3\" fill=\"" + c + "\"/>\n";
       }
-    o += "<polyline fill=\"none\" stroke=\"" + c + "\" stroke-width=\"2\"" + (s.dashed ? " stroke-dasharray=\"6,4\"" : "") +
+    if (!s.points_only)
+      o += "<polyline fill=\"none\" stroke=\"" + c + "\" stroke-width=\"2\"" + (s.dashed ? " stroke-dasharray=\"6,4\"" : "") +
          " points=\"" + pts + "\"/>\n";
     double ly = T + 10 + 18 * double(k);
     o += "<line x1=\"" + fmt("%.1f", W - R + 10) + "\" y1=\"" + fmt("%.1f", ly) + "\" x2=\"" + fmt("%.1f", W - R + 30) +
          "\" y2=\"" + fmt("%.1f", ly) + "\" stroke=\"" + c + "\" stroke-width=\"2\"" + (s.dashed ? " stroke-dasharray=\"6,4\"" : "") + "/>\n";
     o += "<text x=\"" + fmt("%.1f", W - R + 36) + "\" y=\"" + fmt("%.1f", ly + 4) + "\">" + esc(s.name) + "</text>\n";
+  }
+  return o + "</svg>\n";
+}
+
+std::string svg_bar_chart(const std::string& title, const std::string& y_label, const std::vector<std::string>& categories,
+                          const std::vector<BarSeries>& series) {
+  const double W = 640, H = 400, L = 70, R = 190, T = 40, B = 70;
+  double y1 = 0;
+  for (const BarSeries& s : series)
+    for (double v : s.values)
+      if (std::isfinite(v)) y1 = std::max(y1, v);
+  if (y1 <= 0) y1 = 1;
+  y1 *= 1.05;
+  const auto py = [&](double y) { return H - B - y / y1 * (H - T - B); };
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"};
+  std::string o = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"400\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  o += "<rect width=\"640\" height=\"400\" fill=\"white\"/>\n";
+  o += "<text x=\"" + fmt("%.0f", W / 2 - 60) + "\" y=\"22\" font-size=\"14\">" + esc(title) + "</text>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double yv = y1 * i / 4;
+    o += "<text x=\"" + fmt("%.1f", L - 50) + "\" y=\"" + fmt("%.1f", py(yv) + 4) + "\">" + fmt("%.3g", yv) + "</text>\n";
+    o += "<line x1=\"" + fmt("%.1f", L) + "\" y1=\"" + fmt("%.1f", py(yv)) + "\" x2=\"" + fmt("%.1f", W - R) + "\" y2=\"" +
+         fmt("%.1f", py(yv)) + "\" stroke=\"#eee\"/>\n";
+  }
+  o += "<text x=\"14\" y=\"" + fmt("%.1f", (T + H - B) / 2) + "\" transform=\"rotate(-90 14 " + fmt("%.1f", (T + H - B) / 2) +
+       ")\">" + esc(y_label) + "</text>\n";
+  const double group_w = (W - L - R) / double(std::max<size_t>(1, categories.size()));
+  const double bar_w = group_w * 0.8 / double(std::max<size_t>(1, series.size()));
+  for (size_t c = 0; c < categories.size(); ++c) {
+    const double gx = L + group_w * double(c) + group_w * 0.1;
+    for (size_t k = 0; k < series.size(); ++k) {
+      const double v = c < series[k].values.size() ? series[k].values[c] : NAN;
+      if (!std::isfinite(v)) continue;
+      o += "<rect x=\"" + fmt("%.1f", gx + bar_w * double(k)) + "\" y=\"" + fmt("%.1f", py(v)) + "\" width=\"" +
+           fmt("%.1f", bar_w) + "\" height=\"" + fmt("%.1f", py(0) - py(v)) + "\" fill=\"" + colors[k % 9] + "\"/>\n";
+    }
+    const double tx = gx + group_w * 0.4, ty = H - B + 14;
+    o += "<text x=\"" + fmt("%.1f", tx) + "\" y=\"" + fmt("%.1f", ty) + "\" transform=\"rotate(30 " + fmt("%.1f", tx) + " " +
+         fmt("%.1f", ty) + ")\">" + esc(categories[c]) + "</text>\n";
+  }
+  o += "<line x1=\"" + fmt("%.1f", L) + "\" y1=\"" + fmt("%.1f", py(0)) + "\" x2=\"" + fmt("%.1f", W - R) + "\" y2=\"" +
+       fmt("%.1f", py(0)) + "\" stroke=\"black\"/>\n";
+  for (size_t k = 0; k < series.size(); ++k) {
+    const double ly = T + 10 + 18 * double(k);
+    o += "<rect x=\"" + fmt("%.1f", W - R + 10) + "\" y=\"" + fmt("%.1f", ly - 6) + "\" width=\"14\" height=\"12\" fill=\"" +
+         colors[k % 9] + "\"/>\n";
+    o += "<text x=\"" + fmt("%.1f", W - R + 30) + "\" y=\"" + fmt("%.1f", ly + 4) + "\">" + esc(series[k].name) + "</text>\n";
   }
   return o + "</svg>\n";
 }

@@ -1,0 +1,233 @@
+// moeforge eval: task accuracy as lm-evaluation-harness measures it (ARC-Easy, PIQA, MMLU,
+// GSM8K, WikiText-2, any multiple-choice JSONL), for a dense model or a .moe routed per
+// document; per-document records, --json, and a markdown + HTML report.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/text_file.h"
+#include "eval/evaluator.h"
+#include "formats/atomic_file.h"
+#include "model/throughput.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+#include "tools/eval_report.h"
+#include "tools/moe_cli.h"
+#include "tools/progress.h"
+
+namespace mf::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct EvalCliOptions {
+  ModelOptions model;
+  std::string domain, tasks = "arc_easy,piqa", data, records, report, label;
+  std::vector<std::string> task_files;  // NAME=FILE
+  eval::EvalOptions eval;
+  bool f32 = false, json_out = false, bench = false, quiet = false;
+};
+
+std::string default_data_dir() {
+  if (const char* d = std::getenv("MOEFORGE_EVAL_DATA"); d && *d) return d;
+  return "../shared/data/eval";
+}
+
+// A task, read and validated before anything runs.
+struct LoadedTask {
+  std::string name;
+  std::optional<eval::McTask> mc;
+  std::optional<eval::GenTask> gen;
+  std::string text;  // WikiText
+};
+
+std::vector<LoadedTask> load_tasks(const EvalCliOptions& o) {
+  const fs::path data = o.data.empty() ? default_data_dir() : o.data;
+  std::vector<LoadedTask> out;
+  std::string list = o.tasks;
+  std::vector<std::string> names;
+  for (size_t p = 0; p <= list.size();) {
+    size_t q = list.find(',', p);
+    if (q == std::string::npos) q = list.size();
+    if (q > p) names.push_back(list.substr(p, q - p));
+    p = q + 1;
+  }
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const std::string& spec : o.task_files) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) fail("--task-file '", spec, "': expected NAME=FILE");
+    files.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
+  }
+  if (names.empty() && files.empty()) fail("no tasks: give --tasks and/or --task-file");
+  for (const std::string& n : names) {
+    LoadedTask t{n, {}, {}, {}};
+    if (n == "arc_easy" || n == "piqa") {
+      t.mc = eval::read_mc_jsonl(n, (data / "mc" / (n + ".jsonl")).string());
+    } else if (n == "mmlu") {
+      t.mc = eval::read_mmlu((data / "mmlu").string());
+    } else if (n.starts_with("mmlu_")) {
+      t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(5)});
+      t.mc->name = n;
+    } else if (n == "gsm8k") {
+      t.gen = eval::read_gsm8k((data / "gsm8k" / "test.jsonl").string(), (data / "gsm8k" / "train.jsonl").string());
+    } else if (n == "wikitext") {
+      t.text = read_text_file((data / "wikitext2" / "test.txt").string());
+    } else {
+      fail("unknown task '", n, "' (known: arc_easy, piqa, mmlu, mmlu_<subject>, gsm8k, wikitext; or --task-file NAME=FILE)");
+    }
+    out.push_back(std::move(t));
+  }
+  for (const auto& [name, file] : files) out.push_back(LoadedTask{name, eval::read_mc_jsonl(name, file), {}, {}});
+  // Shots beyond a pool fail here, before any model work.
+  for (const LoadedTask& t : out) {
+    if (t.mc && !t.mc->docs.empty()) eval::mc_context(*t.mc, 0, o.eval.shots >= 0 ? o.eval.shots : t.mc->default_shots);
+    if (t.gen) eval::gen_context(*t.gen, 0, o.eval.shots >= 0 ? o.eval.shots : t.gen->default_shots);
+  }
+  return out;
+}
+
+json metric_json(const eval::Metric& m) { return {{"value", m.value}, {"stderr", m.stderr_}}; }
+
+json result_json(const eval::TaskResult& r) {
+  json j = {{"kind", r.kind}, {"shots", r.shots}, {"n", r.n}, {"seconds", r.seconds},
+            {"tokens_run", r.tokens_run}, {"tokens_reused", r.tokens_reused}, {"routes", r.routes}};
+  for (const auto& [k, m] : r.metrics) j["metrics"][k] = metric_json(m);
+  for (const auto& [k, m] : r.groups) j["groups"][k] = metric_json(m);
+  if (r.seconds > 0) j["tokens_per_second"] = double(r.tokens_run) / r.seconds;
+  return j;
+}
+
+void run_eval(const EvalCliOptions& o) {
+  const std::vector<LoadedTask> tasks = load_tasks(o);  // bad task input fails before the model loads
+  LoadedModel m = load_any(o.model);
+  const Model& model = m.model();
+  model.require_tokenizer();
+  ThreadPool pool(o.model.threads);
+  eval::EvalOptions eo = o.eval;
+  if (o.f32) eo.numerics = Numerics{false, false};
+  if (!o.domain.empty()) resolve_routing(m, o.domain, {}, pool);  // an unknown --domain fails now
+
+  const eval::PromptRouter route = [&](std::span<const int32_t> prompt) {
+    const Routing r = resolve_routing(m, o.domain, prompt, pool);
+    return eval::RouteChoice{routed_layers(m, r), r.expert_name};
+  };
+  json run = {{"model", o.model.model}, {"label", o.label.empty() ? fs::path(o.model.model).filename().string() : o.label},
+              {"moe", bool(m.moe)}, {"domain", o.domain}, {"numerics", o.f32 ? "f32" : "llama.cpp"},
+              {"threads", pool.size()}, {"limit", eo.limit}};
+  if (m.moe) run["density"] = o.domain == "dense" ? 1.0 : m.moe->info().density;
+  std::string records;
+  for (const LoadedTask& t : tasks) {
+    eval::TaskResult r;
+    {
+      std::unique_ptr<Progress> bar;
+      const eval::EvalProgress cb = [&](int64_t done, int64_t total) {
+        if (!bar) bar = std::make_unique<Progress>(t.name, total, !o.quiet);
+        bar->update(done);
+      };
+      if (t.mc) r = eval::evaluate_mc(model, pool, *t.mc, eo, route, cb);
+      else if (t.gen) r = eval::evaluate_generation(model, pool, *t.gen, eo, route, cb);
+      else r = eval::evaluate_wikitext(model, pool, t.name, t.text, eo, route, cb);
+      if (bar) bar->finish();
+    }
+    r.task = t.name;
+    run["tasks"][t.name] = result_json(r);
+    for (const json& rec : r.records) records += dump_json(rec) + "\n";
+    if (!o.json_out) {
+      const auto [key, v] = headline_metric(run["tasks"][t.name]);
+      std::string line = t.name + ": " + key + " " + std::to_string(v);
+      if (r.metrics.count("acc_norm")) line += ", acc_norm " + std::to_string(r.metrics["acc_norm"].value);
+      if (r.metrics.count("exact_match_strict")) line += ", strict " + std::to_string(r.metrics["exact_match_strict"].value);
+      if (r.metrics.count("word_perplexity")) line += ", word perplexity " + std::to_string(r.metrics["word_perplexity"].value);
+      std::fprintf(stderr, "%s (%lld documents, %.1f s, %.0f tokens/s)\n", line.c_str(), (long long)r.n, r.seconds,
+                   r.seconds > 0 ? double(r.tokens_run) / r.seconds : 0.0);
+    }
+  }
+  if (o.bench) {
+    // Speed of what ran: dense, the forced expert, or the expert most documents went to.
+    std::map<std::string, int64_t> total;
+    for (const auto& [name, t] : run["tasks"].items())
+      for (const auto& [e, n] : t["routes"].items()) total[e] += n.get<int64_t>();
+    std::string busiest = "dense";
+    int64_t most = -1;
+    for (const auto& [e, n] : total)
+      if (n > most) most = n, busiest = e;
+    const std::vector<LayerWeights>* layers =
+        busiest == "dense" || !m.moe ? nullptr : routed_layers(m, m.moe->force(busiest, {}, pool));
+    ThroughputOptions to;
+    const Throughput tp = measure_throughput(model, {layers}, to, pool).at(0);
+    run["bench_config"] = busiest;
+    run["decode_tps"] = tp.decode_tps;
+    run["prefill_tps"] = tp.prefill_tps;
+    run["decode_weight_bytes"] = tp.decode_weight_bytes;
+  }
+  // Outputs last, each atomically: a failure above leaves no partial report.
+  if (!o.records.empty()) {
+    AtomicFile f(o.records);
+    f.write(records.data(), records.size());
+    f.commit();
+  }
+  if (!o.report.empty()) write_eval_report({run}, o.report);
+  if (o.json_out) std::printf("%s\n", dump_json(run, 1).c_str());
+}
+
+struct ReportOptions {
+  std::vector<std::string> runs;
+  std::string out;
+};
+
+void run_report(const ReportOptions& o) {
+  std::vector<json> runs;
+  for (const std::string& path : o.runs) {
+    try {
+      runs.push_back(json::parse(read_text_file(path)));
+    } catch (const json::exception& e) {
+      fail(path, ": not JSON (", e.what(), ")");
+    }
+  }
+  write_eval_report(runs, o.out);
+  std::fprintf(stderr, "wrote %s/report.md and %s/report.html\n", o.out.c_str(), o.out.c_str());
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Task accuracy as lm-evaluation-harness scores it (ARC-Easy, PIQA, MMLU, GSM8K, WikiText-2)");
+  add_model_options(cmd, o->model);
+  add_domain_option(cmd, o->domain);
+  cmd->add_option("--tasks", o->tasks,
+                  "Comma-separated: arc_easy, piqa, mmlu (57 subjects), mmlu_<subject>, gsm8k (5-shot chain of\n"
+                  "thought, greedy), wikitext (word perplexity, bits per byte)")->capture_default_str();
+  cmd->add_option("--task-file", o->task_files, "NAME=FILE: a multiple-choice JSONL task (query, choices, gold); repeatable");
+  cmd->add_option("--data", o->data, "Directory of the task files (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
+  cmd->add_option("--shots", o->eval.shots, "Few-shot examples (default: each task's: 0, GSM8K 5)")->check(CLI::Range(0, 64));
+  cmd->add_option("--limit", o->eval.limit, "Only the first N documents of each task (of each MMLU subject)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->eval.batch_slots, "Sequences per forward step")->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--ctx", o->eval.n_ctx, "Window in tokens (default: the model's; WikiText at most 2048)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-gen-tokens", o->eval.max_gen_tokens, "Generation tasks: tokens at most (default 256)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--f32", o->f32, "f32 activations and attention (as transformers computes), not llama.cpp's numerics");
+  cmd->add_flag("--bench", o->bench, "Also measure prefill and decode speed of the configuration that ran");
+  cmd->add_option("--records", o->records, "Write one JSON line per document (log-likelihoods, prediction, route)");
+  cmd->add_option("--report", o->report, "Write report.md and report.html into this directory");
+  cmd->add_option("--label", o->label, "Name of this run in reports (default: the model file's name)");
+  cmd->add_flag("--json", o->json_out, "Print the results as JSON (the input of eval-report)");
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  cmd->callback([o] { run_eval(*o); });
+
+  auto r = std::make_shared<ReportOptions>();
+  CLI::App* rep = app.add_subcommand("eval-report", "One report (markdown + HTML with plots) from several eval --json results");
+  rep->add_option("runs", r->runs, "eval --json output files")->required();
+  rep->add_option("-o,--out", r->out, "Report directory")->required();
+  rep->callback([r] { run_report(*r); });
+}
+
+}  // namespace mf::cli
