@@ -15,6 +15,7 @@
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/eval_report.h"
+#include "tools/eval_runner.h"
 #include "tools/moe_cli.h"
 #include "tools/progress.h"
 
@@ -27,88 +28,20 @@ using nlohmann::json;
 
 struct EvalCliOptions {
   ModelOptions model;
-  std::string domain, tasks = "arc_easy,piqa", data, records, report, label;
-  std::vector<std::string> task_files;  // NAME=FILE
+  std::string domain, records, report, label;
+  TaskSpec tasks{"arc_easy,piqa", {}, "", -1};
   eval::EvalOptions eval;
   bool f32 = false, json_out = false, bench = false, quiet = false;
 };
 
-std::string default_data_dir() {
-  if (const char* d = std::getenv("MOEFORGE_EVAL_DATA"); d && *d) return d;
-  return "../shared/data/eval";
-}
-
-// A task, read and validated before anything runs.
-struct LoadedTask {
-  std::string name;
-  std::optional<eval::McTask> mc;
-  std::optional<eval::GenTask> gen;
-  std::string text;  // WikiText
-};
-
-std::vector<LoadedTask> load_tasks(const EvalCliOptions& o) {
-  const fs::path data = o.data.empty() ? default_data_dir() : o.data;
-  std::vector<LoadedTask> out;
-  std::string list = o.tasks;
-  std::vector<std::string> names;
-  for (size_t p = 0; p <= list.size();) {
-    size_t q = list.find(',', p);
-    if (q == std::string::npos) q = list.size();
-    if (q > p) names.push_back(list.substr(p, q - p));
-    p = q + 1;
-  }
-  std::vector<std::pair<std::string, std::string>> files;
-  for (const std::string& spec : o.task_files) {
-    const size_t eq = spec.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) fail("--task-file '", spec, "': expected NAME=FILE");
-    files.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
-  }
-  if (names.empty() && files.empty()) fail("no tasks: give --tasks and/or --task-file");
-  for (const std::string& n : names) {
-    LoadedTask t{n, {}, {}, {}};
-    if (n == "arc_easy" || n == "piqa") {
-      t.mc = eval::read_mc_jsonl(n, (data / "mc" / (n + ".jsonl")).string());
-    } else if (n == "mmlu") {
-      t.mc = eval::read_mmlu((data / "mmlu").string());
-    } else if (n.starts_with("mmlu_")) {
-      t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(5)});
-      t.mc->name = n;
-    } else if (n == "gsm8k") {
-      t.gen = eval::read_gsm8k((data / "gsm8k" / "test.jsonl").string(), (data / "gsm8k" / "train.jsonl").string());
-    } else if (n == "wikitext") {
-      t.text = read_text_file((data / "wikitext2" / "test.txt").string());
-    } else {
-      fail("unknown task '", n, "' (known: arc_easy, piqa, mmlu, mmlu_<subject>, gsm8k, wikitext; or --task-file NAME=FILE)");
-    }
-    out.push_back(std::move(t));
-  }
-  for (const auto& [name, file] : files) out.push_back(LoadedTask{name, eval::read_mc_jsonl(name, file), {}, {}});
-  // Shots beyond a pool fail here, before any model work.
-  for (const LoadedTask& t : out) {
-    if (t.mc && !t.mc->docs.empty()) eval::mc_context(*t.mc, 0, o.eval.shots >= 0 ? o.eval.shots : t.mc->default_shots);
-    if (t.gen) eval::gen_context(*t.gen, 0, o.eval.shots >= 0 ? o.eval.shots : t.gen->default_shots);
-  }
-  return out;
-}
-
-json metric_json(const eval::Metric& m) { return {{"value", m.value}, {"stderr", m.stderr_}}; }
-
-json result_json(const eval::TaskResult& r) {
-  json j = {{"kind", r.kind}, {"shots", r.shots}, {"n", r.n}, {"seconds", r.seconds},
-            {"tokens_run", r.tokens_run}, {"tokens_reused", r.tokens_reused}, {"routes", r.routes}};
-  for (const auto& [k, m] : r.metrics) j["metrics"][k] = metric_json(m);
-  for (const auto& [k, m] : r.groups) j["groups"][k] = metric_json(m);
-  if (r.seconds > 0) j["tokens_per_second"] = double(r.tokens_run) / r.seconds;
-  return j;
-}
-
 void run_eval(const EvalCliOptions& o) {
-  const std::vector<LoadedTask> tasks = load_tasks(o);  // bad task input fails before the model loads
+  const std::vector<LoadedTask> tasks = load_tasks(o.tasks);  // bad task input fails before the model loads
   LoadedModel m = load_any(o.model);
   const Model& model = m.model();
   model.require_tokenizer();
   ThreadPool pool(o.model.threads);
   eval::EvalOptions eo = o.eval;
+  eo.shots = o.tasks.shots;
   if (o.f32) eo.numerics = Numerics{false, false};
   if (!o.domain.empty()) resolve_routing(m, o.domain, {}, pool);  // an unknown --domain fails now
 
@@ -121,32 +54,7 @@ void run_eval(const EvalCliOptions& o) {
               {"threads", pool.size()}, {"limit", eo.limit}};
   if (m.moe) run["density"] = o.domain == "dense" ? 1.0 : m.moe->info().density;
   std::string records;
-  for (const LoadedTask& t : tasks) {
-    eval::TaskResult r;
-    {
-      std::unique_ptr<Progress> bar;
-      const eval::EvalProgress cb = [&](int64_t done, int64_t total) {
-        if (!bar) bar = std::make_unique<Progress>(t.name, total, !o.quiet);
-        bar->update(done);
-      };
-      if (t.mc) r = eval::evaluate_mc(model, pool, *t.mc, eo, route, cb);
-      else if (t.gen) r = eval::evaluate_generation(model, pool, *t.gen, eo, route, cb);
-      else r = eval::evaluate_wikitext(model, pool, t.name, t.text, eo, route, cb);
-      if (bar) bar->finish();
-    }
-    r.task = t.name;
-    run["tasks"][t.name] = result_json(r);
-    for (const json& rec : r.records) records += dump_json(rec) + "\n";
-    if (!o.json_out) {
-      const auto [key, v] = headline_metric(run["tasks"][t.name]);
-      std::string line = t.name + ": " + key + " " + std::to_string(v);
-      if (r.metrics.count("acc_norm")) line += ", acc_norm " + std::to_string(r.metrics["acc_norm"].value);
-      if (r.metrics.count("exact_match_strict")) line += ", strict " + std::to_string(r.metrics["exact_match_strict"].value);
-      if (r.metrics.count("word_perplexity")) line += ", word perplexity " + std::to_string(r.metrics["word_perplexity"].value);
-      std::fprintf(stderr, "%s (%lld documents, %.1f s, %.0f tokens/s)\n", line.c_str(), (long long)r.n, r.seconds,
-                   r.seconds > 0 ? double(r.tokens_run) / r.seconds : 0.0);
-    }
-  }
+  run["tasks"] = run_tasks(model, pool, tasks, eo, route, o.quiet, o.json_out, &records);
   if (o.bench) {
     // Speed of what ran: dense, the forced expert, or the expert most documents went to.
     std::map<std::string, int64_t> total;
@@ -201,12 +109,12 @@ void add_eval(CLI::App& app) {
       "eval", "Task accuracy as lm-evaluation-harness scores it (ARC-Easy, PIQA, MMLU, GSM8K, WikiText-2)");
   add_model_options(cmd, o->model);
   add_domain_option(cmd, o->domain);
-  cmd->add_option("--tasks", o->tasks,
+  cmd->add_option("--tasks", o->tasks.tasks,
                   "Comma-separated: arc_easy, piqa, mmlu (57 subjects), mmlu_<subject>, gsm8k (5-shot chain of\n"
                   "thought, greedy), wikitext (word perplexity, bits per byte)")->capture_default_str();
-  cmd->add_option("--task-file", o->task_files, "NAME=FILE: a multiple-choice JSONL task (query, choices, gold); repeatable");
-  cmd->add_option("--data", o->data, "Directory of the task files (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
-  cmd->add_option("--shots", o->eval.shots, "Few-shot examples (default: each task's: 0, GSM8K 5)")->check(CLI::Range(0, 64));
+  cmd->add_option("--task-file", o->tasks.task_files, "NAME=FILE: a multiple-choice JSONL task (query, choices, gold); repeatable");
+  cmd->add_option("--data", o->tasks.data, "Directory of the task files (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
+  cmd->add_option("--shots", o->tasks.shots, "Few-shot examples (default: each task's: 0, GSM8K 5)")->check(CLI::Range(0, 64));
   cmd->add_option("--limit", o->eval.limit, "Only the first N documents of each task (of each MMLU subject)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", o->eval.batch_slots, "Sequences per forward step")->check(CLI::Range(1, 256))->capture_default_str();

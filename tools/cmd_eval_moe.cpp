@@ -16,6 +16,8 @@
 #include "model/throughput.h"
 #include "moe/moe_builder.h"
 #include "tools/commands.h"
+#include "tools/eval_moe_methods.h"
+#include "tools/eval_moe_tasks.h"
 #include "tools/common.h"
 #include "tools/moe_cli.h"
 #include "tools/progress.h"
@@ -45,6 +47,9 @@ struct EvalMoeOptions {
   bool router_only = false;  // skip perplexity and speed (router experiments)
   std::vector<std::string> methods;  // perplexity of these methods only (empty: all)
   bool json = false;
+  // Task accuracy instead of perplexity (eval-moe --tasks).
+  TaskSpec tasks{"", {}, "", -1};
+  eval::EvalOptions task_eval;
 };
 
 std::pair<std::string, std::string> split_spec(const std::string& s) {
@@ -65,87 +70,6 @@ std::string num(double v, const char* f = "%.3f") {
   return b;
 }
 
-// The methods compared at each density. Structured ones run as compact experts.
-struct Method {
-  std::string name, description;
-  bool per_domain;  // one expert per domain (and sub-domain) vs one for all domains
-  bool routed;      // the router picks the domain (else the test domain is given)
-};
-
-const std::vector<Method> kMethods = {
-    {"neurons", "domain expert, structured (this work), test domain given, sub-domain routed", true, false},
-    {"neurons-routed", "the same experts, domain and sub-domain chosen by the router", true, true},
-    {"dowp", "domain expert, unstructured DOWP purification (quality reference)", true, false},
-    {"agnostic", "structured, activation importance of all domains pooled", false, false},
-    {"magnitude", "structured, weight magnitude only", false, false},
-    {"random", "structured, random neurons", false, false},
-    {"wanda", "unstructured Wanda (|W| * ||X||, all domains pooled)", false, false},
-};
-
-struct Built {
-  MoeParts parts;  // experts domain-major (per-domain methods) or a single expert
-};
-
-// What every method is built with: the structured ones' compensation, for the pooled
-// ("agnostic") one the Gram matrices of all domains, and the router's training options.
-struct MethodContext {
-  Compensation compensation = Compensation::Mean;
-  LayerWidths widths = LayerWidths::Uniform;     // neurons and agnostic (the data-driven structured ones)
-  double refit_damp = BuildOptions{}.refit_damp;
-  std::vector<std::vector<float>> pooled_gram;  // [n_layer][n_ff * n_ff] or empty
-  bool sequential = false;                       // neurons and agnostic, with lsq
-  RefitTarget refit_target = RefitTarget::Residual;
-  double shared_fraction = BuildOptions{}.shared_fraction;  // neurons only
-  bool obs_select = false;                                   // neurons only, with lsq
-  int64_t refit_tokens = BuildOptions{}.sequential_tokens;
-  RefitRows refit_rows = RefitRows::Down;  // with the sequential re-fit
-  int refit_rounds = 1;
-  RowRefitOptions row_refit;
-  ThreadPool* pool = nullptr;
-  RouterTrainOptions router;
-};
-
-// on_expert(done, total) reports the experts of the per-domain methods as they are built.
-Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
-                   double density, int K, const std::function<void(int, int)>& on_expert = {}) {
-  MoeBuildOptions o;
-  o.router = ctx.router;
-  o.build.density = density;
-  o.build.compensation = ctx.compensation;
-  o.build.widths = ctx.widths;
-  o.build.refit_damp = ctx.refit_damp;
-  o.build.sequential = ctx.sequential;
-  o.build.refit_target = ctx.refit_target;
-  o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
-  o.build.obs_select = method == "neurons" && ctx.obs_select;
-  o.build.sequential_tokens = ctx.refit_tokens;
-  o.build.refit_rows = ctx.sequential ? ctx.refit_rows : RefitRows::Down;
-  o.build.refit_rounds = ctx.refit_rounds;
-  o.build.row_refit = ctx.row_refit;
-  o.pool = ctx.pool;
-  o.subdomains = K;
-  o.threshold = 0.0f;
-  if (method == "neurons") return {build_moe(model, stats, o, on_expert)};
-  if (method == "dowp") {
-    o.build.mode = "dowp";
-    o.build.refit_rows = RefitRows::Down;
-    return {build_moe(model, stats, o, on_expert)};
-  }
-  ExpertSpec spec;
-  spec.name = method;
-  spec.stats = pooled_stats(stats);
-  if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
-  BuildOptions b = o.build;
-  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_rows = RefitRows::Down;
-  if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
-  if (method == "magnitude") b.score = NeuronScore::Magnitude;
-  if (method == "random") b.score = NeuronScore::Random;
-  if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
-  Built r;
-  r.parts.experts.push_back(build_expert(model, spec, b));
-  return r;
-}
-
 void run_eval_moe(const EvalMoeOptions& o) {
   for (double d : o.densities)
     if (!(d > 0 && d <= 1)) fail("density ", d, " is outside (0, 1]");
@@ -158,7 +82,10 @@ void run_eval_moe(const EvalMoeOptions& o) {
     }
   for (const Method& m : kMethods)
     if (o.methods.empty() || std::find(o.methods.begin(), o.methods.end(), m.name) != o.methods.end()) methods.push_back(m);
-  if (o.tests.empty()) fail("give at least one --test NAME=FILE");
+  const bool task_mode = !o.tasks.tasks.empty() || !o.tasks.task_files.empty();
+  if (o.tests.empty() && !task_mode) fail("give at least one --test NAME=FILE, or --tasks");
+  std::vector<LoadedTask> tasks;
+  if (task_mode) tasks = load_tasks(o.tasks);  // bad task input fails before any model work
   CalibStats stats = load_calib_stats(o.stats);
   auto model = load(o.model);
   stats.check_model(*model);
@@ -184,6 +111,20 @@ void run_eval_moe(const EvalMoeOptions& o) {
   ctx.pool = &pool;
   std::filesystem::create_directories(o.out_dir);
   const int K = o.subdomains;
+  if (task_mode) {
+    TaskProtocolOptions tp;
+    tp.tasks = std::move(tasks);
+    tp.eval = o.task_eval;
+    tp.eval.shots = o.tasks.shots;
+    tp.densities = o.densities;
+    tp.subdomains = K;
+    tp.methods = methods;
+    tp.bench_reps = o.bench_reps;
+    tp.out_dir = o.out_dir;
+    tp.model_label = o.model.model;
+    run_task_protocol(*model, stats, ctx, tp, pool);
+    return;
+  }
 
   // Held-out text per calibrated domain, and optional unseen domains.
   struct TestSet {
@@ -448,7 +389,7 @@ void add_eval_moe(CLI::App& app) {
       "speed and memory. Writes results.md, CSVs, results.json and one SVG plot per test set to --out");
   add_model_options(cmd, o->model);
   cmd->add_option("-s,--stats", o->stats, "Statistics file from moeforge calibrate on this model")->required();
-  cmd->add_option("--test", o->tests, "NAME=FILE held-out text of a calibrated domain (repeat)")->required();
+  cmd->add_option("--test", o->tests, "NAME=FILE held-out text of a calibrated domain (repeat; perplexity protocol)");
   cmd->add_option("--unseen", o->unseen, "NAME=FILE text of a domain that was not calibrated (generalisation)");
   cmd->add_option("--densities", o->densities, "FFN densities")->delimiter(',');
   cmd->add_option("--subdomains", o->subdomains, "Sub-domains per domain")->check(CLI::Range(1, 256));
@@ -474,6 +415,15 @@ void add_eval_moe(CLI::App& app) {
                   "agnostic, magnitude, random, wanda");
   cmd->add_flag("--router-only", o->router_only, "Only train the router and measure its accuracy (no perplexity or speed)");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
+  cmd->add_option("--tasks", o->tasks.tasks,
+                  "Task accuracy instead of perplexity (see moeforge eval --tasks): dense, the routed MoE, each\n"
+                  "forced expert and the baselines at each density; writes summary.md, report.html and runs/");
+  cmd->add_option("--task-file", o->tasks.task_files, "NAME=FILE multiple-choice JSONL task (with --tasks mode; repeatable)");
+  cmd->add_option("--data", o->tasks.data, "Task data directory (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
+  cmd->add_option("--shots", o->tasks.shots, "Few-shot examples (default: each task's)")->check(CLI::Range(0, 64));
+  cmd->add_option("--limit", o->task_eval.limit, "Tasks: the first N documents of each task (of each MMLU subject)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch", o->task_eval.batch_slots, "Tasks: sequences per forward step")->check(CLI::Range(1, 256));
   cmd->callback([o] { run_eval_moe(*o); });
 }
 

@@ -128,7 +128,8 @@ void write_eval_report(const std::vector<nlohmann::json>& runs, const std::strin
   for (const nlohmann::json& run : runs)
     for (const auto& [name, t] : run["tasks"].items()) {
       std::string cell;
-      for (const auto& [e, n] : t.value("routes", nlohmann::json::object()).items())
+      const nlohmann::json routes_of = t.value("routes", nlohmann::json::object());
+      for (const auto& [e, n] : routes_of.items())
         cell += (cell.empty() ? "" : ", ") + e + " " + std::to_string(n.get<int64_t>());
       routes.push_back({label_of(run), name, cell});
     }

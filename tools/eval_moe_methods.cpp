@@ -1,0 +1,55 @@
+#include "tools/eval_moe_methods.h"
+
+namespace mf::cli {
+
+const std::vector<Method> kMethods = {
+    {"neurons", "domain expert, structured (this work), test domain given, sub-domain routed", true, false},
+    {"neurons-routed", "the same experts, domain and sub-domain chosen by the router", true, true},
+    {"dowp", "domain expert, unstructured DOWP purification (quality reference)", true, false},
+    {"agnostic", "structured, activation importance of all domains pooled", false, false},
+    {"magnitude", "structured, weight magnitude only", false, false},
+    {"random", "structured, random neurons", false, false},
+    {"wanda", "unstructured Wanda (|W| * ||X||, all domains pooled)", false, false},
+};
+
+Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
+                   double density, int K, const std::function<void(int, int)>& on_expert) {
+  MoeBuildOptions o;
+  o.router = ctx.router;
+  o.build.density = density;
+  o.build.compensation = ctx.compensation;
+  o.build.widths = ctx.widths;
+  o.build.refit_damp = ctx.refit_damp;
+  o.build.sequential = ctx.sequential;
+  o.build.refit_target = ctx.refit_target;
+  o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
+  o.build.obs_select = method == "neurons" && ctx.obs_select;
+  o.build.sequential_tokens = ctx.refit_tokens;
+  o.build.refit_rows = ctx.sequential ? ctx.refit_rows : RefitRows::Down;
+  o.build.refit_rounds = ctx.refit_rounds;
+  o.build.row_refit = ctx.row_refit;
+  o.pool = ctx.pool;
+  o.subdomains = K;
+  o.threshold = 0.0f;
+  if (method == "neurons") return {build_moe(model, stats, o, on_expert)};
+  if (method == "dowp") {
+    o.build.mode = "dowp";
+    o.build.refit_rows = RefitRows::Down;
+    return {build_moe(model, stats, o, on_expert)};
+  }
+  ExpertSpec spec;
+  spec.name = method;
+  spec.stats = pooled_stats(stats);
+  if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
+  BuildOptions b = o.build;
+  if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_rows = RefitRows::Down;
+  if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
+  if (method == "magnitude") b.score = NeuronScore::Magnitude;
+  if (method == "random") b.score = NeuronScore::Random;
+  if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
+  Built r;
+  r.parts.experts.push_back(build_expert(model, spec, b));
+  return r;
+}
+
+}  // namespace mf::cli
