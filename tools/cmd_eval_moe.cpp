@@ -412,7 +412,8 @@ void add_eval_moe(CLI::App& app) {
   add_router_train_options(cmd, o->router);
   cmd->add_option("--methods", o->methods,
                   "Evaluate the perplexity of only these methods (default: all): neurons, neurons-routed, dowp,\n"
-                  "agnostic, magnitude, random, wanda");
+                  "agnostic, magnitude, random, wanda (comma-separated or repeated)")
+      ->delimiter(',');
   cmd->add_flag("--router-only", o->router_only, "Only train the router and measure its accuracy (no perplexity or speed)");
   cmd->add_flag("--json", o->json, "Print results.json to stdout instead of the markdown");
   cmd->add_option("--tasks", o->tasks.tasks,

@@ -1,0 +1,105 @@
+// moeforge eval, eval-report and eval-moe --tasks end to end on the committed default model:
+// records, --json and the report; bad task input gets one clear error and no report.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace mf {
+namespace {
+
+namespace fs = std::filesystem;
+
+void expect_error(const std::string& args, const std::string& needle) {
+  auto r = test::run_cli(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+  EXPECT_EQ(r.out, "") << args;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+const char* kToy =
+    "{\"query\": \"Question: Which one is a colour?\", \"choices\": [\"blue\", \"table\"], \"gold\": 0}\n"
+    "{\"query\": \"Question: What do cats say?\", \"choices\": [\"woof\", \"meow\", \"moo\"], \"gold\": 1}\n"
+    "{\"query\": \"Question: Two plus two?\", \"choices\": [\"four\", \"five\"], \"gold\": 0}\n";
+
+TEST(EvalCli, RecordsJsonAndReport) {
+  const std::string dir = test::temp_dir();
+  test::write_file(dir + "/toy.jsonl", kToy);
+  auto r = test::run_cli("eval -m models/default --tasks arc_easy,mmlu_anatomy,gsm8k,wikitext --limit 3 --max-gen-tokens 8 "
+                         "--task-file toy=" + dir + "/toy.jsonl --records " + dir + "/rec.jsonl --report " + dir +
+                         "/report --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* t : {"arc_easy", "mmlu_anatomy", "gsm8k", "wikitext", "toy"}) ASSERT_TRUE(j["tasks"].contains(t)) << t;
+  EXPECT_EQ(j["tasks"]["arc_easy"]["n"], 3);
+  EXPECT_EQ(j["tasks"]["toy"]["n"], 3);
+  EXPECT_EQ(j["tasks"]["mmlu_anatomy"]["groups"]["stem"]["value"], j["tasks"]["mmlu_anatomy"]["metrics"]["acc"]["value"]);
+  const double acc = j["tasks"]["toy"]["metrics"]["acc"]["value"];
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+  EXPECT_GT(j["tasks"]["wikitext"]["metrics"]["bits_per_byte"]["value"].get<double>(), 0.0);
+  EXPECT_EQ(j["tasks"]["gsm8k"]["routes"]["dense"], 3);
+  // One record per document, each with its choices' log-likelihoods and route.
+  const std::string rec = test::read_file(dir + "/rec.jsonl");
+  EXPECT_EQ(std::count(rec.begin(), rec.end(), '\n'), 3 + 3 + 3 + 3 + 3);
+  const auto first = nlohmann::json::parse(rec.substr(0, rec.find('\n')));
+  EXPECT_EQ(first["loglikelihoods"].size(), 4u);
+  EXPECT_EQ(first["route"], "dense");
+  for (const char* f : {"report.md", "report.html"}) EXPECT_TRUE(fs::exists(dir + "/report/" + f)) << f;
+  EXPECT_NE(test::read_file(dir + "/report/report.html").find("<svg"), std::string::npos);
+  // eval-report joins several runs.
+  test::write_file(dir + "/a.json", r.out);
+  auto rep = test::run_cli("eval-report -o " + dir + "/joined " + dir + "/a.json " + dir + "/a.json");
+  EXPECT_EQ(rep.code, 0) << rep.err;
+  EXPECT_TRUE(fs::exists(dir + "/joined/report.html"));
+  expect_error("eval-report -o " + dir + "/bad " + dir + "/toy.jsonl", "not JSON");
+  EXPECT_FALSE(fs::exists(dir + "/bad"));
+}
+
+TEST(EvalCli, BadTaskInputFailsBeforeAnyReport) {
+  const std::string dir = test::temp_dir();
+  const std::string report = " --report " + dir + "/report";
+  test::write_file(dir + "/missing.jsonl", "{\"query\": \"Question: q\", \"choices\": [\"a\", \"b\"]}\n");
+  test::write_file(dir + "/range.jsonl", "{\"query\": \"Question: q\", \"choices\": [\"a\", \"b\"], \"gold\": 5}\n");
+  test::write_file(dir + "/empty.jsonl", "\n\n");
+  test::write_file(dir + "/one.jsonl", "{\"query\": \"Question: q\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n");
+  expect_error("eval -m models/default --tasks '' --task-file t=" + dir + "/missing.jsonl" + report, "missing field \"gold\"");
+  expect_error("eval -m models/default --tasks '' --task-file t=" + dir + "/range.jsonl" + report, "gold index 5 is out of range");
+  expect_error("eval -m models/default --tasks '' --task-file t=" + dir + "/empty.jsonl" + report, "empty");
+  expect_error("eval -m models/default --tasks nosuchtask" + report, "unknown task 'nosuchtask'");
+  expect_error("eval -m models/default --tasks mmlu_anatomy --shots 6" + report, "6 shots asked, but the few-shot pool of anatomy has only 5");
+  expect_error("eval -m models/default --tasks '' --task-file t=" + dir + "/one.jsonl --shots 1" + report, "has only 0");
+  expect_error("eval -m models/default --tasks '' --task-file t" + report, "expected NAME=FILE");
+  expect_error("eval -m models/default --tasks arc_easy --limit 2 --domain code" + report, "--domain needs a .moe model");
+  EXPECT_FALSE(fs::exists(dir + "/report"));
+}
+
+TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
+  const std::string dir = test::temp_dir();
+  std::string domains;
+  for (const char* d : {"code", "math", "prose", "reference"})
+    domains += std::string(" --domain ") + d + "=tests/data/moe/" + d + ".txt";
+  auto c = test::run_cli("calibrate -m models/default" + domains +
+                         " --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 2 -o " + dir + "/stats.gguf");
+  ASSERT_EQ(c.code, 0) << c.err;
+  auto r = test::run_cli("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks arc_easy --limit 4 --densities 0.5 "
+                         "--methods neurons-routed,random --bench-reps 1 -o " + dir + "/out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto s = nlohmann::json::parse(test::read_file(dir + "/out/summary.json"));
+  std::vector<std::string> labels;
+  for (const auto& row : s["rows"]) labels.push_back(row["label"]);
+  EXPECT_EQ(labels, (std::vector<std::string>{"dense", "moe-routed@0.50", "expert:code@0.50", "expert:math@0.50",
+                                              "expert:prose@0.50", "expert:reference@0.50", "random@0.50"}));
+  EXPECT_DOUBLE_EQ(s["rows"][0]["delta_mc_mean"].get<double>(), 0.0);
+  for (const char* f : {"summary.md", "report.md", "report.html", "runs/dense.json", "runs/random_0.50.records.jsonl"})
+    EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
+  expect_error("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks nosuchtask -o " + dir + "/bad",
+               "unknown task 'nosuchtask'");
+}
+
+}  // namespace
+}  // namespace mf
