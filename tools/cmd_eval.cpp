@@ -29,7 +29,7 @@ using nlohmann::json;
 struct EvalCliOptions {
   ModelOptions model;
   std::string domain, records, report, label;
-  TaskSpec tasks{"arc_easy,piqa", {}, "", -1};
+  TaskSpec tasks{"arc_easy,piqa", {}, "", -1, {}};
   eval::EvalOptions eval;
   bool f32 = false, json_out = false, bench = false, quiet = false;
 };
@@ -51,7 +51,7 @@ void run_eval(const EvalCliOptions& o) {
   };
   json run = {{"model", o.model.model}, {"label", o.label.empty() ? fs::path(o.model.model).filename().string() : o.label},
               {"moe", bool(m.moe)}, {"domain", o.domain}, {"numerics", o.f32 ? "f32" : "llama.cpp"},
-              {"threads", pool.size()}, {"limit", eo.limit}};
+              {"threads", pool.size()}};
   if (m.moe) run["density"] = o.domain == "dense" ? 1.0 : m.moe->info().density;
   std::string records;
   run["tasks"] = run_tasks(model, pool, tasks, eo, route, o.quiet, o.json_out, &records);
@@ -115,8 +115,9 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--task-file", o->tasks.task_files, "NAME=FILE: a multiple-choice JSONL task (query, choices, gold); repeatable");
   cmd->add_option("--data", o->tasks.data, "Directory of the task files (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
   cmd->add_option("--shots", o->tasks.shots, "Few-shot examples (default: each task's: 0, GSM8K 5)")->check(CLI::Range(0, 64));
-  cmd->add_option("--limit", o->eval.limit, "Only the first N documents of each task (of each MMLU subject)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->tasks.limits,
+                  "N or TASK=N (repeatable): only the first N documents of every task or of one (of each MMLU\n"
+                  "subject)");
   cmd->add_option("--batch", o->eval.batch_slots, "Sequences per forward step")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->add_option("--ctx", o->eval.n_ctx, "Window in tokens (default: the model's; WikiText at most 2048)")
       ->check(CLI::NonNegativeNumber);

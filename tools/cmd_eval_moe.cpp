@@ -48,7 +48,7 @@ struct EvalMoeOptions {
   std::vector<std::string> methods;  // perplexity of these methods only (empty: all)
   bool json = false;
   // Task accuracy instead of perplexity (eval-moe --tasks).
-  TaskSpec tasks{"", {}, "", -1};
+  TaskSpec tasks{"", {}, "", -1, {}};
   eval::EvalOptions task_eval;
 };
 
@@ -422,8 +422,8 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("--task-file", o->tasks.task_files, "NAME=FILE multiple-choice JSONL task (with --tasks mode; repeatable)");
   cmd->add_option("--data", o->tasks.data, "Task data directory (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
   cmd->add_option("--shots", o->tasks.shots, "Few-shot examples (default: each task's)")->check(CLI::Range(0, 64));
-  cmd->add_option("--limit", o->task_eval.limit, "Tasks: the first N documents of each task (of each MMLU subject)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->tasks.limits,
+                  "Tasks: N or TASK=N (repeatable), the first N documents of every task or of one (of each MMLU subject)");
   cmd->add_option("--batch", o->task_eval.batch_slots, "Tasks: sequences per forward step")->check(CLI::Range(1, 256));
   cmd->callback([o] { run_eval_moe(*o); });
 }

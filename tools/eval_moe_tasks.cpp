@@ -50,6 +50,13 @@ int64_t matmul_flops(const Model& model, const std::vector<LayerWeights>* layers
   return 2 * p;
 }
 
+std::string limits_text(const std::vector<LoadedTask>& tasks) {
+  std::string s;
+  for (const LoadedTask& t : tasks)
+    s += (s.empty() ? "" : ", ") + t.name + (t.limit > 0 ? " (first " + std::to_string(t.limit) + (t.name == "mmlu" ? " per subject)" : ")") : " (all)");
+  return s;
+}
+
 double mean_mc(const json& tasks) {
   double s = 0;
   int n = 0;
@@ -133,7 +140,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     json run = {{"model", o.model_label}, {"label", r.label}, {"method", r.method}, {"density", r.density},
                 {"forced_domain", r.forced_domain}, {"decode_tps", tp.decode_tps}, {"prefill_tps", tp.prefill_tps},
                 {"decode_weight_bytes", tp.decode_weight_bytes}, {"flops_per_token", matmul_flops(model, r.speed_layers)},
-                {"numerics", o.eval.numerics.quantized_acts ? "llama.cpp" : "f32"}, {"limit", o.eval.limit}};
+                {"numerics", o.eval.numerics.quantized_acts ? "llama.cpp" : "f32"}};
     std::string records;
     run["tasks"] = run_tasks(model, pool, o.tasks, o.eval, r.route, /*quiet=*/true, /*silent=*/true, &records);
     std::string file = r.label;
@@ -152,7 +159,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   const double dense_tps = dense["decode_tps"].get<double>();
   const double dense_bytes = dense["decode_weight_bytes"].get<double>();
   std::string md = "# Free-MoE by task accuracy\n\nModel `" + o.model_label + "`, " + std::to_string(o.tasks.size()) +
-                   " tasks, " + (o.eval.limit > 0 ? "the first " + std::to_string(o.eval.limit) + " documents of each (of each MMLU subject)" : "all documents") +
+                   " tasks, " + limits_text(o.tasks) +
                    ". Accuracy in %, difference to dense in points. Speed: medians of " + std::to_string(o.bench_reps) +
                    " interleaved runs on " + std::to_string(pool.size()) + " threads; bound = dense weight bytes / the row's.\n\n| row |";
   json summary = json::array();

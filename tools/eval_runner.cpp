@@ -63,6 +63,22 @@ std::vector<LoadedTask> load_tasks(const TaskSpec& spec) {
     out.push_back(std::move(t));
   }
   for (const auto& [name, file] : files) out.push_back(LoadedTask{name, eval::read_mc_jsonl(name, file), {}, {}});
+  for (const std::string& l : spec.limits) {
+    const size_t eq = l.find('=');
+    const std::string name = eq == std::string::npos ? "" : l.substr(0, eq), value = l.substr(eq == std::string::npos ? 0 : eq + 1);
+    int64_t n = -1;
+    try {
+      size_t used = 0;
+      n = std::stoll(value, &used);
+      if (used != value.size()) n = -1;
+    } catch (const std::exception&) {
+    }
+    if (n < 0) fail("--limit '", l, "': expected N or TASK=N with N >= 0");
+    bool found = name.empty();
+    for (LoadedTask& t : out)
+      if (name.empty() || t.name == name) t.limit = n, found = true;
+    if (!found) fail("--limit '", l, "': no task named '", name, "'");
+  }
   for (size_t i = 0; i < out.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (out[i].name == out[j].name) fail("task '", out[i].name, "' is given twice");
@@ -86,10 +102,12 @@ json task_result_json(const eval::TaskResult& r) {
   return j;
 }
 
-json run_tasks(const Model& model, ThreadPool& pool, const std::vector<LoadedTask>& tasks, const eval::EvalOptions& eo,
+json run_tasks(const Model& model, ThreadPool& pool, const std::vector<LoadedTask>& tasks, const eval::EvalOptions& options,
                const eval::PromptRouter& route, bool quiet, bool silent, std::string* records) {
   json out = json::object();
   for (const LoadedTask& t : tasks) {
+    eval::EvalOptions eo = options;
+    eo.limit = t.limit;
     std::unique_ptr<Progress> bar;
     const eval::EvalProgress cb = [&](int64_t done, int64_t total) {
       if (!bar) bar = std::make_unique<Progress>(t.name, total, !quiet);
@@ -101,6 +119,7 @@ json run_tasks(const Model& model, ThreadPool& pool, const std::vector<LoadedTas
     else r = eval::evaluate_wikitext(model, pool, t.name, t.text, eo, route, cb);
     if (bar) bar->finish();
     out[t.name] = task_result_json(r);
+    out[t.name]["limit"] = t.limit;
     if (records)
       for (const json& rec : r.records) *records += dump_json(rec) + "\n";
     if (!silent) {

@@ -17,6 +17,7 @@ struct TaskSpec {
   std::vector<std::string> task_files;  // NAME=FILE multiple-choice JSONL
   std::string data;                     // "" : $MOEFORGE_EVAL_DATA, else ../shared/data/eval
   int shots = -1;                       // checked against every few-shot pool
+  std::vector<std::string> limits;      // "N" (every task) or "NAME=N": the first N documents (per MMLU subject)
 };
 
 struct LoadedTask {
@@ -24,6 +25,7 @@ struct LoadedTask {
   std::optional<eval::McTask> mc;
   std::optional<eval::GenTask> gen;
   std::string text;  // WikiText
+  int64_t limit = 0;  // the first N documents (of each MMLU subject); 0: all
 };
 
 // Throws mf::Error on an unknown task, a bad file or too few few-shot examples.
