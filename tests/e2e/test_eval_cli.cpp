@@ -89,7 +89,7 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
                          " --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 2 -o " + dir + "/stats.gguf");
   ASSERT_EQ(c.code, 0) << c.err;
   auto r = test::run_cli("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks arc_easy --limit 4 --densities 0.5 "
-                         "--methods neurons-routed,random --bench-reps 1 -o " + dir + "/out");
+                         "--methods neurons-routed,random --refit plain --bench-reps 1 -o " + dir + "/out");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto s = nlohmann::json::parse(test::read_file(dir + "/out/summary.json"));
   std::vector<std::string> labels;
@@ -101,6 +101,22 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
     EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
   expect_error("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks nosuchtask -o " + dir + "/bad",
                "unknown task 'nosuchtask'");
+  // A .moe routes each document (records say where), or is forced with --domain.
+  ASSERT_EQ(test::run_cli("build-moe -m models/default -s " + dir + "/stats.gguf --density 0.5 -o " + dir + "/m.moe").code, 0);
+  auto e = test::run_cli("eval -m " + dir + "/m.moe --tasks arc_easy --limit 6 -q --json --records " + dir + "/rec.jsonl");
+  ASSERT_EQ(e.code, 0) << e.err;
+  const auto j = nlohmann::json::parse(e.out);
+  int64_t routed = 0;
+  for (const auto& [expert, n] : j["tasks"]["arc_easy"]["routes"].items()) {
+    EXPECT_NE(expert.find('/'), std::string::npos) << expert;  // "domain/k"
+    routed += n.get<int64_t>();
+  }
+  EXPECT_EQ(routed, 6);
+  EXPECT_NE(test::read_file(dir + "/rec.jsonl").find("\"route\":\""), std::string::npos);
+  auto f = test::run_cli("eval -m " + dir + "/m.moe --domain math --tasks arc_easy --limit 3 -q --json");
+  ASSERT_EQ(f.code, 0) << f.err;
+  EXPECT_EQ(nlohmann::json::parse(f.out)["tasks"]["arc_easy"]["routes"]["math/0"], 3);
+  expect_error("eval -m " + dir + "/m.moe --domain nosuch --tasks arc_easy --limit 3", "unknown expert 'nosuch'");
 }
 
 }  // namespace
