@@ -1,0 +1,91 @@
+// moeforge eval against lm-evaluation-harness's rules as re-implemented on transformers
+// (scripts/make_eval_goldens.py, float32): for every golden sample the context string our
+// task readers and prompt layout build, the token split, and each choice's log-likelihood and
+// greedy flag (f32 numerics, relative error below 1e-4), on the committed default model and
+// on SmolLM2-135M-Instruct (skipped when it has not been pulled).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/evaluator.h"
+#include "eval/loglikelihood.h"
+#include "eval/tasks.h"
+#include "test_util.h"
+
+namespace mf::eval {
+namespace {
+
+const std::string kData = "../shared/data/eval";
+
+const McTask& task_named(const std::string& name) {
+  static std::map<std::string, McTask> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  McTask t = name.starts_with("mmlu_") ? read_mmlu(kData + "/mmlu", {name.substr(5)})
+                                       : read_mc_jsonl(name, kData + "/mc/" + name + ".jsonl");
+  return cache.emplace(name, std::move(t)).first->second;
+}
+
+// bos: compare with the golden's variant whose context starts with BOS (lm-eval >= 0.4.9.2
+// encodes with the tokenizer's default, and the default model's tokenizer adds BOS).
+void check_golden(const std::string& model_path, const std::string& golden, bool bos) {
+  const auto g = nlohmann::json::parse(test::read_file(golden));
+  auto model = load_model(model_path);
+  const Tokenizer& tok = model->require_tokenizer();
+  ASSERT_EQ(tok.spec().add_bos, bos) << "the tokenizer's BOS default changed; the golden variant no longer applies";
+  ThreadPool pool(2);
+  std::vector<LlRequest> requests;
+  std::vector<const nlohmann::json*> samples;
+  for (const auto& s : g["samples"]) {
+    const McTask& task = task_named(s["task"]);
+    const size_t doc = s["doc_index"];
+    const std::string context = mc_context(task, doc, s["shots"]);
+    ASSERT_EQ(context, s["context"].get<std::string>()) << s["task"] << " " << doc << " shots " << s["shots"];
+    LlRequest r;
+    for (size_t c = 0; c < task.docs[doc].choices.size(); ++c) {
+      const EncodedPair p = encode_pair(tok, context, task.target_delimiter + task.docs[doc].choices[c]);
+      ASSERT_EQ(task.target_delimiter + task.docs[doc].choices[c], s["choices"][c].get<std::string>());
+      std::vector<int32_t> want_ctx = s["context_ids"];
+      if (bos) want_ctx.insert(want_ctx.begin(), tok.spec().bos_id);
+      ASSERT_EQ(p.context, want_ctx) << s["task"] << " " << doc;
+      ASSERT_EQ(p.continuation, s["continuation_ids"][c].get<std::vector<int32_t>>()) << s["task"] << " " << doc << " choice " << c;
+      r.context = p.context;
+      r.continuations.push_back(p.continuation);
+    }
+    requests.push_back(std::move(r));
+    samples.push_back(&s);
+  }
+  ScoreOptions so;
+  so.n_ctx = g["header"]["max_length"];  // lm-eval keeps the last max_length tokens
+  so.numerics = Numerics{false, false};  // f32, as transformers
+  const auto got = score_loglikelihood(*model, pool, requests, so);
+  int greedy_mismatch = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const nlohmann::json& s = *samples[i];
+    const nlohmann::json& want = bos ? s["bos_variant"] : s;
+    for (size_t c = 0; c < got[i].loglikelihood.size(); ++c) {
+      const double w = want["loglikelihoods"][c];
+      EXPECT_NEAR(got[i].loglikelihood[c], w, 1e-4 * std::abs(w)) << s["task"] << " " << s["doc_index"] << " choice " << c;
+      greedy_mismatch += bool(got[i].is_greedy[c]) != want["is_greedy"][c].get<bool>();
+    }
+    EXPECT_EQ(argmax_index(got[i].loglikelihood), want["pred_acc"].get<size_t>()) << s["task"] << " " << s["doc_index"];
+  }
+  EXPECT_EQ(greedy_mismatch, 0);
+}
+
+TEST(EvalGolden, DefaultModelMatchesTransformers) {
+  check_golden("models/default", "tests/golden/data/eval/lm_eval_mc_default.json", /*bos=*/true);
+}
+
+TEST(EvalGolden, SmolLM2MatchesTransformers) {
+  const std::string path = test::pulled_model_file("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf");
+  if (path.empty()) GTEST_SKIP() << "SmolLM2-135M-Instruct is not pulled (moeforge pull smollm2-135m-instruct)";
+  check_golden(path, "tests/golden/data/eval/lm_eval_mc_smollm2-135m-instruct-q4_1.json", /*bos=*/false);
+}
+
+}  // namespace
+}  // namespace mf::eval
