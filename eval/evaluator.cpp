@@ -155,8 +155,9 @@ TaskResult evaluate_generation(const Model& model, ThreadPool& pool, const GenTa
   const size_t n = options.limit > 0 ? std::min(task.docs.size(), size_t(options.limit)) : task.docs.size();
   std::vector<GenRequest> requests(n);
   std::vector<std::string> route_names(n);
+  const auto draws = lm_eval_fewshot_draws(task.fewshot_pool.size(), n, r.shots);
   for (size_t i = 0; i < n; ++i) {
-    requests[i].prompt = tok.encode(gen_context(task, i, r.shots), /*add_special=*/true);
+    requests[i].prompt = tok.encode(gen_context(task, i, draws[i]), /*add_special=*/true);
     const RouteChoice rc = route ? route(requests[i].prompt) : RouteChoice{};
     requests[i].layers = rc.layers;
     route_names[i] = rc.name;

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/text_file.h"
+#include "eval/python_random.h"
 
 namespace mf::eval {
 
@@ -270,14 +271,20 @@ std::string mc_context(const McTask& task, size_t doc_index, int shots) {
   return out + doc.text;
 }
 
-std::string gen_context(const GenTask& task, size_t doc_index, int shots) {
-  if (shots > int(task.fewshot_pool.size()))
-    fail(task.name, ": ", shots, " shots asked, but the few-shot pool has only ", task.fewshot_pool.size());
+std::string gen_context(const GenTask& task, size_t doc_index, const std::vector<size_t>& shot_indices) {
   std::string out;
-  for (int i = 0; i < shots; ++i)
-    out += task.fewshot_pool[size_t(i)].text + task.target_delimiter + task.fewshot_pool[size_t(i)].target +
-           task.fewshot_delimiter;
+  for (size_t i : shot_indices)
+    out += task.fewshot_pool.at(i).text + task.target_delimiter + task.fewshot_pool.at(i).target + task.fewshot_delimiter;
   return out + task.docs.at(doc_index).text;
+}
+
+std::vector<std::vector<size_t>> lm_eval_fewshot_draws(size_t pool_size, size_t n_docs, int shots, uint32_t seed) {
+  if (shots < 0 || size_t(shots) > pool_size)
+    fail(shots, " shots asked, but the few-shot pool has only ", pool_size);
+  PythonRandom rnd(seed);
+  std::vector<std::vector<size_t>> draws(n_docs);
+  for (auto& d : draws) d = rnd.sample(pool_size, size_t(shots));
+  return draws;
 }
 
 std::string normalize_number(std::string s) {

@@ -66,7 +66,12 @@ const std::vector<std::string>& mmlu_subjects();
 // lm-eval's fewshot_context: description, `shots` labelled examples each followed by the
 // few-shot delimiter, then the document's text. Throws mf::Error when the pool is too small.
 std::string mc_context(const McTask& task, size_t doc_index, int shots);
-std::string gen_context(const GenTask& task, size_t doc_index, int shots);
+// GSM8K: the examples are train documents `shot_indices` (lm_eval_fewshot_draws).
+std::string gen_context(const GenTask& task, size_t doc_index, const std::vector<size_t>& shot_indices);
+// The few-shot draws lm-eval makes for documents 0..n_docs-1 in turn: one random.Random(seed)
+// per task, random.sample(pool, shots) per document (its default sampler, seed 1234).
+// Throws mf::Error when the pool has fewer than `shots` documents.
+std::vector<std::vector<size_t>> lm_eval_fewshot_draws(size_t pool_size, size_t n_docs, int shots, uint32_t seed = 1234);
 
 // GSM8K answer extraction (lm-eval's gsm8k filters): "strict" takes the number after "#### ",
 // "flexible" the last number in the text; "" when none. Commas, "$" and a trailing "." are

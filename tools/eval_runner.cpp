@@ -88,7 +88,7 @@ std::vector<LoadedTask> load_tasks(const TaskSpec& spec) {
       for (size_t d = 0; d < t.mc->docs.size(); ++d)
         if (d == 0 || t.mc->docs[d].subject != t.mc->docs[d - 1].subject)
           eval::mc_context(*t.mc, d, spec.shots >= 0 ? spec.shots : t.mc->default_shots);
-    if (t.gen) eval::gen_context(*t.gen, 0, spec.shots >= 0 ? spec.shots : t.gen->default_shots);
+    if (t.gen) eval::lm_eval_fewshot_draws(t.gen->fewshot_pool.size(), 1, spec.shots >= 0 ? spec.shots : t.gen->default_shots);
   }
   return out;
 }

@@ -87,5 +87,25 @@ TEST(EvalGolden, SmolLM2MatchesTransformers) {
   check_golden(path, "tests/golden/data/eval/lm_eval_mc_smollm2-135m-instruct-q4_1.json", /*bos=*/false);
 }
 
+// GSM8K: lm-eval's few-shot draws (random.Random(1234)), its prompt text and its answer filters.
+TEST(EvalGolden, Gsm8kPromptsAndExtractionMatchLmEval) {
+  const auto g = nlohmann::json::parse(test::read_file("tests/golden/data/eval/gsm8k_prompts.json"));
+  const GenTask task = read_gsm8k(kData + "/gsm8k/test.jsonl", kData + "/gsm8k/train.jsonl");
+  size_t n = 0;
+  for (const auto& p : g["prompts"]) n = std::max(n, p["doc_index"].get<size_t>() + 1);
+  const auto draws = lm_eval_fewshot_draws(task.fewshot_pool.size(), n, 5);
+  for (const auto& p : g["prompts"]) {
+    const size_t doc = p["doc_index"];
+    EXPECT_EQ(draws[doc], p["fewshot_train_indices"].get<std::vector<size_t>>()) << doc;
+    EXPECT_EQ(gen_context(task, doc, draws[doc]), p["context"].get<std::string>()) << doc;
+    EXPECT_EQ(task.docs[doc].answer, p["gold_normalised"].get<std::string>()) << doc;
+  }
+  for (const auto& e : g["extraction_examples"]) {
+    const auto want = [&](const char* key) { return e[key] == "[invalid]" ? std::string() : e[key].get<std::string>(); };
+    EXPECT_EQ(gsm8k_strict_answer(e["response"]), want("strict_normalised")) << e["response"];
+    EXPECT_EQ(gsm8k_flexible_answer(e["response"]), want("flexible_normalised")) << e["response"];
+  }
+}
+
 }  // namespace
 }  // namespace mf::eval

@@ -9,6 +9,7 @@
 #include "eval/evaluator.h"
 #include "eval/generate_until.h"
 #include "eval/loglikelihood.h"
+#include "eval/python_random.h"
 #include "eval/tasks.h"
 #include <filesystem>
 
@@ -94,6 +95,18 @@ TEST(EvalTasks, Gsm8kAnswerExtraction) {
   EXPECT_EQ(gsm8k_flexible_answer("costs $12.50 in total"), "12.50");
   EXPECT_EQ(gsm8k_flexible_answer("no numbers"), "");
   EXPECT_EQ(normalize_number("$5."), "5");
+}
+
+// Values printed by CPython 3.11: random.Random(7).getrandbits(32) x3, then .sample(range(10), 4)
+// (the pool algorithm) and .sample(range(1000), 8) (the set algorithm, k > 5).
+TEST(EvalPythonRandom, MatchesCPython) {
+  PythonRandom r(7);
+  EXPECT_EQ(r.next_u32(), 1390851128u);
+  EXPECT_EQ(r.next_u32(), 4071050724u);
+  EXPECT_EQ(r.next_u32(), 647892279u);
+  EXPECT_EQ(r.sample(10, 4), (std::vector<size_t>{6, 0, 1, 9}));
+  EXPECT_EQ(r.sample(1000, 8), (std::vector<size_t>{548, 96, 374, 596, 59, 931, 519, 219}));
+  EXPECT_THROW(lm_eval_fewshot_draws(3, 1, 4), Error);
 }
 
 TEST(EvalMetrics, MeanStderrAndArgmax) {
