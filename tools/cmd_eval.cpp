@@ -10,7 +10,6 @@
 #include "core/error.h"
 #include "core/text_file.h"
 #include "eval/evaluator.h"
-#include "formats/atomic_file.h"
 #include "model/throughput.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -74,11 +73,7 @@ void run_eval(const EvalCliOptions& o) {
     run["decode_weight_bytes"] = tp.decode_weight_bytes;
   }
   // Outputs last, each atomically: a failure above leaves no partial report.
-  if (!o.records.empty()) {
-    AtomicFile f(o.records);
-    f.write(records.data(), records.size());
-    f.commit();
-  }
+  if (!o.records.empty()) write_text_atomic(o.records, records);
   if (!o.report.empty()) write_eval_report({run}, o.report);
   if (o.json_out) std::printf("%s\n", dump_json(run, 1).c_str());
 }

@@ -11,7 +11,6 @@
 #include "calib/calibrate.h"
 #include "calib/kmeans.h"
 #include "core/error.h"
-#include "formats/atomic_file.h"
 #include "model/perplexity.h"
 #include "model/throughput.h"
 #include "moe/moe_builder.h"
@@ -56,12 +55,6 @@ std::pair<std::string, std::string> split_spec(const std::string& s) {
   size_t eq = s.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == s.size()) fail("'", s, "': expected NAME=FILE");
   return {s.substr(0, eq), s.substr(eq + 1)};
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  AtomicFile f(path);
-  f.write(text.data(), text.size());
-  f.commit();
 }
 
 std::string num(double v, const char* f = "%.3f") {
@@ -246,10 +239,10 @@ void run_eval_moe(const EvalMoeOptions& o) {
   router_md += "\nConfusion matrices (rows: true domain, columns: routed domain): `router_confusion.csv`.\n\n";
   if (o.router_only) {
     report["router"] = router_json;
-    write_text(o.out_dir + "/router_confusion.csv", confusion_csv);
-    write_text(o.out_dir + "/results.json", report.dump(2) + "\n");
+    write_text_atomic(o.out_dir + "/router_confusion.csv", confusion_csv);
+    write_text_atomic(o.out_dir + "/results.json", report.dump(2) + "\n");
     std::string md = "# moeforge eval-moe --router-only\n\nModel `" + o.model.model + "`, stats `" + o.stats + "`.\n\n" + router_md;
-    write_text(o.out_dir + "/results.md", md);
+    write_text_atomic(o.out_dir + "/results.md", md);
     if (o.json) std::printf("%s\n", dump_json(report).c_str());
     else std::printf("%s", md.c_str());
     return;
@@ -315,7 +308,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
       if (!s.x.empty()) series.push_back(s);
     }
     series.push_back({"dense", {o.densities.front(), o.densities.back()}, {dense_ppl[t.name], dense_ppl[t.name]}, true});
-    write_text(o.out_dir + "/ppl_" + t.name + ".svg",
+    write_text_atomic(o.out_dir + "/ppl_" + t.name + ".svg",
                svg_line_chart("perplexity on " + t.name + (t.domain < 0 ? " (unseen)" : ""), "FFN density", "perplexity", series));
     for (double density : o.densities) {
       md += "| " + t.name + (t.domain < 0 ? " (unseen)" : "") + " | " + num(density, "%.2f") + " | " + num(dense_ppl[t.name], "%.2f") + " |";
@@ -369,11 +362,11 @@ void run_eval_moe(const EvalMoeOptions& o) {
   report["router"] = router_json;
   report["speed"] = speed_json;
   report["seconds"] = secs;
-  write_text(o.out_dir + "/perplexity.csv", csv);
-  write_text(o.out_dir + "/router_confusion.csv", confusion_csv);
-  write_text(o.out_dir + "/speed.csv", speed_csv);
-  write_text(o.out_dir + "/results.json", report.dump(2) + "\n");
-  write_text(o.out_dir + "/results.md", md);
+  write_text_atomic(o.out_dir + "/perplexity.csv", csv);
+  write_text_atomic(o.out_dir + "/router_confusion.csv", confusion_csv);
+  write_text_atomic(o.out_dir + "/speed.csv", speed_csv);
+  write_text_atomic(o.out_dir + "/results.json", report.dump(2) + "\n");
+  write_text_atomic(o.out_dir + "/results.md", md);
   if (o.json) std::printf("%s\n", dump_json(report).c_str());
   else std::printf("%s", md.c_str());
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "formats/atomic_file.h"
 #include "tools/model_registry.h"
 
 namespace mf::cli {
@@ -31,6 +32,12 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
   LoadOptions lo;
   lo.tokenizer_path = o.tokenizer;
   return load_model(resolve_model_path(o.model), lo);
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  AtomicFile f(path);
+  f.write(text.data(), text.size());
+  f.commit();
 }
 
 }  // namespace mf::cli

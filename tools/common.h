@@ -25,6 +25,9 @@ std::unique_ptr<Model> load(const ModelOptions& o);
 std::string resolve_model_path(const std::string& path);
 
 // JSON text for --json output; invalid UTF-8 (e.g. a partial multi-byte token) becomes U+FFFD.
+// Writes text to path atomically (a temporary renamed into place): no half-written file.
+void write_text_atomic(const std::string& path, const std::string& text);
+
 template <typename Json>
 std::string dump_json(const Json& j, int indent = -1) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);

@@ -9,7 +9,6 @@
 #include "calib/calibrate.h"
 #include "calib/kmeans.h"
 #include "core/error.h"
-#include "formats/atomic_file.h"
 #include "model/throughput.h"
 #include "tools/common.h"
 #include "tools/eval_report.h"
@@ -20,12 +19,6 @@ namespace mf::cli {
 namespace {
 
 using nlohmann::json;
-
-void write_text(const std::string& path, const std::string& text) {
-  AtomicFile f(path);
-  f.write(text.data(), text.size());
-  f.commit();
-}
 
 std::string num(double v, const char* f = "%.2f") {
   char b[64];
@@ -146,8 +139,8 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     std::string file = r.label;
     for (char& c : file)
       if (c == ':' || c == '@' || c == '/') c = '_';
-    write_text(o.out_dir + "/runs/" + file + ".json", run.dump(1) + "\n");
-    write_text(o.out_dir + "/runs/" + file + ".records.jsonl", records);
+    write_text_atomic(o.out_dir + "/runs/" + file + ".json", run.dump(1) + "\n");
+    write_text_atomic(o.out_dir + "/runs/" + file + ".records.jsonl", records);
     runs.push_back(run);
     std::fprintf(stderr, "%-24s MC mean %.2f%%\n", r.label.c_str(), 100 * mean_mc(run["tasks"]));
   }
@@ -199,8 +192,8 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   md += "\nPer-row results: `runs/*.json`, per-document records `runs/*.records.jsonl`; plots: `report.html`. Took " +
         num(secs, "%.0f") + " s.\n";
-  write_text(o.out_dir + "/summary.md", md);
-  write_text(o.out_dir + "/summary.json", json{{"rows", summary}, {"seconds", secs}}.dump(1) + "\n");
+  write_text_atomic(o.out_dir + "/summary.md", md);
+  write_text_atomic(o.out_dir + "/summary.json", json{{"rows", summary}, {"seconds", secs}}.dump(1) + "\n");
   std::printf("%s", md.c_str());
 }
 

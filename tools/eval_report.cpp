@@ -7,7 +7,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "formats/atomic_file.h"
+#include "tools/common.h"
 #include "tools/svg_chart.h"
 
 namespace mf::cli {
@@ -24,12 +24,6 @@ std::string html_escape(const std::string& s) {
   std::string o;
   for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
   return o;
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  AtomicFile f(path);
-  f.write(text.data(), text.size());
-  f.commit();
 }
 
 // A table as rows of cells; the first row is the header.
@@ -172,8 +166,8 @@ void write_eval_report(const std::vector<nlohmann::json>& runs, const std::strin
   page += "<h2>Plots</h2>\n" + per_task + density_plot + speed_plot;
   page += "<h2>Routing</h2>\n" + html(routes) + "</body></html>\n";
   std::filesystem::create_directories(dir);
-  write_file((std::filesystem::path(dir) / "report.md").string(), md);
-  write_file((std::filesystem::path(dir) / "report.html").string(), page);
+  write_text_atomic((std::filesystem::path(dir) / "report.md").string(), md);
+  write_text_atomic((std::filesystem::path(dir) / "report.html").string(), page);
 }
 
 }  // namespace mf::cli
