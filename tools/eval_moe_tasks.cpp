@@ -82,6 +82,11 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   // Routing by a method's router: the domain, then the nearest sub-domain centroid.
   const auto routed = [&](const Built& b, int forced_domain) -> eval::PromptRouter {
     return [&b, forced_domain, K, &model, &pool](std::span<const int32_t> prompt) {
+      // A forced domain with one sub-domain needs no embedding (a forward pass over the prompt).
+      if (forced_domain >= 0 && K == 1) {
+        const Expert& e = b.parts.experts[size_t(forced_domain)];
+        return eval::RouteChoice{&e.layers, e.name};
+      }
       const Router& r = b.parts.router;
       std::vector<float> emb = sequence_embedding(model, prompt, r.embed_layers, pool);  // [dim]
       const int d = forced_domain >= 0 ? forced_domain : r.route(emb.data()).domain;
