@@ -27,8 +27,38 @@ const std::vector<TensorName>& llama_names() {
       {TensorRole::FfnGate, "model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight", true},
       {TensorRole::FfnUp, "model.layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight", true},
       {TensorRole::FfnDown, "model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight", true},
+      // Mixtral (llama.cpp writes it as a llama GGUF with experts).
+      {TensorRole::FfnGateInp, "model.layers.%d.block_sparse_moe.gate.weight", "blk.%d.ffn_gate_inp.weight", true},
+      {TensorRole::FfnGateExps, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight", "blk.%d.ffn_gate_exps.weight", true},
+      {TensorRole::FfnUpExps, "model.layers.%d.block_sparse_moe.experts.%d.w3.weight", "blk.%d.ffn_up_exps.weight", true},
+      {TensorRole::FfnDownExps, "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", "blk.%d.ffn_down_exps.weight", true},
   };
   return names;
+}
+
+// Qwen2-MoE and OLMoE name the router and experts under mlp.; Qwen2-MoE adds a gated shared expert.
+const std::vector<TensorName>& qwen_moe_names(bool olmoe) {
+  static const auto make = [](bool olmoe) {
+    std::vector<TensorName> n;
+    for (const TensorName& t : llama_names())
+      if (t.role < TensorRole::FfnGateInp) n.push_back(t);
+    n.push_back({TensorRole::FfnGateInp, "model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", true});
+    n.push_back({TensorRole::FfnGateExps, "model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", true});
+    n.push_back({TensorRole::FfnUpExps, "model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", true});
+    n.push_back({TensorRole::FfnDownExps, "model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", true});
+    if (olmoe) {
+      n.push_back({TensorRole::AttnQNorm, "model.layers.%d.self_attn.q_norm.weight", "blk.%d.attn_q_norm.weight", true});
+      n.push_back({TensorRole::AttnKNorm, "model.layers.%d.self_attn.k_norm.weight", "blk.%d.attn_k_norm.weight", true});
+    } else {
+      n.push_back({TensorRole::FfnGateShexp, "model.layers.%d.mlp.shared_expert.gate_proj.weight", "blk.%d.ffn_gate_shexp.weight", true});
+      n.push_back({TensorRole::FfnUpShexp, "model.layers.%d.mlp.shared_expert.up_proj.weight", "blk.%d.ffn_up_shexp.weight", true});
+      n.push_back({TensorRole::FfnDownShexp, "model.layers.%d.mlp.shared_expert.down_proj.weight", "blk.%d.ffn_down_shexp.weight", true});
+      n.push_back({TensorRole::FfnGateInpShexp, "model.layers.%d.mlp.shared_expert_gate.weight", "blk.%d.ffn_gate_inp_shexp.weight", true});
+    }
+    return n;
+  };
+  static const std::vector<TensorName> qwen = make(false), olmo = make(true);
+  return olmoe ? olmo : qwen;
 }
 
 // Gemma 3: four norms per block. Note HF's post_attention_layernorm is the attention output's
@@ -57,10 +87,19 @@ ArchInfo gemma3_info() {
   return a;
 }
 
+ArchInfo olmoe_info() {
+  ArchInfo a{"olmoe", false, false, true};
+  a.qk_norm_full = true;
+  return a;
+}
+
 }  // namespace
 
 const std::vector<TensorName>& tensor_names(const std::string& arch) {
-  return arch == "gemma3" ? gemma3_names() : llama_names();
+  if (arch == "gemma3") return gemma3_names();
+  if (arch == "qwen2moe") return qwen_moe_names(false);
+  if (arch == "olmoe") return qwen_moe_names(true);
+  return llama_names();
 }
 
 const TensorName& tensor_name(const std::string& arch, TensorRole role) {
@@ -69,9 +108,9 @@ const TensorName& tensor_name(const std::string& arch, TensorRole role) {
   fail("architecture '", arch, "' has no tensor of role ", int(role));
 }
 
-std::string format_name(const char* pattern, int layer) {
+std::string format_name(const char* pattern, int layer, int expert) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, pattern, layer);
+  std::snprintf(buf, sizeof buf, pattern, layer, expert);
   return buf;
 }
 
@@ -80,14 +119,20 @@ ArchInfo arch_from_hf(const std::string& model_type, bool attention_bias, const 
     return {"llama", attention_bias, attention_bias, false};
   if (model_type == "qwen2") return {"qwen2", true, false, true};
   if (model_type == "gemma3_text") return gemma3_info();
-  fail(label, ": unknown architecture '", model_type, "' (supported: llama, mistral, qwen2, smollm, gemma3_text)");
+  if (model_type == "mixtral") return {"llama", attention_bias, attention_bias, false};
+  if (model_type == "qwen2_moe") return {"qwen2moe", true, false, true};
+  if (model_type == "olmoe") return olmoe_info();
+  fail(label, ": unknown architecture '", model_type,
+       "' (supported: llama, mistral, qwen2, smollm, gemma3_text, mixtral, qwen2_moe, olmoe)");
 }
 
 ArchInfo arch_from_gguf(const std::string& arch, const std::string& label) {
   if (arch == "llama") return {"llama", false, false, false};  // biases are picked up if present
   if (arch == "qwen2") return {"qwen2", true, false, true};
   if (arch == "gemma3") return gemma3_info();
-  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2, gemma3)");
+  if (arch == "qwen2moe") return {"qwen2moe", true, false, true};
+  if (arch == "olmoe") return olmoe_info();
+  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2, gemma3, qwen2moe, olmoe)");
 }
 
 }  // namespace mf

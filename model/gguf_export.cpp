@@ -84,6 +84,38 @@ class Exporter {
     w_.add_tensor(name, out);
   }
 
+  // The experts' matrices as one [n_expert, rows, cols] tensor (llama.cpp's ffn_*_exps): a
+  // view when they already lie back to back (a GGUF source), else their rows copied together.
+  void add_experts(const std::string& name, TensorRole role, int layer, const std::vector<const TensorView*>& ex) {
+    const TensorView& first = *ex[0];
+    bool contiguous = true;
+    for (size_t e = 0; e < ex.size(); ++e) {
+      if (ex[e]->dtype != first.dtype || ex[e]->shape != first.shape)
+        fail("export: expert ", e, " of '", name, "' differs in type or shape from expert 0");
+      contiguous &= ex[e]->data == first.row(int64_t(e) * first.rows());
+    }
+    TensorView merged = make_view(first.dtype, {int64_t(ex.size()), first.shape[0], first.shape[1]}, first.data);
+    if (!contiguous) {
+      std::vector<uint8_t> buf(first.nbytes() * ex.size());
+      for (size_t e = 0; e < ex.size(); ++e) std::memcpy(buf.data() + e * first.nbytes(), ex[e]->data, first.nbytes());
+      w_.keep(std::move(buf));
+      merged.data = w_.last_kept().data();
+    }
+    add(name, role, layer, merged);
+  }
+
+  void write_moe_metadata(const std::string& a) {
+    const HParams& hp = m_.hp;
+    w_.set_u32(a + "expert_count", uint32_t(hp.n_expert));
+    w_.set_u32(a + "expert_used_count", uint32_t(hp.n_expert_used));
+    w_.set_u32(a + "expert_feed_forward_length", uint32_t(hp.n_ff_exp));
+    if (hp.n_ff_shexp > 0) w_.set_u32(a + "expert_shared_feed_forward_length", uint32_t(hp.n_ff_shexp));
+    if (hp.n_layer_dense_lead > 0) w_.set_u32(a + "leading_dense_block_count", uint32_t(hp.n_layer_dense_lead));
+    // llama.cpp fixes the renormalisation per architecture (llama: on; qwen2moe, olmoe: off)
+    // and reads no key for these three; moeforge's reader honours it.
+    if (hp.expert_weights_norm != (m_.arch.name == "llama")) w_.set_bool(a + "expert_weights_norm", hp.expert_weights_norm);
+  }
+
   void write(const std::string& path, const GgufExtra& extra) {
     const HParams& hp = m_.hp;
     const std::string a = m_.arch.name + ".";
@@ -113,6 +145,7 @@ class Exporter {
       fail("export: this sliding-window layer pattern cannot be written to GGUF (gemma3 with pattern 6 and local "
            "RoPE base 10000 only)");
     w_.set_u32(a + "vocab_size", uint32_t(hp.n_vocab));
+    if (hp.n_expert > 0) write_moe_metadata(a);
     // llama.cpp sizes the vocabulary from the token list: pad it to the embedding rows
     // with unused placeholders, as its own converter does.
     TokenizerSpec spec = m_.require_tokenizer().spec();
@@ -166,6 +199,21 @@ class Exporter {
       put(TensorRole::FfnUp, l.ffn_up);
       put(TensorRole::FfnDown, l.ffn_down);
       put(TensorRole::FfnPostNorm, l.ffn_post_norm);
+      if (l.is_moe()) {
+        // The router stays f32, as llama.cpp's quantiser keeps ffn_gate_inp.
+        const std::string router = format_name(tensor_name(m_.arch.name, TensorRole::FfnGateInp).gguf, il);
+        add_reordered(router, l.ffn_gate_inp, DType::F32, nullptr, l.ffn_gate_inp);
+        std::vector<const TensorView*> gate, up, down;
+        for (const ExpertWeights& e : l.experts) gate.push_back(&e.gate), up.push_back(&e.up), down.push_back(&e.down);
+        auto name_of = [&](TensorRole role) { return format_name(tensor_name(m_.arch.name, role).gguf, il); };
+        add_experts(name_of(TensorRole::FfnGateExps), TensorRole::FfnGateExps, il, gate);
+        add_experts(name_of(TensorRole::FfnUpExps), TensorRole::FfnUpExps, il, up);
+        add_experts(name_of(TensorRole::FfnDownExps), TensorRole::FfnDownExps, il, down);
+        put(TensorRole::FfnGateShexp, l.shared.gate);
+        put(TensorRole::FfnUpShexp, l.shared.up);
+        put(TensorRole::FfnDownShexp, l.shared.down);
+        put(TensorRole::FfnGateInpShexp, l.ffn_gate_inp_shexp);
+      }
     }
     if (extra) extra(w_);
     w_.write(path);

@@ -24,6 +24,22 @@ void HParams::validate(const std::string& label) const {
   if (!(embd_scale > 0) || !(attn_scale >= 0) || !(rope_theta_swa >= 0))
     fail(label, ": embedding scale, attention scale and local RoPE base must be positive");
   if (!(rms_eps > 0) || !(rope_theta > 0)) fail(label, ": rms_eps and rope_theta must be positive");
+  if (n_expert < 0 || n_expert > 4096) fail(label, ": expert count ", n_expert, " is out of range");
+  if (n_expert > 0) {
+    if (n_expert_used < 1 || n_expert_used > n_expert)
+      fail(label, ": experts used per token ", n_expert_used, " must be in 1..", n_expert, " (the expert count)");
+    positive("expert FFN width", n_ff_exp);
+    if (n_ff_shexp < 0) fail(label, ": shared expert width must not be negative (got ", n_ff_shexp, ")");
+    if (n_layer_dense_lead < 0 || n_layer_dense_lead > n_layer)
+      fail(label, ": leading dense layers ", n_layer_dense_lead, " is outside 0..", n_layer);
+  }
+}
+
+bool HParams::is_moe_layer(int il) const {
+  if (n_expert <= 0 || il < n_layer_dense_lead) return false;
+  for (int d : dense_layers)
+    if (d == il) return false;
+  return true;
 }
 
 std::vector<float> rope_inv_freq(const HParams& hp, bool swa) {

@@ -28,6 +28,15 @@ struct HParams {
   float attn_scale = 0.0f;      // > 0: attention logit scale (else 1/sqrt(head_dim))
   float embd_scale = 1.0f;      // token embeddings are multiplied by this (Gemma: sqrt(n_embd))
 
+  // Token-routed MoE FFN (Mixtral, Qwen2-MoE, OLMoE, DeepSeek-style); n_expert == 0: dense.
+  int n_expert = 0, n_expert_used = 0;
+  int n_ff_exp = 0;     // width of one routed expert
+  int n_ff_shexp = 0;   // width of the shared expert (0: none)
+  bool expert_weights_norm = false;  // chosen experts' weights renormalised to sum 1
+  int n_layer_dense_lead = 0;        // the first layers keep a dense FFN (DeepSeek's first_k_dense_replace)
+  std::vector<int> dense_layers;     // other layers with a dense FFN (Qwen2-MoE's mlp_only_layers, sparse step)
+  bool is_moe_layer(int il) const;
+
   bool is_swa_layer(int il) const { return sliding_window > 0 && (swa_pattern <= 0 || (il + 1) % swa_pattern != 0); }
 
   int n_embd_q() const { return n_head * head_dim; }

@@ -51,6 +51,16 @@ void load_gguf(Model& m, const std::string& path) {
     hp.rope_scaling.type = "linear";
     hp.rope_scaling.factor = float(g->get_float(a + "rope.scaling.factor", 1.0));
   }
+  if (g->has(a + "expert_count") && g->get_int(a + "expert_count") > 0) {
+    // Token-routed MoE: llama (Mixtral) renormalises the chosen experts' weights, qwen2moe
+    // and olmoe do not, unless the file says otherwise.
+    hp.n_expert = get_dim(*g, a + "expert_count");
+    hp.n_expert_used = get_dim(*g, a + "expert_used_count");
+    hp.n_ff_exp = g->has(a + "expert_feed_forward_length") ? get_dim(*g, a + "expert_feed_forward_length") : hp.n_ff;
+    hp.n_ff_shexp = int(g->get_int(a + "expert_shared_feed_forward_length", 0));
+    hp.n_layer_dense_lead = int(g->get_int(a + "leading_dense_block_count", 0));
+    hp.expert_weights_norm = g->get_bool(a + "expert_weights_norm", m.arch.name == "llama");
+  }
   const GgufTensorInfo* embd = g->find_tensor("token_embd.weight");
   if (!embd) fail(path, ": missing tensor 'token_embd.weight'");
   hp.n_vocab = int(g->get_int(a + "vocab_size", embd->view.shape[0]));

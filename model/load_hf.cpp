@@ -1,4 +1,5 @@
 // Hugging Face layout: config.json + (sharded) safetensors.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +51,34 @@ int gemma3_layer_pattern(const json& cfg, int n_layer, const std::string& label)
   return pattern;
 }
 
+// Token-routed MoE settings: Mixtral (always renormalised), Qwen2-MoE (shared expert, dense
+// layers by mlp_only_layers and decoder_sparse_step), OLMoE.
+void read_moe_config(const json& cfg, const std::string& model_type, HParams& hp, const std::string& label) {
+  if (model_type == "mixtral") {
+    hp.n_expert = get_req<int>(cfg, "num_local_experts", label);
+    hp.n_ff_exp = hp.n_ff;
+    hp.expert_weights_norm = true;
+  } else if (model_type == "olmoe") {
+    hp.n_expert = get_req<int>(cfg, "num_experts", label);
+    hp.n_ff_exp = hp.n_ff;
+    hp.expert_weights_norm = get_or<bool>(cfg, "norm_topk_prob", false, label);
+    if (cfg.contains("clip_qkv") && !cfg["clip_qkv"].is_null()) fail(label, ": clip_qkv is not supported");
+  } else if (model_type == "qwen2_moe") {
+    hp.n_expert = get_req<int>(cfg, "num_experts", label);
+    hp.n_ff_exp = get_req<int>(cfg, "moe_intermediate_size", label);
+    hp.n_ff_shexp = get_or<int>(cfg, "shared_expert_intermediate_size", 0, label);
+    hp.expert_weights_norm = get_or<bool>(cfg, "norm_topk_prob", false, label);
+    const int step = get_or<int>(cfg, "decoder_sparse_step", 1, label);
+    if (step < 1) fail(label, ": decoder_sparse_step must be positive (got ", step, ")");
+    std::vector<int> only = get_or<std::vector<int>>(cfg, "mlp_only_layers", {}, label);
+    for (int il = 0; il < hp.n_layer; ++il)
+      if (std::find(only.begin(), only.end(), il) != only.end() || (il + 1) % step != 0) hp.dense_layers.push_back(il);
+  } else {
+    return;
+  }
+  hp.n_expert_used = get_req<int>(cfg, "num_experts_per_tok", label);
+}
+
 }  // namespace
 
 HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::string& label) {
@@ -76,7 +105,7 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
   // sliding_window that applies only with use_sliding_window, per layer: not supported.
   if (get_or<bool>(cfg, "use_sliding_window", false, label))
     fail(label, ": use_sliding_window (per-layer sliding windows) is not supported");
-  if (model_type == "mistral" && cfg.contains("sliding_window") && !cfg["sliding_window"].is_null())
+  if ((model_type == "mistral" || model_type == "mixtral") && cfg.contains("sliding_window") && !cfg["sliding_window"].is_null())
     hp.sliding_window = get_req<int>(cfg, "sliding_window", label);
   if (arch->name == "gemma3") {
     hp.tied_embeddings = get_or<bool>(cfg, "tie_word_embeddings", true, label);
@@ -119,6 +148,7 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
   } else if (rope_type != "default") {
     fail(label, ": rope_type '", rope_type, "' is not supported (default, llama3, linear)");
   }
+  read_moe_config(cfg, model_type, hp, label);
   hp.validate(label);
   return hp;
 }

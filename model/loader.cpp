@@ -92,6 +92,11 @@ int64_t Model::n_params() const {
                                 &l.k_norm, &l.attn_post_norm, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down,
                                 &l.ffn_post_norm})
       if (t->data) n += t->numel();
+  for (auto& l : w.layers) {
+    for (const TensorView* t : {&l.ffn_gate_inp, &l.ffn_gate_inp_shexp, &l.shared.gate, &l.shared.up, &l.shared.down})
+      if (t->data) n += t->numel();
+    for (const ExpertWeights& e : l.experts) n += e.gate.numel() + e.up.numel() + e.down.numel();
+  }
   return n;
 }
 

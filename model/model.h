@@ -7,9 +7,16 @@
 #include "core/tensor.h"
 #include "model/arch.h"
 #include "model/hparams.h"
+#include "ops/moe_routing.h"
 #include "tokenizer/tokenizer.h"
 
 namespace mf {
+
+// One expert of a token-routed MoE FFN: a gated FFN of the expert width n_ff_exp.
+struct ExpertWeights {
+  TensorView gate, up;  // [n_ff_exp, n_embd]
+  TensorView down;      // [n_embd, n_ff_exp]
+};
 
 struct LayerWeights {
   TensorView attn_norm;          // [n_embd] f32
@@ -22,6 +29,13 @@ struct LayerWeights {
   TensorView ffn_down;           // [n_embd, n_ff]
   TensorView ffn_down_b;         // [n_embd] f32 or absent: only experts that compensate pruned neurons
   TensorView ffn_post_norm;      // [n_embd] f32 norm of the FFN output, or absent (Gemma 3)
+  // Token-routed MoE FFN in place of ffn_gate/up/down (Mixtral, Qwen2-MoE, OLMoE); absent
+  // (ffn_gate_inp.data == nullptr) in dense layers.
+  TensorView ffn_gate_inp;             // [n_expert, n_embd] router
+  std::vector<ExpertWeights> experts;  // [n_expert] views into the file (merged 3-D or per-expert tensors)
+  ExpertWeights shared;                // [n_ff_shexp, n_embd] x2, [n_embd, n_ff_shexp], or absent
+  TensorView ffn_gate_inp_shexp;       // [n_embd]: shared expert scaled by sigmoid(x . w), or absent (ungated)
+  bool is_moe() const { return ffn_gate_inp.data != nullptr; }
 };
 
 struct Weights {
@@ -41,6 +55,9 @@ struct Model {
   std::unique_ptr<Tokenizer> tokenizer;  // null when none was found
   std::string tokenizer_source;          // file the tokenizer came from
   std::string chat_template;
+  // Expert routing of a token-routed MoE (the checkpoint's top-k, or what --experts-used /
+  // --expert-top-p set); each Session slot starts with it. n_expert == 0: a dense model.
+  RouteParams routing;
 
   // Keeps mapped files and converted buffers alive for the views above.
   std::vector<std::shared_ptr<const void>> storage;

@@ -78,7 +78,7 @@ TypePolicy preset_types(const std::string& name, const Model& model) {
       if (nx % kQK != 0) return DType::Q8_0;
       return p.base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
     }
-    if (p.mixed && (w.role == TensorRole::Wv || w.role == TensorRole::FfnDown) && use_more_bits(w.layer, n_layer))
+    if (p.mixed && (w.role == TensorRole::Wv || w.role == TensorRole::FfnDown || w.role == TensorRole::FfnDownExps) && use_more_bits(w.layer, n_layer))
       t = DType::Q6_K;
     return fallback_type(t, nx);
   };

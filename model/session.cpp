@@ -18,6 +18,8 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   if (n_slots < 1) fail("a session needs at least one slot, got ", n_slots);
   const HParams& hp = model.hp;
   slots_.resize(size_t(n_slots));
+  for (Slot& sl : slots_) sl.routing = model.routing;
+  routing_stats_.resize(size_t(hp.n_layer));
   inv_freq_ = model.inv_freq();
   inv_freq_swa_ = model.inv_freq(/*swa=*/true);
   const size_t cache = size_t(n_slots) * size_t(n_ctx_) * size_t(hp.n_embd_kv());
@@ -48,6 +50,18 @@ void Session::copy_prefix(int src, int dst, int64_t n) {
     }
   }
   slots_[size_t(dst)].n_past = n;
+}
+
+void Session::set_routing(int slot, const RouteParams& p) {
+  if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
+  if (model_.hp.n_expert == 0) fail("expert routing options need a token-routed MoE model; this one is dense");
+  if (p.n_expert != model_.hp.n_expert) fail("routing for ", p.n_expert, " experts, the model has ", model_.hp.n_expert);
+  if (std::string why = p.check(); !why.empty()) fail(why);
+  slots_[size_t(slot)].routing = p;
+}
+
+void Session::reset_routing_stats() {
+  for (LayerRoutingStats& s : routing_stats_) s = LayerRoutingStats{};
 }
 
 void Session::set_layers(int slot, const std::vector<LayerWeights>* layers) {
@@ -250,8 +264,15 @@ void Session::run_layer(int il) {
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
-    if (l.q_norm.data) ops::rmsnorm(q + r * Q, l.q_norm.f32(), q + r * Q, n * hp.n_head, hp.head_dim, hp.rms_eps);  // [n*n_head, head_dim]
-    if (l.k_norm.data) ops::rmsnorm(k + r * KV, l.k_norm.f32(), k + r * KV, n * hp.n_head_kv, hp.head_dim, hp.rms_eps);  // [n*n_head_kv, head_dim]
+    // Per head (Gemma 3: [n*n_head, head_dim]) or over the whole vector (OLMoE: [n, Q]).
+    if (l.q_norm.data) {
+      const int64_t width = l.q_norm.numel();
+      ops::rmsnorm(q + r * Q, l.q_norm.f32(), q + r * Q, n * Q / width, width, hp.rms_eps);
+    }
+    if (l.k_norm.data) {
+      const int64_t width = l.k_norm.numel();
+      ops::rmsnorm(k + r * KV, l.k_norm.f32(), k + r * KV, n * KV / width, width, hp.rms_eps);
+    }
   }
   const bool swa = hp.is_swa_layer(il);
   const float* inv_freq = swa ? inv_freq_swa_.data() : inv_freq_.data();  // [head_dim/2]
@@ -292,12 +313,23 @@ void Session::run_layer(int il) {
   for (const Group& g : groups_) {
     const LayerWeights& l = layer(g, il);
     const int64_t r = g.row0, n = g.row1 - g.row0;
-    const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
-    float* gate = gate_.data();             // [n, F]
-    float* up = up_.data();                 // [n, F]
     emit("ffn_resid", il, x + r * E, n, E);
     ops::rmsnorm(x + r * E, l.ffn_norm.f32(), xn + r * E, n, E, hp.rms_eps);  // [n, E]
     emit("ffn_in", il, xn + r * E, n, E);
+    if (l.is_moe()) {
+      // Each sequence's rows route with its slot's settings.
+      segments_.clear();
+      for (const Placed& p : placed_)
+        if (p.row0 >= r && p.row0 < g.row1) segments_.push_back(RouteSegment{p.row0 - r, p.n, &slots_[size_t(p.slot)].routing});
+      MoeFfnArgs args{&l, model_.arch.ffn_act, numerics_.quantized_acts, segments_};
+      moe_ffn_forward(args, xn + r * E, n, E, xn + r * E, moe_, pool_, &routing_stats_[size_t(il)]);  // [n, E]
+      add_residual(r, n, l.ffn_post_norm);
+      emit("block_out", il, x + r * E, n, E);
+      continue;
+    }
+    const int64_t F = l.ffn_gate.shape[0];  // n_ff of the dense model or of the running expert
+    float* gate = gate_.data();             // [n, F]
+    float* up = up_.data();                 // [n, F]
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
     float* gate_up_out[] = {gate, up};  // [n, F] each
     matmul_group(gate_up, xn + r * E, gate_up_out, n);

@@ -10,6 +10,7 @@
 
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "model/moe_ffn.h"
 
 namespace mf {
 
@@ -99,6 +100,18 @@ class Session {
   void set_layers(int slot, const std::vector<LayerWeights>* layers);
   const std::vector<LayerWeights>* layers_override(int slot = 0) const { return slots_.at(slot).layers; }
   const Model& model() const { return model_; }
+  // Expert routing of a token-routed MoE model, per slot (each starts with model().routing).
+  // Throws mf::Error naming the problem if p does not fit the model (K above the expert count,
+  // p outside (0, 1], a dense model).
+  void set_routing(int slot, const RouteParams& p);
+  void set_routing(const RouteParams& p) {
+    for (int s = 0; s < n_slots(); ++s) set_routing(s, p);
+  }
+  const RouteParams& routing(int slot = 0) const { return slots_.at(slot).routing; }
+  // Routing statistics per layer since the session began or the last reset (empty entries
+  // for dense layers; all empty for a dense model).
+  const std::vector<LayerRoutingStats>& routing_stats() const { return routing_stats_; }
+  void reset_routing_stats();
   void set_numerics(const Numerics& n) { numerics_ = n; }
   const Numerics& numerics() const { return numerics_; }
 
@@ -109,6 +122,7 @@ class Session {
   struct Slot {
     int64_t n_past = 0;
     const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the model's own
+    RouteParams routing;
   };
   // Rows [row0, row0 + n) of the step belong to one sequence.
   struct Placed {
@@ -151,6 +165,9 @@ class Session {
   int64_t n_rows_ = 0;
   Hook hook_;
   Numerics numerics_;
+  MoeScratch moe_;
+  std::vector<LayerRoutingStats> routing_stats_;  // [n_layer]
+  std::vector<RouteSegment> segments_;
   // Matmuls through the numerics: quantised activations or f32.
   void matmul(const TensorView& w, const float* x, float* y, int64_t n) const;
   void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n) const;

@@ -16,11 +16,19 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int64_t decode_weight_bytes(const Model& m, const std::vector<LayerWeights>* layers) {
-  int64_t b = int64_t(m.w.output.nbytes()) + int64_t(m.w.tok_embd.row_stride());
-  for (auto& l : layers ? *layers : m.w.layers)
-    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) b += int64_t(t->nbytes());
-  return b;
+int64_t decode_weight_bytes(const Model& m, const std::vector<LayerWeights>* layers, double experts_per_token) {
+  if (experts_per_token < 0) experts_per_token = m.routing.top_k;
+  double b = double(m.w.output.nbytes()) + double(m.w.tok_embd.row_stride());
+  for (auto& l : layers ? *layers : m.w.layers) {
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp,
+                                &l.shared.gate, &l.shared.up, &l.shared.down})
+      if (t->data) b += double(t->nbytes());
+    if (!l.experts.empty()) {  // the chosen experts only (all experts have one size)
+      const ExpertWeights& e = l.experts[0];
+      b += experts_per_token * double(e.gate.nbytes() + e.up.nbytes() + e.down.nbytes());
+    }
+  }
+  return int64_t(b);
 }
 
 std::vector<Throughput> measure_throughput(const Model& model, const std::vector<const std::vector<LayerWeights>*>& configs,

@@ -26,8 +26,11 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
                                            const ThroughputOptions& opts, ThreadPool& pool,
                                            const std::function<void(int, int)>& on_rep = {});
 
-// Bytes of weights one decode step reads: every matrix once, plus one embedding row.
-int64_t decode_weight_bytes(const Model& model, const std::vector<LayerWeights>* layers = nullptr);
+// Bytes of weights one decode step reads: every matrix once, plus one embedding row; of a
+// token-routed MoE layer, the router, the shared expert and experts_per_token experts
+// (< 0: the model's routing top-k).
+int64_t decode_weight_bytes(const Model& model, const std::vector<LayerWeights>* layers = nullptr,
+                            double experts_per_token = -1);
 
 double median(std::vector<double> v);
 

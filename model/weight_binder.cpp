@@ -54,6 +54,38 @@ struct Binder {
     v.shape = want.shape;
     return v;
   }
+  // The experts' [rows, cols] matrices: one merged [n_expert, rows, cols] tensor (GGUF) sliced
+  // per expert without copying, or one tensor per expert (Hugging Face).
+  std::vector<TensorView> get_experts(TensorRole role, int layer, int64_t rows, int64_t cols) const {
+    const int64_t n_e = model.hp.n_expert;
+    const TensorName& tn = tensor_name(model.arch.name, role);
+    std::vector<TensorView> out;
+    if (gguf) {
+      std::string name = format_name(tn.gguf, layer);
+      TensorView v = lookup(name);
+      if (!v.data) fail(label, ": missing tensor '", name, "'");
+      if (v.n_dims != 3 || v.shape[0] != n_e || v.shape[1] != rows || v.shape[2] != cols)
+        fail(label, ": tensor '", name, "' has shape ", v.shape_str(), ", expected [", n_e, ", ", rows, ", ", cols,
+             "] (experts, rows, columns)");
+      if (v.dtype == DType::I32) fail(label, ": tensor '", name, "' has integer dtype");
+      for (int64_t e = 0; e < n_e; ++e) {
+        TensorView x = make_view(v.dtype, {rows, cols}, nullptr);
+        x.data = static_cast<const uint8_t*>(v.data) + e * rows * x.row_stride();
+        out.push_back(x);
+      }
+      return out;
+    }
+    for (int e = 0; e < n_e; ++e) {
+      std::string name = format_name(tn.hf, layer, e);
+      TensorView v = lookup(name);
+      if (!v.data) fail(label, ": missing tensor '", name, "' (expert ", e, " of ", n_e, ")");
+      if (v.n_dims != 2 || v.shape[0] != rows || v.shape[1] != cols)
+        fail(label, ": tensor '", name, "' has shape ", v.shape_str(), ", expected [", rows, ", ", cols, "]");
+      if (v.dtype == DType::I32) fail(label, ": tensor '", name, "' has integer dtype");
+      out.push_back(v);
+    }
+    return out;
+  }
   TensorView get_f32(TensorRole role, int layer, std::initializer_list<int64_t> shape, bool required) const {
     TensorView v = get(role, layer, shape, required);
     return v.data ? to_f32(model, v) : v;
@@ -66,6 +98,25 @@ struct Binder {
     return gguf || !model.arch.hf_norm_plus_one ? to_f32(model, v) : owned_f32(model, v, 1.0f);
   }
 };
+
+void bind_moe_ffn(const Binder& b, LayerWeights& l, int il) {
+  const HParams& hp = b.model.hp;
+  const int64_t E = hp.n_embd, NE = hp.n_expert, FE = hp.n_ff_exp, FS = hp.n_ff_shexp;
+  l.ffn_gate_inp = b.get(TensorRole::FfnGateInp, il, {NE, E}, true);
+  std::vector<TensorView> gate = b.get_experts(TensorRole::FfnGateExps, il, FE, E);
+  std::vector<TensorView> up = b.get_experts(TensorRole::FfnUpExps, il, FE, E);
+  std::vector<TensorView> down = b.get_experts(TensorRole::FfnDownExps, il, E, FE);
+  l.experts.resize(size_t(NE));
+  for (size_t e = 0; e < size_t(NE); ++e) l.experts[e] = ExpertWeights{gate[e], up[e], down[e]};
+  if (FS > 0) {
+    l.shared.gate = b.get(TensorRole::FfnGateShexp, il, {FS, E}, true);
+    l.shared.up = b.get(TensorRole::FfnUpShexp, il, {FS, E}, true);
+    l.shared.down = b.get(TensorRole::FfnDownShexp, il, {E, FS}, true);
+    bool has_gate = false;
+    for (const TensorName& n : tensor_names(b.model.arch.name)) has_gate |= n.role == TensorRole::FfnGateInpShexp;
+    if (has_gate) l.ffn_gate_inp_shexp = b.get_f32(TensorRole::FfnGateInpShexp, il, {E}, true);
+  }
+}
 
 }  // namespace
 
@@ -94,14 +145,29 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
       l.q_norm = b.get_norm(TensorRole::AttnQNorm, il, hp.head_dim, true);
       l.k_norm = b.get_norm(TensorRole::AttnKNorm, il, hp.head_dim, true);
     }
+    if (model.arch.qk_norm_full) {  // OLMoE: one norm over all heads of q, one over all of k
+      l.q_norm = b.get_norm(TensorRole::AttnQNorm, il, Q, true);
+      l.k_norm = b.get_norm(TensorRole::AttnKNorm, il, KV, true);
+    }
     if (model.arch.post_norms) {
       l.attn_post_norm = b.get_norm(TensorRole::AttnPostNorm, il, E, true);
       l.ffn_post_norm = b.get_norm(TensorRole::FfnPostNorm, il, E, true);
     }
     l.ffn_norm = b.get_norm(TensorRole::FfnNorm, il, E, true);
+    if (hp.n_expert > 0 && use_gguf_names && hp.is_moe_layer(il) && !lookup(b.name_of(TensorRole::FfnGateInp, il)).data)
+      model.hp.dense_layers.push_back(il);  // GGUF: a layer without a router keeps a dense FFN
+    if (hp.is_moe_layer(il)) {
+      bind_moe_ffn(b, l, il);
+      continue;
+    }
     l.ffn_gate = b.get(TensorRole::FfnGate, il, {F, E}, true);
     l.ffn_up = b.get(TensorRole::FfnUp, il, {F, E}, true);
     l.ffn_down = b.get(TensorRole::FfnDown, il, {E, F}, true);
+  }
+  if (hp.n_expert > 0) {
+    model.routing.n_expert = hp.n_expert;
+    model.routing.top_k = hp.n_expert_used;
+    model.routing.renormalize = hp.expert_weights_norm;
   }
 }
 

@@ -7,13 +7,16 @@ Run in the reference environment from the repository root:
 Writes tests/golden/data/models/<fixture>/ (config.json, safetensors, tokenizer files,
 golden.json). The fixtures cover GQA ratios, tied/untied embeddings, q/k/v bias (Qwen2),
 rope_theta 500000 with llama3 scaling, f16/bf16 weights, sharded checkpoints, a
-vocabulary above 32k, Mistral's sliding-window attention and Gemma 3's text decoder. `--only NAME` remakes one.
+vocabulary above 32k, Mistral's sliding-window attention, Gemma 3's text decoder and the
+token-routed MoEs (Mixtral, Qwen2-MoE with a shared expert and dense layers, OLMoE; top-k 1,
+2 and 4, renormalised or not). `--only NAME` remakes one.
 """
 import json, math, os, shutil, sys
 
 import torch
 import transformers
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import MixtralConfig, MixtralForCausalLM, OlmoeConfig, OlmoeForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
 from tokenizers import Tokenizer
 
 OUT = "tests/golden/data/models"
@@ -50,6 +53,32 @@ FIXTURES = [
           intermediate_size=96, vocab_size=1024, tie_word_embeddings=True, sliding_window=6,
           layer_types=["sliding_attention"] * 5 + ["full_attention"], query_pre_attn_scalar=24,
           rope_theta=1000000.0, rope_local_base_freq=10000.0), torch.float32, None),
+    # Token-routed MoEs. Mixtral: softmax, top-2, renormalised; GQA.
+    ("mixtral-e8-top2", MixtralConfig, MixtralForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+          intermediate_size=32, num_local_experts=8, num_experts_per_tok=2, vocab_size=1024,
+          tie_word_embeddings=False, rope_theta=1000000.0), torch.float16, None),
+    # Qwen2-MoE: top-4 without renormalisation, a sigmoid-gated shared expert, and a dense layer
+    # (mlp_only_layers) between the MoE ones, as DeepSeek-style models mix them.
+    ("qwen2moe-e8-top4-shared-dense", Qwen2MoeConfig, Qwen2MoeForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+          intermediate_size=96, moe_intermediate_size=32, shared_expert_intermediate_size=48,
+          num_experts=8, num_experts_per_tok=4, norm_topk_prob=False, mlp_only_layers=[1],
+          decoder_sparse_step=1, vocab_size=1024, tie_word_embeddings=False, rope_theta=1000000.0),
+     torch.float16, None),
+    # Qwen2-MoE, top-1, every layer MoE (the layout llama.cpp's qwen2moe reads).
+    ("qwen2moe-e4-top1", Qwen2MoeConfig, Qwen2MoeForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+          intermediate_size=64, moe_intermediate_size=32, shared_expert_intermediate_size=32,
+          num_experts=4, num_experts_per_tok=1, norm_topk_prob=False, mlp_only_layers=[],
+          vocab_size=1024, tie_word_embeddings=False, rope_theta=10000.0), torch.float16, None),
+    # OLMoE: q/k RMSNorm over the whole projection, top-2 without renormalisation (llama.cpp's
+    # olmoe needs as many KV heads as heads).
+    ("olmoe-e8-top2", OlmoeConfig, OlmoeForCausalLM,
+     dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+          intermediate_size=32, num_experts=8, num_experts_per_tok=2, norm_topk_prob=False,
+          vocab_size=1024, tie_word_embeddings=False, rope_theta=10000.0, pad_token_id=None),
+     torch.float16, None),
 ]
 
 

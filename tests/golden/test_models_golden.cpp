@@ -99,7 +99,8 @@ TEST_P(FixtureGolden, ConvertedGgufKeepsLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureGolden,
                          ::testing::Values("llama-gqa4-untied", "llama-mha-tied-theta500k-llama3", "qwen2-bias-gqa3",
-                                           "llama-vocab32k-sharded", "mistral-swa6", "gemma3-swa6"),
+                                           "llama-vocab32k-sharded", "mistral-swa6", "gemma3-swa6", "mixtral-e8-top2",
+                                           "qwen2moe-e8-top4-shared-dense", "qwen2moe-e4-top1", "olmoe-e8-top2"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) if (!isalnum(c)) c = '_';
