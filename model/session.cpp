@@ -60,6 +60,15 @@ void Session::set_routing(int slot, const RouteParams& p) {
   slots_[size_t(slot)].routing = p;
 }
 
+void Session::emit_moe_weights(int il, int64_t n) {
+  const TokenRouting& rt = moe_.routing;
+  moe_weights_.assign(size_t(n * rt.n_expert), 0.0f);  // [n, n_expert]
+  for (int64_t t = 0; t < n; ++t)
+    for (int j = 0; j < rt.n_used[size_t(t)]; ++j)
+      moe_weights_[size_t(t * rt.n_expert + rt.expert[size_t(t * rt.k_max + j)])] = rt.weight[size_t(t * rt.k_max + j)];
+  emit("moe_weights", il, moe_weights_.data(), n, rt.n_expert);
+}
+
 void Session::reset_routing_stats() {
   for (LayerRoutingStats& s : routing_stats_) s = LayerRoutingStats{};
 }
@@ -323,6 +332,7 @@ void Session::run_layer(int il) {
         if (p.row0 >= r && p.row0 < g.row1) segments_.push_back(RouteSegment{p.row0 - r, p.n, &slots_[size_t(p.slot)].routing});
       MoeFfnArgs args{&l, model_.arch.ffn_act, numerics_.quantized_acts, segments_};
       moe_ffn_forward(args, xn + r * E, n, E, xn + r * E, moe_, pool_, &routing_stats_[size_t(il)]);  // [n, E]
+      if (hook_) emit_moe_weights(il, n);
       add_residual(r, n, l.ffn_post_norm);
       emit("block_out", il, x + r * E, n, E);
       continue;

@@ -19,7 +19,8 @@ namespace mf {
 // (attention output, the input of wo), "ffn_resid" [n_tokens, n_embd] (the residual stream
 // entering the FFN block), "ffn_in" [n_tokens, n_embd] (normed FFN input),
 // "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
-// expert's width), "block_out" [n_tokens, n_embd].
+// expert's width), "block_out" [n_tokens, n_embd]; token-routed MoE layers instead of
+// "ffn_gate_act": "moe_weights" [n_tokens, n_expert] (each chosen expert's combine weight, 0 elsewhere).
 // A step over several slots reports each point once per group of slots sharing a layer
 // override (the rows of those slots, in step order); a single sequence gives one event.
 struct HookEvent {
@@ -168,6 +169,8 @@ class Session {
   MoeScratch moe_;
   std::vector<LayerRoutingStats> routing_stats_;  // [n_layer]
   std::vector<RouteSegment> segments_;
+  std::vector<float> moe_weights_;  // [n_rows, n_expert] for the "moe_weights" hook
+  void emit_moe_weights(int il, int64_t n);
   // Matmuls through the numerics: quantised activations or f32.
   void matmul(const TensorView& w, const float* x, float* y, int64_t n) const;
   void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n) const;

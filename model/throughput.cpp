@@ -4,6 +4,7 @@
 #include <chrono>
 #include <random>
 
+#include "model/routing_report.h"
 #include "model/session.h"
 #include "ops/ops.h"
 
@@ -46,12 +47,15 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
       session.set_layers(configs[c]);
       if (o.n_prompt > 0) {
         session.reset();
+        session.reset_routing_stats();
         auto t0 = clock::now();
         session.eval(prompt, false);
         if (r) out[c].prefill_all.push_back(o.n_prompt / seconds(t0, clock::now()));
+        if (model.hp.n_expert > 0) out[c].prefill_routing = session.routing_stats();
       }
       if (o.n_gen > 0) {
         session.reset();
+        session.reset_routing_stats();
         int32_t tok = prompt.empty() ? 1 : prompt[0];
         auto t0 = clock::now();
         for (int i = 0; i < o.n_gen; ++i) {
@@ -59,6 +63,7 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
           tok = int32_t(ops::argmax(logits, model.hp.n_vocab));
         }
         if (r) out[c].decode_all.push_back(o.n_gen / seconds(t0, clock::now()));
+        if (model.hp.n_expert > 0) out[c].decode_routing = session.routing_stats();
       }
     }
     if (on_rep) on_rep(r + 1, o.reps + 1);
@@ -66,7 +71,8 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
   for (size_t c = 0; c < configs.size(); ++c) {
     out[c].prefill_tps = median(out[c].prefill_all);
     out[c].decode_tps = median(out[c].decode_all);
-    out[c].decode_weight_bytes = decode_weight_bytes(model, configs[c]);
+    const double experts = out[c].decode_routing.empty() ? -1.0 : mean_experts_used(out[c].decode_routing);
+    out[c].decode_weight_bytes = decode_weight_bytes(model, configs[c], experts > 0 ? experts : -1.0);
   }
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "ops/moe_routing.h"
 
 namespace mf {
 
@@ -19,6 +20,9 @@ struct Throughput {
   double prefill_tps = 0, decode_tps = 0;  // medians
   std::vector<double> prefill_all, decode_all;
   int64_t decode_weight_bytes = 0;         // weight bytes one decode step reads
+  // Token-routed MoE: routing statistics per layer of one prefill and one decode repetition
+  // (empty for dense models); decode_weight_bytes counts the decode's mean experts per token.
+  std::vector<LayerRoutingStats> prefill_routing, decode_routing;
 };
 
 // configs: layers to run (nullptr: dense). on_rep(done, total) reports progress.

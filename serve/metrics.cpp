@@ -113,6 +113,11 @@ void Metrics::routed(const std::string& domain, const std::string& expert, bool 
   routed_[{domain, expert, forced ? "true" : "false"}]++;
 }
 
+void Metrics::expert_routing(const std::vector<LayerRoutingStats>& layers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expert_routing_ = layers;
+}
+
 std::string Metrics::render(const Gauges& g) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -145,6 +150,25 @@ std::string Metrics::render(const Gauges& g) const {
   for (const auto& [key, n] : routed_)
     out += "moeforge_routed_prompts_total{domain=\"" + label_value(std::get<0>(key)) + "\",expert=\"" +
            label_value(std::get<1>(key)) + "\",forced=\"" + std::get<2>(key) + "\"} " + std::to_string(n) + "\n";
+  if (!expert_routing_.empty()) {  // a token-routed MoE
+    header(out, "moeforge_expert_tokens_total", "counter", "Tokens routed to each expert, by MoE layer.");
+    for (size_t il = 0; il < expert_routing_.size(); ++il)
+      for (size_t e = 0; e < expert_routing_[il].tokens_per_expert.size(); ++e)
+        out += "moeforge_expert_tokens_total{layer=\"" + std::to_string(il) + "\",expert=\"" + std::to_string(e) + "\"} " +
+               std::to_string(expert_routing_[il].tokens_per_expert[e]) + "\n";
+    auto per_layer = [&](const char* name, const char* help, auto value) {
+      header(out, name, "gauge", help);
+      for (size_t il = 0; il < expert_routing_.size(); ++il)
+        if (expert_routing_[il].n_tokens > 0)
+          out += std::string(name) + "{layer=\"" + std::to_string(il) + "\"} " + std::to_string(value(expert_routing_[il])) + "\n";
+    };
+    per_layer("moeforge_expert_load_imbalance", "Most-loaded expert's tokens over the mean, by MoE layer (1 = balanced).",
+              [](const LayerRoutingStats& s) { return s.load_imbalance(); });
+    per_layer("moeforge_router_entropy_nats", "Mean entropy of the router's distribution per token, by MoE layer.",
+              [](const LayerRoutingStats& s) { return s.mean_entropy(); });
+    per_layer("moeforge_experts_per_token", "Mean experts run per token (top-k, or dynamic under top-p), by MoE layer.",
+              [](const LayerRoutingStats& s) { return s.mean_experts_used(); });
+  }
   header(out, "moeforge_decode_steps_total", "counter", "Batched forward steps run by the scheduler.");
   out += "moeforge_decode_steps_total " + std::to_string(steps_) + "\n";
   header(out, "moeforge_processed_tokens_total", "counter", "Tokens run through the model (prompt chunks and decode).");

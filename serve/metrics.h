@@ -8,6 +8,8 @@
 #include <tuple>
 #include <vector>
 
+#include "ops/moe_routing.h"
+
 namespace mf::serve {
 
 // A cumulative histogram with fixed upper bounds (seconds or counts).
@@ -48,6 +50,8 @@ class Metrics {
   void finished(const std::string& reason);  // stop, length, cancelled, error
   void rejected_queue_full();
   void routed(const std::string& domain, const std::string& expert, bool forced);
+  // A token-routed MoE's routing statistics per layer since the server started (a snapshot).
+  void expert_routing(const std::vector<LayerRoutingStats>& layers);
 
   std::string render(const Gauges& g) const;
 
@@ -58,6 +62,7 @@ class Metrics {
   Histogram ttft_, queue_wait_, step_seconds_, step_sequences_;
   std::map<std::string, uint64_t> finished_;
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> routed_;
+  std::vector<LayerRoutingStats> expert_routing_;
   uint64_t processed_rows_ = 0, prompt_tokens_ = 0, completion_tokens_ = 0, generated_tokens_ = 0, rejected_ = 0, steps_ = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "serve/openai_json.h"
 
+#include "model/routing_report.h"
+
 namespace mf::serve {
 
 using json = nlohmann::json;
@@ -44,6 +46,7 @@ json completion_body(const ResponseMeta& m, const std::string& text, const std::
   j["choices"] = json::array({choice});
   j["usage"] = usage_json(prompt_tokens, completion_tokens);
   if (m.route) j["moeforge"] = route_extension(*m.route);
+  if (m.token_routing) j["moeforge"]["expert_routing"] = routing_params_json(*m.token_routing);
   return j;
 }
 

@@ -17,6 +17,7 @@ struct ResponseMeta {
   int64_t created = 0;  // Unix seconds
   std::string model;
   std::optional<RouteInfo> route;  // present when the server routes (a MoE model)
+  std::optional<RouteParams> token_routing;  // a token-routed MoE: the expert routing this request ran with
 };
 
 // {"route": {"domain", "subdomain", "expert", "confidence", "density", "forced"}}

@@ -41,6 +41,24 @@ std::vector<int32_t> tokenize(const ApiRequest& r, const ServingContext& ctx, st
   return r.prompt_tokens;
 }
 
+// The request's expert routing over the model's (400 naming the field if it does not fit).
+RouteParams request_routing(const ApiRequest& r, const Model& model) {
+  const char* field = r.experts_used ? "moeforge.experts_used" : "moeforge.expert_top_p";
+  if (model.hp.n_expert == 0)
+    throw ApiError(400, "this server runs a dense model; expert routing options need a token-routed MoE", field);
+  RouteParams p = model.routing;
+  if (r.experts_used) p.top_k = *r.experts_used;
+  if (r.expert_top_p || r.min_experts || r.max_experts) {
+    if (!r.expert_top_p) throw ApiError(400, "'min_experts' and 'max_experts' need 'expert_top_p'", "moeforge.expert_top_p");
+    p.top_p = *r.expert_top_p;
+    p.min_experts = r.min_experts.value_or(1);
+    p.max_experts = r.max_experts.value_or(0);
+    field = "moeforge.expert_top_p";
+  }
+  if (std::string why = p.check(); !why.empty()) throw ApiError(400, why, field);
+  return p;
+}
+
 }  // namespace
 
 std::string new_response_id(Endpoint e) {
@@ -105,6 +123,9 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
     throw ApiError(400, "this server runs a dense model without experts; 'moeforge.expert' can only be \"dense\"",
                    "moeforge.expert", "unknown_expert");
   }
+
+  if (r.experts_used || r.expert_top_p || r.min_experts || r.max_experts) p.job.routing = request_routing(r, *ctx.model);
+  if (ctx.model->hp.n_expert > 0) p.meta.token_routing = p.job.routing.value_or(ctx.model->routing);
 
   p.meta.endpoint = r.endpoint;
   p.meta.id = new_response_id(r.endpoint);

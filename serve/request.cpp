@@ -238,6 +238,19 @@ ApiRequest parse_request(std::string_view body, Endpoint endpoint) {
     } catch (const ApiError& e) {
       throw ApiError(400, e.what(), "moeforge.expert");
     }
+    for (auto [key, out] : {std::pair{"experts_used", &r.experts_used}, std::pair{"min_experts", &r.min_experts},
+                            std::pair{"max_experts", &r.max_experts}}) {
+      try {
+        if (auto v = get_int(*ext, key, 1, 4096)) *out = int(*v);
+      } catch (const ApiError& e) {
+        throw ApiError(400, e.what(), std::string("moeforge.") + key);
+      }
+    }
+    if (const json* p = field(*ext, "expert_top_p")) {
+      if (!p->is_number() || !(p->get<double>() > 0.0 && p->get<double>() <= 1.0))
+        bad("moeforge.expert_top_p", "'expert_top_p' must be a number in (0, 1]");
+      r.expert_top_p = p->get<float>();
+    }
   }
   return r;
 }

@@ -33,6 +33,10 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;         // stream_options.include_usage
   std::string expert;                 // extension "moeforge": {"expert": NAME}; "" automatic
+  // Extension "moeforge": expert routing of a token-routed MoE for this request:
+  // {"experts_used": K} or {"expert_top_p": P, "min_experts": A, "max_experts": B}.
+  std::optional<int> experts_used, min_experts, max_experts;
+  std::optional<float> expert_top_p;
 };
 
 // Largest nesting of arrays/objects accepted (deeper bodies are refused before parsing).

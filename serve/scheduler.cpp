@@ -158,6 +158,7 @@ void Scheduler::admit() {
     // finish: a job popped from the queue must never be left without an answer.
     try {
       session_.set_layers(int(slot), job.layers);
+      if (model_.hp.n_expert > 0) session_.set_routing(int(slot), job.routing.value_or(model_.routing));
       session_.reset(int(slot));
       slots_[slot] = std::make_unique<Sequence>(std::move(job), gen, int(slot));
     } catch (const std::exception& e) {
@@ -211,8 +212,10 @@ void Scheduler::run_step() {
     for (Sequence* s : owners) finish(*s, "error", e.what());
     return;
   }
-  if (metrics_)
+  if (metrics_) {
     metrics_->step(int(inputs.size()), Session::kMaxBatch - budget, std::chrono::duration<double>(Clock::now() - t0).count());
+    if (model_.hp.n_expert > 0) metrics_->expert_routing(session_.routing_stats());
+  }
 
   const int64_t V = model_.hp.n_vocab;
   int64_t row = 0;

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct Job {
   SamplerParams sampler;
   std::vector<std::string> stop;
   const std::vector<LayerWeights>* layers = nullptr;  // expert weights, nullptr: dense
+  std::optional<RouteParams> routing;  // token-routed MoE: this request's expert routing (else the model's)
 };
 
 struct SchedulerOptions {

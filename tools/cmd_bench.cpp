@@ -9,6 +9,7 @@
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/moe_cli.h"
+#include "model/routing_report.h"
 #include "model/throughput.h"
 #include "tools/progress.h"
 
@@ -49,12 +50,20 @@ void run_bench(const BenchOptions& o) {
                         {"decode_tps", tg},            {"prefill_tps_all", prefill_tps}, {"decode_tps_all", decode_tps},
                         {"decode_weight_bytes", bytes}, {"decode_gbps", tg * double(bytes) / 1e9},
                         {"expert", routing.expert_name}};
+    if (model->hp.n_expert > 0)  // a token-routed MoE: how it routed during the measured runs
+      j["routing"] = {{"params", routing_params_json(model->routing)},
+                      {"prefill", routing_stats_json(t.prefill_routing)},
+                      {"decode", routing_stats_json(t.decode_routing)}};
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("model %s  threads %d\n", o.model.model.c_str(), pool.size());
     std::printf("prefill %d tokens: %.2f tok/s (median of %d)\n", o.n_prompt, pp, o.reps);
     std::printf("decode  %d tokens: %.2f tok/s (median of %d), %.2f GB/s of weights\n", o.n_gen, tg, o.reps,
                 tg * double(bytes) / 1e9);
+    if (model->hp.n_expert > 0)
+      std::printf("experts per token: prefill %.2f, decode %.2f of %d (active weights per decode token %.1f MB)\n",
+                  mean_experts_used(t.prefill_routing), mean_experts_used(t.decode_routing), model->hp.n_expert,
+                  double(bytes) / 1e6);
   }
 }
 

@@ -16,6 +16,37 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
       ->required();
   cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer file overriding the one found beside the model");
   cmd->add_option("-t,--threads", o.threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  auto* g = cmd->add_option_group("Expert routing", "Token-routed MoE models (Mixtral, Qwen2-MoE, OLMoE)");
+  g->add_option("--experts-used", o.experts_used, "Experts per token (default: the checkpoint's top-k)");
+  g->add_option("--expert-top-p", o.expert_top_p,
+                "Dynamic top-p routing: per token, the fewest experts whose router probability reaches P (0 < P <= 1)");
+  g->add_option("--min-experts", o.min_experts, "Top-p floor: at least this many experts per token (default 1)");
+  g->add_option("--max-experts", o.max_experts, "Top-p ceiling: at most this many experts per token (default: all)");
+}
+
+RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts) {
+  const bool any = experts_used != 0 || top_p != 0.0f || min_experts != 1 || max_experts != 0;
+  if (!any) return model.routing;
+  if (model.hp.n_expert == 0)
+    fail("--experts-used, --expert-top-p, --min-experts and --max-experts apply to token-routed MoE models; ",
+         model.path, " is dense");
+  RouteParams p = model.routing;
+  const int n = model.hp.n_expert;
+  if (experts_used != 0) {
+    if (experts_used < 1 || experts_used > n) fail("--experts-used ", experts_used, ": the model has ", n, " experts (1..", n, ")");
+    p.top_k = experts_used;
+  }
+  if (top_p != 0.0f || min_experts != 1 || max_experts != 0) {
+    if (!(top_p > 0.0f && top_p <= 1.0f)) fail("--expert-top-p ", top_p, " is outside (0, 1] (needed with --min/--max-experts)");
+    if (max_experts < 0 || max_experts > n) fail("--max-experts ", max_experts, ": the model has ", n, " experts");
+    if (min_experts < 1 || min_experts > (max_experts ? max_experts : n))
+      fail("--min-experts ", min_experts, " must be in 1..", max_experts ? max_experts : n);
+    p.top_p = top_p;
+    p.min_experts = min_experts;
+    p.max_experts = max_experts;
+  }
+  if (std::string why = p.check(); !why.empty()) fail(why);
+  return p;
 }
 
 std::string resolve_model_path(const std::string& path) {
@@ -31,7 +62,11 @@ std::string resolve_model_path(const std::string& path) {
 std::unique_ptr<Model> load(const ModelOptions& o) {
   LoadOptions lo;
   lo.tokenizer_path = o.tokenizer;
-  return load_model(resolve_model_path(o.model), lo);
+  if (o.expert_top_p != 0.0f && !(o.expert_top_p > 0.0f && o.expert_top_p <= 1.0f))
+    fail("--expert-top-p ", o.expert_top_p, " is outside (0, 1]");  // before a long load
+  auto m = load_model(resolve_model_path(o.model), lo);
+  m->routing = routing_from_options(*m, o.experts_used, o.expert_top_p, o.min_experts, o.max_experts);
+  return m;
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
