@@ -22,6 +22,12 @@ struct Matmuls {
     if (quantized_acts) return ops::matmul_group(ws, x, ys, n, pool);
     for (size_t i = 0; i < ws.size(); ++i) ops::matmul_f32_acts(*ws[i], x, ys[i], n, pool);
   }
+  // One input per weight.
+  void group(std::span<const TensorView* const> ws, std::span<const float* const> xs, std::span<float* const> ys,
+             int64_t n) const {
+    if (quantized_acts) return ops::matmul_group(ws, xs, ys, n, pool);
+    for (size_t i = 0; i < ws.size(); ++i) ops::matmul_f32_acts(*ws[i], xs[i], ys[i], n, pool);
+  }
 };
 
 void activate(FfnAct act, float* gate, const float* up, int64_t n) {
@@ -107,9 +113,23 @@ void moe_ffn_forward(const MoeFfnArgs& a, const float* x, int64_t n, int64_t E, 
     }
   }
   activate(a.act, s.gate.data(), s.up.data(), n_assign * F);  // [n_assign, F]
-  for (int e = 0; e < n_e; ++e) {
-    const int64_t r0 = d.offsets[size_t(e)], c = d.offsets[size_t(e) + 1] - r0;
-    if (c > 0) mm.one(l.experts[size_t(e)].down, s.gate.data() + r0 * F, s.out.data() + r0 * E, c);  // [c, E]
+  // Down projections: one parallel pass over every chosen expert in decode, else per expert.
+  if (n == 1) {
+    std::vector<const TensorView*> ws;
+    std::vector<const float*> xs;
+    std::vector<float*> ys;
+    for (int e = 0; e < n_e; ++e)
+      for (int64_t r = d.offsets[size_t(e)]; r < d.offsets[size_t(e) + 1]; ++r) {
+        ws.push_back(&l.experts[size_t(e)].down);
+        xs.push_back(s.gate.data() + r * F);  // [1, F]
+        ys.push_back(s.out.data() + r * E);   // [1, E]
+      }
+    mm.group(ws, xs, ys, 1);
+  } else {
+    for (int e = 0; e < n_e; ++e) {
+      const int64_t r0 = d.offsets[size_t(e)], c = d.offsets[size_t(e) + 1] - r0;
+      if (c > 0) mm.one(l.experts[size_t(e)].down, s.gate.data() + r0 * F, s.out.data() + r0 * E, c);  // [c, E]
+    }
   }
 
   // Combine, then the shared expert (into a buffer of its own: y may alias x).

@@ -56,11 +56,13 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
       if (o.n_gen > 0) {
         session.reset();
         session.reset_routing_stats();
+        std::mt19937 gen_rng(7);  // the same tokens in every repetition and configuration
         int32_t tok = prompt.empty() ? 1 : prompt[0];
         auto t0 = clock::now();
         for (int i = 0; i < o.n_gen; ++i) {
           const float* logits = session.eval({&tok, 1}, false);
-          tok = int32_t(ops::argmax(logits, model.hp.n_vocab));
+          // The logits are still read (as a sampler would), the next token is random.
+          tok = int32_t((uint32_t(ops::argmax(logits, model.hp.n_vocab)) + gen_rng()) % uint32_t(model.hp.n_vocab));
         }
         if (r) out[c].decode_all.push_back(o.n_gen / seconds(t0, clock::now()));
         if (model.hp.n_expert > 0) out[c].decode_routing = session.routing_stats();

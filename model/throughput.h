@@ -12,7 +12,8 @@ namespace mf {
 
 struct ThroughputOptions {
   int n_prompt = 128;  // prefill test: one batch of random tokens
-  int n_gen = 64;      // decode test: greedy tokens from an empty context (like llama-bench tg)
+  int n_gen = 64;      // decode test: random tokens one at a time from an empty context (as llama-bench tg;
+                       // greedy text can loop on a few tokens, which would keep a MoE's few experts in cache)
   int reps = 5;        // after one discarded warm-up repetition
 };
 

@@ -68,6 +68,10 @@ void matmul(const TensorView& w, const float* x, float* y, int64_t n_tokens, Thr
 // otherwise waits on a thread-pool hand-off per matrix.
 void matmul_group(std::span<const TensorView* const> ws, const float* x, std::span<float* const> ys, int64_t n_tokens,
                   ThreadPool& pool);
+// The same with one input per weight, y_i = matmul(w_i, x_i) (a MoE's chosen experts' down
+// projections in decode); the weights share a type and a width.
+void matmul_group(std::span<const TensorView* const> ws, std::span<const float* const> xs, std::span<float* const> ys,
+                  int64_t n_tokens, ThreadPool& pool);
 // The same product without quantising x: quantised weights are dequantised row by row and
 // multiplied in f32 (slower; for comparisons with implementations that compute in f32, such
 // as transformers on dequantised weights). Other weight types: as matmul.
