@@ -30,8 +30,13 @@ void run_inspect(const InspectOptions& o) {
   };
   count(m->w.tok_embd);
   if (!hp.tied_embeddings) count(m->w.output);
-  for (auto& l : m->w.layers)
-    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) count(*t);
+  for (auto& l : m->w.layers) {
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp,
+                                &l.shared.gate, &l.shared.up, &l.shared.down})
+      count(*t);
+    for (const ExpertWeights& e : l.experts)
+      for (const TensorView* t : {&e.gate, &e.up, &e.down}) count(*t);
+  }
   nlohmann::ordered_json j = {
       {"path", m->path},
       {"format", m->format},
@@ -53,6 +58,14 @@ void run_inspect(const InspectOptions& o) {
       {"n_params", m->n_params()},
       {"matrix_params_by_dtype", dtype_params},
   };
+  if (hp.n_expert > 0) {  // a token-routed MoE
+    std::vector<int> moe_layers;
+    for (int il = 0; il < hp.n_layer; ++il)
+      if (m->w.layers[size_t(il)].is_moe()) moe_layers.push_back(il);
+    j["moe_ffn"] = {{"n_expert", hp.n_expert},       {"n_expert_used", hp.n_expert_used},
+                    {"n_ff_exp", hp.n_ff_exp},       {"n_ff_shexp", hp.n_ff_shexp},
+                    {"renormalize", hp.expert_weights_norm}, {"moe_layers", moe_layers}};
+  }
   if (m->tokenizer) {
     const TokenizerSpec& s = m->tokenizer->spec();
     j["tokenizer"] = {{"source", m->tokenizer_source}, {"model", s.model}, {"pre", s.pre},

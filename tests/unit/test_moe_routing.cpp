@@ -6,8 +6,10 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "model/moe_ffn.h"
 #include "model/session.h"
+#include "model/weight_binder.h"
 #include "ops/ops.h"
 #include "test_util.h"
 
@@ -271,6 +273,34 @@ TEST(MoeSession, BadRoutingIsRejectedWithAMessage) {
   auto dense = load_model("tests/golden/data/models/llama-gqa4-untied");
   Session d(*dense, 16, pool);
   EXPECT_THROW(d.set_routing(m->routing), Error);
+}
+
+}  // namespace
+}  // namespace mf
+
+namespace mf {
+namespace {
+
+// A merged-expert GGUF tensor whose shape disagrees with the expert count is named.
+TEST(MoeGguf, MergedExpertTensorOfTheWrongShapeIsNamed) {
+  const std::string path = "tests/golden/data/llamacpp/moe/mixtral-e8-top2-q8_0.gguf";
+  auto m = load_model(path);
+  ASSERT_EQ(m->w.layers[0].experts.size(), 8u);
+  auto g = std::shared_ptr<GgufFile>(GgufFile::open(path));
+  TensorLookup lookup = [&](const std::string& name) {
+    const GgufTensorInfo* t = g->find_tensor(name);
+    TensorView v = t ? t->view : TensorView{};
+    if (name == "blk.1.ffn_up_exps.weight") v.shape[0] = 7;  // seven experts where eight are declared
+    return v;
+  };
+  try {
+    bind_weights(*m, lookup, /*use_gguf_names=*/true, path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'blk.1.ffn_up_exps.weight' has shape [7, 32, 64], expected [8, 32, 64]"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
