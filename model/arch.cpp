@@ -87,6 +87,25 @@ ArchInfo gemma3_info() {
   return a;
 }
 
+// DeepSeek (V1) MoE: llama attention, then dense FFNs in the leading layers and, after them,
+// routed experts plus ungated shared experts (one FFN of n_expert_shared * n_ff_exp).
+const std::vector<TensorName>& deepseek_names() {
+  static const std::vector<TensorName> names = [] {
+    std::vector<TensorName> n;
+    for (const TensorName& t : llama_names())
+      if (t.role < TensorRole::FfnGateInp) n.push_back(t);
+    n.push_back({TensorRole::FfnGateInp, "model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", true});
+    n.push_back({TensorRole::FfnGateExps, "model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", true});
+    n.push_back({TensorRole::FfnUpExps, "model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", true});
+    n.push_back({TensorRole::FfnDownExps, "model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", true});
+    n.push_back({TensorRole::FfnGateShexp, "model.layers.%d.mlp.shared_experts.gate_proj.weight", "blk.%d.ffn_gate_shexp.weight", true});
+    n.push_back({TensorRole::FfnUpShexp, "model.layers.%d.mlp.shared_experts.up_proj.weight", "blk.%d.ffn_up_shexp.weight", true});
+    n.push_back({TensorRole::FfnDownShexp, "model.layers.%d.mlp.shared_experts.down_proj.weight", "blk.%d.ffn_down_shexp.weight", true});
+    return n;
+  }();
+  return names;
+}
+
 ArchInfo olmoe_info() {
   ArchInfo a{"olmoe", false, false, true};
   a.qk_norm_full = true;
@@ -99,6 +118,7 @@ const std::vector<TensorName>& tensor_names(const std::string& arch) {
   if (arch == "gemma3") return gemma3_names();
   if (arch == "qwen2moe") return qwen_moe_names(false);
   if (arch == "olmoe") return qwen_moe_names(true);
+  if (arch == "deepseek") return deepseek_names();
   return llama_names();
 }
 
@@ -132,7 +152,8 @@ ArchInfo arch_from_gguf(const std::string& arch, const std::string& label) {
   if (arch == "gemma3") return gemma3_info();
   if (arch == "qwen2moe") return {"qwen2moe", true, false, true};
   if (arch == "olmoe") return olmoe_info();
-  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2, gemma3, qwen2moe, olmoe)");
+  if (arch == "deepseek") return {"deepseek", false, false, false};
+  fail(label, ": unknown architecture '", arch, "' (supported: llama, qwen2, gemma3, qwen2moe, olmoe, deepseek)");
 }
 
 }  // namespace mf

@@ -109,7 +109,13 @@ class Exporter {
     w_.set_u32(a + "expert_count", uint32_t(hp.n_expert));
     w_.set_u32(a + "expert_used_count", uint32_t(hp.n_expert_used));
     w_.set_u32(a + "expert_feed_forward_length", uint32_t(hp.n_ff_exp));
-    if (hp.n_ff_shexp > 0) w_.set_u32(a + "expert_shared_feed_forward_length", uint32_t(hp.n_ff_shexp));
+    if (hp.n_ff_shexp > 0 && m_.arch.name == "deepseek") {
+      if (hp.n_ff_shexp % hp.n_ff_exp) fail("export: a deepseek shared expert must be a whole number of experts wide");
+      w_.set_u32(a + "expert_shared_count", uint32_t(hp.n_ff_shexp / hp.n_ff_exp));
+    } else if (hp.n_ff_shexp > 0) {
+      w_.set_u32(a + "expert_shared_feed_forward_length", uint32_t(hp.n_ff_shexp));
+    }
+    if (hp.expert_weights_scale != 1.0f) w_.set_f32(a + "expert_weights_scale", hp.expert_weights_scale);
     if (hp.n_layer_dense_lead > 0) w_.set_u32(a + "leading_dense_block_count", uint32_t(hp.n_layer_dense_lead));
     // llama.cpp fixes the renormalisation per architecture (llama: on; qwen2moe, olmoe: off)
     // and reads no key for these three; moeforge's reader honours it.

@@ -58,6 +58,10 @@ void load_gguf(Model& m, const std::string& path) {
     hp.n_expert_used = get_dim(*g, a + "expert_used_count");
     hp.n_ff_exp = g->has(a + "expert_feed_forward_length") ? get_dim(*g, a + "expert_feed_forward_length") : hp.n_ff;
     hp.n_ff_shexp = int(g->get_int(a + "expert_shared_feed_forward_length", 0));
+    // DeepSeek counts its shared experts; they run as one FFN of that many experts' width.
+    if (const int64_t shared = g->get_int(a + "expert_shared_count", 0); shared > 0) hp.n_ff_shexp = int(shared) * hp.n_ff_exp;
+    const float scale = float(g->get_float(a + "expert_weights_scale", 0.0));
+    hp.expert_weights_scale = scale > 0 ? scale : 1.0f;  // llama.cpp: 0 or absent means unscaled
     hp.n_layer_dense_lead = int(g->get_int(a + "leading_dense_block_count", 0));
     hp.expert_weights_norm = g->get_bool(a + "expert_weights_norm", m.arch.name == "llama");
   }

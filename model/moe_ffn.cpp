@@ -178,7 +178,7 @@ void moe_ffn_reference(const LayerWeights& l, FfnAct act, const RouteParams& p, 
     for (int j = 0; j < k; ++j) chosen += prob[size_t(order[size_t(j)])];
     for (int j = 0; j < k; ++j) {
       reference_expert(l.experts[size_t(order[size_t(j)])], act, xt, o.data());
-      const float w = prob[size_t(order[size_t(j)])] / (p.renormalize ? float(chosen) : 1.0f);
+      const float w = prob[size_t(order[size_t(j)])] / (p.renormalize ? float(chosen) : 1.0f) * p.weight_scale;
       for (int64_t i = 0; i < E; ++i) yt[i] += w * o[size_t(i)];
     }
     if (l.shared.gate.data) {

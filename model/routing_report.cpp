@@ -4,6 +4,7 @@ namespace mf {
 
 nlohmann::json routing_params_json(const RouteParams& p) {
   nlohmann::json j = {{"n_expert", p.n_expert}, {"renormalize", p.renormalize}};
+  if (p.weight_scale != 1.0f) j["weight_scale"] = p.weight_scale;
   if (p.top_p > 0) {
     j["top_p"] = p.top_p;
     j["min_experts"] = p.min_experts;

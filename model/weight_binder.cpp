@@ -168,6 +168,7 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
     model.routing.n_expert = hp.n_expert;
     model.routing.top_k = hp.n_expert_used;
     model.routing.renormalize = hp.expert_weights_norm;
+    model.routing.weight_scale = hp.expert_weights_scale;
   }
 }
 

@@ -68,6 +68,8 @@ void route(const float* logits, int64_t n_tokens, const RouteParams& p, TokenRou
     }
     if (p.renormalize)
       for (int j = 0; j < k; ++j) w[j] /= chosen;
+    if (p.weight_scale != 1.0f)
+      for (int j = 0; j < k; ++j) w[j] *= p.weight_scale;
     out.n_used[size_t(row)] = k;
   }
 }

@@ -21,6 +21,7 @@ struct RouteParams {
   int min_experts = 1;       // top-p floor
   int max_experts = 0;       // top-p ceiling (0: n_expert)
   bool renormalize = false;  // chosen weights divided by their sum (Mixtral; Qwen2-MoE's norm_topk_prob)
+  float weight_scale = 1.0f; // then multiplied by this (DeepSeek's routed scaling)
   // The most experts one token can get under these settings.
   int max_per_token() const;
   // Empty when the settings are usable, else what is wrong ("top-k 9 is above the 8 experts").

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "model/gguf_export.h"
 #include "model/perplexity.h"
 #include "model/sampler.h"
 #include "model/session.h"
@@ -81,6 +82,37 @@ TEST(MoeLlamaCppGolden, GreedyTextMatchesLlamaCpp) {
       EXPECT_GE(common * 2, theirs.size()) << c["file"] << ": ours " << ours << ", llama.cpp " << theirs;
     }
   }
+}
+
+// DeepSeek (V1): dense first layer, routed experts scaled by 1.5, ungated shared experts.
+// transformers has no class for it; llama.cpp's deepseek architecture is the reference.
+TEST(MoeLlamaCppGolden, DeepSeekMatchesLlamaCppPerplexityAndText) {
+  const std::string dir = "tests/golden/data/models/deepseek-gguf";
+  const json g = json::parse(test::read_file(dir + "/golden.json"));
+  auto m = load_model(g["file"].get<std::string>());
+  ASSERT_EQ(m->arch.name, "deepseek");
+  EXPECT_FALSE(m->w.layers[0].is_moe());
+  EXPECT_TRUE(m->w.layers[1].is_moe());
+  EXPECT_FLOAT_EQ(m->routing.weight_scale, 1.5f);
+  EXPECT_EQ(m->hp.n_ff_shexp, 64);
+  auto tokens = m->require_tokenizer().encode(test::read_file(test::shared_dir() + "/models/tiny-llama-a/gsm8k_4.txt"), false);
+  ThreadPool pool(2);
+  PerplexityProtocol llamacpp;  // llama-perplexity's: second halves of windows (no BOS: add_bos is off)
+  llamacpp.second_half_only = true;
+  const double got = compute_perplexity(*m, tokens, 128, pool, {}, {}, llamacpp).ppl;
+  const double want = g["perplexity"]["llamacpp_ppl"].get<double>();
+  EXPECT_LT(std::abs(got - want) / want, 1e-4) << "moeforge " << got << ", llama.cpp " << want;
+  EXPECT_EQ(hex(greedy_bytes(*m, g["greedy"]["prompt"].get<std::string>(), g["greedy"]["n"].get<int>())),
+            g["greedy"]["continuation_hex"].get<std::string>());
+  // moeforge's own GGUF of it (shared expert count, weights scale, dense lead) keeps the logits.
+  std::string out = test::temp_dir() + "/deepseek.gguf";
+  export_gguf(*m, out, DType::F32);
+  auto r = load_model(out);
+  Session a(*m, 16, pool), b(*r, 16, pool);
+  std::vector<int32_t> ids = {5, 17, 300, 2};
+  const float* pa = a.eval(ids, false);
+  const float* pb = b.eval(ids, false);
+  for (int v = 0; v < m->hp.n_vocab; ++v) ASSERT_NEAR(pa[v], pb[v], 1e-3f) << v;
 }
 
 }  // namespace

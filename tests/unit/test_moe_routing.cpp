@@ -65,6 +65,15 @@ TEST(MoeRoute, TopKPicksTheLargestInOrderAndRenormalises) {
   }
 }
 
+TEST(MoeRoute, WeightScaleMultipliesTheChosenWeights) {
+  std::vector<float> logits = {0.1f, 1.0f, -0.5f, 0.7f};
+  RouteParams p = topk(4, 2, true);
+  TokenRouting plain = route_all(logits, 4, p);
+  p.weight_scale = 1.5f;
+  TokenRouting scaled = route_all(logits, 4, p);
+  for (int j = 0; j < 2; ++j) EXPECT_FLOAT_EQ(scaled.weight[j], 1.5f * plain.weight[j]);
+}
+
 TEST(MoeRoute, TiesGoToTheLowerExpertIndex) {
   std::vector<float> logits = {0.5f, 2.0f, 2.0f, 2.0f};  // experts 1, 2, 3 tie
   TokenRouting r = route_all(logits, 4, topk(4, 2, false));
