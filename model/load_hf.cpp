@@ -77,6 +77,9 @@ void read_moe_config(const json& cfg, const std::string& model_type, HParams& hp
     return;
   }
   hp.n_expert_used = get_req<int>(cfg, "num_experts_per_tok", label);
+  // Trained by moeforge with dynamic top-p routing (no transformers equivalent).
+  hp.expert_top_p = get_or<float>(cfg, "moeforge_expert_top_p", 0.0f, label);
+  hp.expert_max_used = get_or<int>(cfg, "moeforge_max_experts", 0, label);
 }
 
 }  // namespace
@@ -87,6 +90,7 @@ HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::strin
   if (model_type.empty()) fail(label, ": missing 'model_type' (unknown architecture)");
   if (get_or<bool>(cfg, "mlp_bias", false, label)) fail(label, ": mlp_bias=true is not supported");
   *arch = arch_from_hf(model_type, get_or<bool>(cfg, "attention_bias", false, label), label);
+  if (model_type == "qwen2_moe") arch->qkv_bias = get_or<bool>(cfg, "qkv_bias", true, label);
 
   HParams hp;
   hp.arch = arch->name;

@@ -169,6 +169,8 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
     model.routing.top_k = hp.n_expert_used;
     model.routing.renormalize = hp.expert_weights_norm;
     model.routing.weight_scale = hp.expert_weights_scale;
+    model.routing.top_p = hp.expert_top_p;
+    model.routing.max_experts = hp.expert_max_used;
   }
 }
 

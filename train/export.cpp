@@ -65,6 +65,31 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
       {"eos_token_id", tok.eos_id},
       {"torch_dtype", "float32"},
   };
+  if (c.moe.enabled()) {
+    // Mixtral's layout, or Qwen2-MoE's when there is a shared expert (attention without biases).
+    const TrainMoeConfig& e = c.moe;
+    const bool qwen = e.n_ff_shared > 0;
+    cfg["architectures"] = {qwen ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM"};
+    cfg["model_type"] = qwen ? "qwen2_moe" : "mixtral";
+    cfg["num_experts_per_tok"] = e.top_k;
+    if (qwen) {
+      cfg["num_experts"] = e.n_expert;
+      cfg["moe_intermediate_size"] = c.n_ff_expert();
+      cfg["shared_expert_intermediate_size"] = e.n_ff_shared;
+      cfg["norm_topk_prob"] = e.renormalize;
+      cfg["qkv_bias"] = false;
+      cfg["mlp_only_layers"] = nlohmann::json::array();
+      cfg["decoder_sparse_step"] = 1;
+    } else {
+      cfg["num_local_experts"] = e.n_expert;
+      cfg["intermediate_size"] = c.n_ff_expert();
+    }
+    // Dynamic top-p has no transformers equivalent (it runs top-k); moeforge reads these keys.
+    if (e.top_p > 0) {
+      cfg["moeforge_expert_top_p"] = e.top_p;
+      cfg["moeforge_max_experts"] = e.max_experts;
+    }
+  }
   write_text_atomic(dir + "/config.json", cfg.dump(2) + "\n");
   fs::path src = fs::path(tokenizer_json).parent_path();
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {

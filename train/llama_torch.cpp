@@ -65,12 +65,16 @@ BlockImpl::BlockImpl(const TrainModelConfig& c) {
   input_layernorm = register_module("input_layernorm", RMSNorm(c.n_embd, c.rms_eps));
   self_attn = register_module("self_attn", Attention(c));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.n_embd, c.rms_eps));
-  mlp = register_module("mlp", Mlp(c));
+  if (c.moe.enabled())
+    moe = register_module(c.moe.n_ff_shared > 0 ? "mlp" : "block_sparse_moe", MoeFfn(c));
+  else
+    mlp = register_module("mlp", Mlp(c));
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   auto h = x + self_attn(input_layernorm(x), cos, sin);  // [B, T, E]
-  return h + mlp(post_attention_layernorm(h));           // [B, T, E]
+  auto hn = post_attention_layernorm(h);                 // [B, T, E]
+  return h + (moe ? moe(hn) : mlp(hn));                  // [B, T, E]
 }
 
 LlamaBodyImpl::LlamaBodyImpl(const TrainModelConfig& c, int64_t n_vocab) {
@@ -108,9 +112,29 @@ void LlamaLMImpl::init_weights(uint64_t seed) {
   for (auto& p : named_parameters()) {
     const std::string& n = p.key();
     if (n.find("norm") != std::string::npos) p.value().fill_(1.0);
-    else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos) p.value().normal_(0, resid_std);
+    else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos ||
+             n.find(".w2.") != std::string::npos)
+      p.value().normal_(0, resid_std);
     else p.value().normal_(0, 0.02);
   }
+}
+
+std::vector<MoeFfn> LlamaLMImpl::moe_layers() const {
+  std::vector<MoeFfn> out;
+  for (auto& layer : *model->layers)
+    if (auto& m = layer->as<Block>()->moe) out.push_back(m);
+  return out;
+}
+
+torch::Tensor LlamaLMImpl::moe_aux_loss() const {
+  torch::Tensor total = torch::zeros({});
+  const TrainMoeConfig& c = cfg.moe;
+  for (const MoeFfn& m : moe_layers()) {
+    if (!m->aux_loss.defined()) continue;
+    total = total + c.aux_loss_coef * m->aux_loss + c.z_loss_coef * m->z_loss;
+    if (c.top_p > 0) total = total + c.dynamic_loss_coef * m->entropy;
+  }
+  return total;
 }
 
 }  // namespace mf

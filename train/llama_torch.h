@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "train/moe_torch.h"
 #include "train/train_config.h"
 
 namespace mf {
@@ -37,7 +38,8 @@ struct BlockImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
-  Mlp mlp{nullptr};
+  Mlp mlp{nullptr};     // dense FFN, or
+  MoeFfn moe{nullptr};  // token-routed MoE FFN (registered as block_sparse_moe, or mlp with a shared expert)
 };
 TORCH_MODULE(Block);
 
@@ -55,6 +57,10 @@ struct LlamaLMImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   // GPT-2-style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layer).
   void init_weights(uint64_t seed);
+  // The MoE layers of the last forward: their auxiliary losses weighted by the config's
+  // coefficients and summed (0 for a dense model).
+  torch::Tensor moe_aux_loss() const;
+  std::vector<MoeFfn> moe_layers() const;
   TrainModelConfig cfg;
   int64_t n_vocab;
   LlamaBody model{nullptr};

@@ -41,6 +41,25 @@ class Section {
   std::set<std::string> known_;
 };
 
+void check_moe(const TrainMoeConfig& e, const std::string& path) {
+  if (e.n_expert < 0) fail(path, ": model.moe.n_expert must not be negative");
+  if (!e.enabled()) return;
+  if (e.top_p == 0.0f && (e.top_k < 1 || e.top_k > e.n_expert))
+    fail(path, ": model.moe.top_k ", e.top_k, " must be in 1..", e.n_expert, " (model.moe.n_expert)");
+  if (e.top_p != 0.0f && !(e.top_p > 0.0f && e.top_p <= 1.0f)) fail(path, ": model.moe.top_p ", e.top_p, " is outside (0, 1]");
+  if (e.max_experts < 0 || e.max_experts > e.n_expert)
+    fail(path, ": model.moe.max_experts ", e.max_experts, " must be in 0..", e.n_expert);
+  if (e.n_ff_expert < 0 || e.n_ff_shared < 0) fail(path, ": model.moe.n_ff_expert and n_ff_shared must not be negative");
+  if (e.capacity_factor < 0) fail(path, ": model.moe.capacity_factor must not be negative");
+  if (e.capacity_factor > 0 && e.capacity_factor * e.top_k < 1.0)
+    fail(path, ": model.moe.capacity_factor ", e.capacity_factor, " leaves the experts room for fewer assignments than tokens",
+         " (capacity_factor * top_k < 1)");
+  if (e.aux_loss_coef < 0 || e.z_loss_coef < 0 || e.dynamic_loss_coef < 0) fail(path, ": model.moe loss coefficients must not be negative");
+  // Hugging Face layouts: Mixtral always renormalises; Qwen2-MoE (shared expert) carries norm_topk_prob.
+  if (!e.renormalize && e.n_ff_shared == 0)
+    fail(path, ": model.moe.renormalize false needs a shared expert (the Qwen2-MoE layout); Mixtral's always renormalises");
+}
+
 }  // namespace
 
 TrainConfig load_train_config(const std::string& path) {
@@ -58,9 +77,17 @@ TrainConfig load_train_config(const std::string& path) {
       .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim);
   top.done();
   TrainModelConfig& m = c.model;
+  json moe = json::object();
   Section(model, "model.", path).get("n_embd", m.n_embd).get("n_layer", m.n_layer).get("n_head", m.n_head)
       .get("n_head_kv", m.n_head_kv).get("n_ff", m.n_ff).get("n_ctx", m.n_ctx).get("rope_theta", m.rope_theta)
-      .get("rms_eps", m.rms_eps).get("tied_embeddings", m.tied_embeddings).done();
+      .get("rms_eps", m.rms_eps).get("tied_embeddings", m.tied_embeddings).get("moe", moe).done();
+  TrainMoeConfig& e = m.moe;
+  Section(moe, "model.moe.", path).get("n_expert", e.n_expert).get("top_k", e.top_k).get("top_p", e.top_p)
+      .get("max_experts", e.max_experts).get("n_ff_expert", e.n_ff_expert).get("n_ff_shared", e.n_ff_shared)
+      .get("renormalize", e.renormalize).get("aux_loss_coef", e.aux_loss_coef).get("z_loss_coef", e.z_loss_coef)
+      .get("dynamic_loss_coef", e.dynamic_loss_coef).get("capacity_factor", e.capacity_factor)
+      .get("upcycle_from", e.upcycle_from).done();
+  check_moe(e, path);
   TrainOptimConfig& o = c.optim;
   Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)
       .get("beta1", o.beta1).get("beta2", o.beta2).get("grad_clip", o.grad_clip).get("warmup_steps", o.warmup_steps).done();

@@ -7,10 +7,29 @@
 
 namespace mf {
 
+// Token-routed MoE FFNs in place of the dense ones ("model": {"moe": {...}}); n_expert 0: dense.
+struct TrainMoeConfig {
+  int n_expert = 0;
+  int top_k = 2;                    // experts per token (top-k routing)
+  float top_p = 0.0f;               // > 0: dynamic top-p routing instead, at most max_experts (0: all)
+  int max_experts = 0;
+  int n_ff_expert = 0;              // width of each expert (0: model.n_ff)
+  int n_ff_shared = 0;              // > 0: a shared expert of this width with a sigmoid gate (Qwen2-MoE layout)
+  bool renormalize = true;          // chosen weights divided by their sum
+  double aux_loss_coef = 0.01;      // load balancing: n_expert * sum_e f_e P_e (Switch, Mixtral)
+  double z_loss_coef = 0.001;       // router z-loss: mean logsumexp(logits)^2 (ST-MoE)
+  double dynamic_loss_coef = 1e-4;  // top-p only: mean router entropy, kept low so p selects few experts
+  double capacity_factor = 0.0;     // > 0: each expert takes at most ceil(cf * tokens * k / n_expert) tokens; 0: dropless
+  std::string upcycle_from;         // a dense Hugging Face directory of the same shape: its FFN starts every expert
+  bool enabled() const { return n_expert > 0; }
+};
+
 struct TrainModelConfig {
   int n_embd = 256, n_layer = 6, n_head = 4, n_head_kv = 2, n_ff = 704, n_ctx = 512;
   float rope_theta = 10000.0f, rms_eps = 1e-5f;
   bool tied_embeddings = true;
+  TrainMoeConfig moe;
+  int n_ff_expert() const { return moe.n_ff_expert > 0 ? moe.n_ff_expert : n_ff; }
 };
 
 struct TrainOptimConfig {

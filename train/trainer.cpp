@@ -12,6 +12,7 @@
 #include "train/data.h"
 #include "train/export.h"
 #include "train/llama_torch.h"
+#include "train/upcycle.h"
 
 namespace mf {
 namespace fs = std::filesystem;
@@ -115,6 +116,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
 
   LlamaLM model(cfg.model, tok->n_vocab());
   model->init_weights(cfg.seed);
+  if (!cfg.model.moe.upcycle_from.empty()) upcycle_from_dense(model, cfg.model.moe.upcycle_from);
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : model->named_parameters()) (p.value().dim() >= 2 ? decay : no_decay).push_back(p.value());
   auto group_opts = [&](double wd) {
@@ -151,9 +153,12 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     double loss_sum = 0;
     for (int m = 0; m < cfg.grad_accum; ++m) {
       auto batch = sample_batch(train, cfg.batch_size, cfg.seq_len, cfg.seed, uint64_t(step) * cfg.grad_accum + m);
-      auto loss = lm_loss(model, batch) / cfg.grad_accum;
+      auto lm = lm_loss(model, batch);
+      // MoE layers add their load-balancing, z- and (top-p) entropy losses; the logged loss is
+      // the language-model loss alone, comparable with a dense model's.
+      auto loss = (lm + model->moe_aux_loss()) / cfg.grad_accum;
       loss.backward();
-      loss_sum += loss.item<double>();
+      loss_sum += lm.item<double>() / cfg.grad_accum;
     }
     torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
     opt.step();

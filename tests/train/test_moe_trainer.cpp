@@ -1,0 +1,230 @@
+// The trainer's token-routed MoE layer: its losses against hand-computed values, capacity
+// dropping, top-p selection, training with resume, and export to Mixtral / Qwen2-MoE layouts
+// that the engine runs with the trainer's logits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "test_util.h"
+#include "train/export.h"
+#include "train/trainer.h"
+#include "train/upcycle.h"
+
+namespace mf {
+namespace {
+
+namespace fs = std::filesystem;
+using torch::indexing::Slice;
+
+TrainMoeConfig moe_cfg(int n_expert, int k, float p = 0.0f, bool renorm = true) {
+  TrainMoeConfig c;
+  c.n_expert = n_expert;
+  c.top_k = k;
+  c.top_p = p;
+  c.renormalize = renorm;
+  return c;
+}
+
+TEST(MoeTrainerRouting, TopKSelectsTheLargestAndRenormalises) {
+  // probabilities 0.1, 0.6, 0.3 (logits are their logs)
+  auto logits = torch::tensor({std::log(0.1f), std::log(0.6f), std::log(0.3f)}).unsqueeze(0);
+  RouterChoice r = choose_experts(logits, moe_cfg(3, 2));
+  EXPECT_FALSE(r.selected[0][0].item<bool>());
+  EXPECT_TRUE(r.selected[0][1].item<bool>() && r.selected[0][2].item<bool>());
+  EXPECT_NEAR(r.weights[0][1].item<float>(), 0.6f / 0.9f, 1e-6);
+  EXPECT_NEAR(r.weights[0][2].item<float>(), 0.3f / 0.9f, 1e-6);
+  RouterChoice raw = choose_experts(logits, moe_cfg(3, 2, 0.0f, false));
+  EXPECT_NEAR(raw.weights[0][1].item<float>(), 0.6f, 1e-6);
+}
+
+TEST(MoeTrainerRouting, TopPTakesTheFewestReachingP) {
+  // probabilities 0.5, 0.25, 0.125, 0.125
+  auto logits = torch::tensor({std::log(0.125f), std::log(0.5f), std::log(0.125f), std::log(0.25f)}).unsqueeze(0);
+  auto count = [&](float p, int max_experts) {
+    TrainMoeConfig c = moe_cfg(4, 1, p);
+    c.max_experts = max_experts;
+    return choose_experts(logits, c).selected.sum().item<int64_t>();
+  };
+  EXPECT_EQ(count(0.5f, 0), 1);
+  EXPECT_EQ(count(0.6f, 0), 2);
+  EXPECT_EQ(count(0.8f, 0), 3);
+  EXPECT_EQ(count(1.0f, 0), 4);
+  EXPECT_EQ(count(0.99f, 2), 2);
+  TrainMoeConfig c = moe_cfg(4, 1, 0.6f);
+  RouterChoice r = choose_experts(logits, c);
+  EXPECT_TRUE(r.selected[0][1].item<bool>() && r.selected[0][3].item<bool>());
+}
+
+TEST(MoeTrainerLosses, MatchHandComputedValues) {
+  // Two tokens, two experts, top-1. Token 0: probs (0.8, 0.2) -> expert 0; token 1: (0.4, 0.6) -> 1.
+  auto logits = torch::tensor({{std::log(0.8f), std::log(0.2f)}, {std::log(0.4f), std::log(0.6f)}});
+  RouterChoice r = choose_experts(logits, moe_cfg(2, 1));
+  // f = (0.5, 0.5), P = (0.6, 0.4): 2 * (0.5*0.6 + 0.5*0.4) = 1.0
+  EXPECT_NEAR(load_balancing_loss(r).item<double>(), 1.0, 1e-6);
+  // logsumexp of log-probabilities is 0: z-loss 0. Shift one row by 2: (2^2 + 0) / 2 = 2.
+  EXPECT_NEAR(router_z_loss(logits).item<double>(), 0.0, 1e-6);
+  auto shifted = logits.clone();
+  shifted.index_put_({0}, shifted.index({0}) + 2.0);
+  EXPECT_NEAR(router_z_loss(shifted).item<double>(), 2.0, 1e-5);
+  const double h0 = -(0.8 * std::log(0.8) + 0.2 * std::log(0.2)), h1 = -(0.4 * std::log(0.4) + 0.6 * std::log(0.6));
+  EXPECT_NEAR(router_entropy(r.probs).item<double>(), (h0 + h1) / 2, 1e-6);
+  // All to one expert: f = (1, 0), P = (0.6, 0.4) -> 2 * 0.6 = 1.2
+  auto same = torch::tensor({{std::log(0.8f), std::log(0.2f)}, {std::log(0.6f), std::log(0.4f)}});
+  RouterChoice s = choose_experts(same, moe_cfg(2, 1));
+  EXPECT_NEAR(load_balancing_loss(s).item<double>(), 2.0 * (0.8 + 0.6) / 2, 1e-6);
+}
+
+TEST(MoeTrainerCapacity, DropsTheLatestTokensBeyondCapacity) {
+  // Five tokens all preferring expert 0 (top-1): capacity 2 keeps tokens 0 and 1.
+  auto logits = torch::tensor({{2.0f, 0.0f}, {2.0f, 0.0f}, {2.0f, 0.0f}, {2.0f, 0.0f}, {0.0f, 2.0f}});
+  RouterChoice r = choose_experts(logits, moe_cfg(2, 1));
+  EXPECT_EQ(apply_capacity(r, 2), 2);
+  EXPECT_TRUE(r.selected[0][0].item<bool>() && r.selected[1][0].item<bool>());
+  EXPECT_FALSE(r.selected[2][0].item<bool>() || r.selected[3][0].item<bool>());
+  EXPECT_TRUE(r.selected[4][1].item<bool>());
+  EXPECT_EQ(r.weights[3].abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(apply_capacity(r, 0), 0);
+}
+
+TEST(MoeTrainerLayer, UpcyclingMakesEveryExpertTheDenseFfn) {
+  TrainModelConfig c;
+  c.n_embd = 16;
+  c.n_ff = 24;
+  c.moe = moe_cfg(4, 2);
+  MoeFfn moe(c);
+  Mlp dense(c);
+  moe->upcycle_from(dense->gate_proj->weight, dense->up_proj->weight, dense->down_proj->weight);
+  auto x = torch::randn({2, 5, 16});
+  torch::NoGradGuard guard;
+  // Renormalised weights sum to 1 and every expert is the dense FFN: the output is the dense one.
+  EXPECT_TRUE(torch::allclose(moe(x), dense(x), 1e-5, 1e-6));
+}
+
+std::string tiny_moe_config(const std::string& dir, const std::string& moe_json) {
+  fs::create_directories(dir);
+  test::write_file(dir + "/prose.txt",
+                   test::read_file(test::shared_dir() + "/data/eval/prose/frankenstein.txt").substr(0, 60000));
+  test::write_file(dir + "/math.txt", test::read_file(test::shared_dir() + "/data/eval/gsm8k/train.jsonl").substr(0, 60000));
+  std::string cfg = R"({
+    "tokenizer": "tests/golden/data/tokenizer/moeforge_bpe/tokenizer.json",
+    "train": {"prose": ")" + dir + R"(/prose.txt", "math": ")" + dir + R"(/math.txt"},
+    "model": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 64, "n_ctx": 64, "moe": )" + moe_json + R"(},
+    "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3},
+    "batch_size": 4, "seq_len": 32, "steps": 16, "eval_every": 8, "eval_batches": 1,
+    "checkpoint_every": 4, "log_every": 2, "threads": 2, "seed": 7
+  })";
+  test::write_file(dir + "/config.json", cfg);
+  return dir + "/config.json";
+}
+
+TEST(MoeTrainer, TrainsWithCapacityAndResumesExactly) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(
+      tiny_moe_config(dir, R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32, "capacity_factor": 1.25})"));
+  TrainResult full = run_training(cfg, dir + "/full");
+  ASSERT_TRUE(full.finished);
+  const size_t n = full.train_losses.size();
+  EXPECT_LT(full.train_losses[n - 1] + full.train_losses[n - 2], full.train_losses[0] + full.train_losses[1]);
+  TrainRunOptions stop;
+  stop.stop_after = 6;
+  TrainResult a = run_training(cfg, dir + "/resumed", stop);
+  TrainResult b = run_training(cfg, dir + "/resumed");
+  ASSERT_EQ(a.train_losses.size() + b.train_losses.size(), n);
+  for (size_t i = 0; i < b.train_losses.size(); ++i) EXPECT_EQ(b.train_losses[i], full.train_losses[a.train_losses.size() + i]);
+  EXPECT_EQ(test::read_file(dir + "/resumed/model.safetensors"), test::read_file(dir + "/full/model.safetensors"));
+}
+
+// The engine runs the exported model with the trainer's logits: Mixtral layout (top-2,
+// renormalised), Qwen2-MoE layout (shared expert, not renormalised) and dynamic top-p.
+TEST(MoeTrainer, ExportedModelsGiveTheTrainersLogitsInTheEngine) {
+  std::string dir = test::temp_dir();
+  struct Case {
+    const char* name;
+    const char* moe;
+    const char* model_type;
+  } cases[] = {
+      {"mixtral", R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32})", "mixtral"},
+      {"qwen", R"({"n_expert": 4, "top_k": 1, "n_ff_expert": 16, "n_ff_shared": 24, "renormalize": false})", "qwen2_moe"},
+      {"topp", R"({"n_expert": 4, "top_p": 0.6, "max_experts": 3, "n_ff_expert": 32})", "mixtral"},
+  };
+  for (const Case& c : cases) {
+    TrainConfig cfg = load_train_config(tiny_moe_config(dir + "/" + c.name, c.moe));
+    cfg.model.tied_embeddings = false;
+    LlamaLM model(cfg.model, 1500);
+    model->init_weights(11);
+    {
+      torch::NoGradGuard guard;  // a router that prefers experts clearly, as a trained one does
+      for (const MoeFfn& m : model->moe_layers()) m->gate->weight.mul_(20.0);
+    }
+    model->eval();
+    std::string out = dir + "/" + c.name + "/export";
+    export_hf(model, cfg.tokenizer, out);
+    nlohmann::json hf = nlohmann::json::parse(test::read_file(out + "/config.json"));
+    EXPECT_EQ(hf["model_type"], c.model_type);
+    std::vector<int64_t> ids = {0, 5, 300, 1499, 42, 7, 7, 1000, 3};
+    torch::NoGradGuard guard;
+    auto ref = model->forward(torch::tensor(ids).unsqueeze(0))[0];  // [T, V]
+    std::string list;
+    for (auto id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+    auto r = test::run_cli("logits -m " + out + " --tokens " + list);
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto got = nlohmann::json::parse(r.out)["logits"];
+    double worst = 0;
+    for (size_t t = 0; t < ids.size(); ++t)
+      for (int64_t v = 0; v < 1500; ++v) {
+        double a = got[t][v].get<double>(), b = ref[t][v].item<double>();
+        worst = std::max(worst, std::abs(a - b) / (1e-4 + 1e-4 * std::abs(b)));
+      }
+    EXPECT_LE(worst, 1.0) << c.name << ": logits differ beyond 1e-4";
+  }
+}
+
+// Sparse upcycling: every expert starts as the dense FFN, so the upcycled model (renormalised
+// top-2) computes what the dense checkpoint computes; a checkpoint of another shape is named.
+TEST(MoeTrainer, UpcycledModelStartsAsTheDenseModel) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(tiny_moe_config(dir, R"({"n_expert": 4, "top_k": 2})"));
+  TrainModelConfig dense_cfg = cfg.model;
+  dense_cfg.moe = TrainMoeConfig{};
+  LlamaLM dense(dense_cfg, 1500);
+  dense->init_weights(5);
+  export_hf(dense, cfg.tokenizer, dir + "/dense");
+  LlamaLM moe(cfg.model, 1500);
+  moe->init_weights(6);
+  upcycle_from_dense(moe, dir + "/dense");
+  torch::NoGradGuard guard;
+  auto ids = torch::tensor(std::vector<int64_t>{3, 99, 1400, 7, 7, 250}).unsqueeze(0);
+  EXPECT_TRUE(torch::allclose(moe->forward(ids), dense->forward(ids), 1e-4, 1e-5));
+  TrainModelConfig wider = cfg.model;
+  wider.moe.n_ff_expert = 48;
+  LlamaLM other(wider, 1500);
+  try {
+    upcycle_from_dense(other, dir + "/dense");
+    ADD_FAILURE() << "accepted a dense FFN of another width";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the MoE model needs"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MoeTrainer, BadMoeConfigIsNamed) {
+  std::string dir = test::temp_dir();
+  auto expect_error = [&](const std::string& moe, const std::string& needle) {
+    try {
+      load_train_config(tiny_moe_config(dir, moe));
+      ADD_FAILURE() << "accepted " << moe;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(R"({"n_expert": 4, "top_k": 5})", "model.moe.top_k 5 must be in 1..4");
+  expect_error(R"({"n_expert": 4, "top_p": 1.5})", "model.moe.top_p");
+  expect_error(R"({"n_expert": 4, "capacity_factor": 0.5, "top_k": 1})", "room for fewer assignments than tokens");
+  expect_error(R"({"n_expert": 4, "renormalize": false})", "needs a shared expert");
+  expect_error(R"({"n_expert": 4, "topk": 2})", "unknown key 'model.moe.topk'");
+}
+
+}  // namespace
+}  // namespace mf

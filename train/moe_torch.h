@@ -1,0 +1,62 @@
+// The token-routed MoE FFN in libtorch, with the parameter names of the Hugging Face layout
+// it exports to: Mixtral (block_sparse_moe.gate, experts.N.w1/w3/w2) or, with a shared expert,
+// Qwen2-MoE (mlp.gate, mlp.experts.N.gate_proj/up_proj/down_proj, mlp.shared_expert.*,
+// mlp.shared_expert_gate). Routing: softmax, then top-k or dynamic top-p, optionally
+// renormalised; dropless or with a capacity per expert. The forward leaves the auxiliary
+// losses and routing counts of its last call for the trainer.
+#pragma once
+#include <torch/torch.h>
+
+#include "train/train_config.h"
+
+namespace mf {
+
+// Router decisions for n tokens (plain functions, tested alone).
+struct RouterChoice {
+  torch::Tensor probs;     // [N, n_expert] softmax of the logits (f32)
+  torch::Tensor selected;  // [N, n_expert] bool: expert e runs token t
+  torch::Tensor weights;   // [N, n_expert] combine weight (0 where not selected)
+};
+// Top-k (top_p == 0) or top-p (the fewest experts, in decreasing probability, whose
+// probabilities sum to at least top_p; at most max_experts, 0: all), then renormalisation.
+RouterChoice choose_experts(const torch::Tensor& logits, const TrainMoeConfig& c);
+// Drops assignments beyond each expert's capacity, keeping the earliest tokens; returns
+// the dropped count. capacity <= 0: nothing dropped.
+int64_t apply_capacity(RouterChoice& r, int64_t capacity);
+// n_expert * sum_e f_e P_e, f_e = share of the assignments that went to e, P_e = mean router
+// probability of e (1 when perfectly balanced).
+torch::Tensor load_balancing_loss(const RouterChoice& r);
+// mean over tokens of logsumexp(logits)^2.
+torch::Tensor router_z_loss(const torch::Tensor& logits);
+// mean over tokens of the router distribution's entropy (nats).
+torch::Tensor router_entropy(const torch::Tensor& probs);
+
+struct ExpertMlpImpl : torch::nn::Module {
+  // names: gate, up, down projection names ("w1", "w3", "w2" or "gate_proj", "up_proj", "down_proj")
+  ExpertMlpImpl(int64_t n_embd, int64_t n_ff, bool mixtral_names);
+  torch::Tensor forward(const torch::Tensor& x);  // [n, E] -> [n, E]
+  torch::nn::Linear gate{nullptr}, up{nullptr}, down{nullptr};
+};
+TORCH_MODULE(ExpertMlp);
+
+struct MoeFfnImpl : torch::nn::Module {
+  explicit MoeFfnImpl(const TrainModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, T, E] -> [B, T, E]
+  // Copies a dense FFN's weights into every expert (sparse upcycling); the router stays fresh.
+  void upcycle_from(const torch::Tensor& gate_w, const torch::Tensor& up_w, const torch::Tensor& down_w);
+
+  TrainMoeConfig cfg;
+  torch::nn::Linear gate{nullptr};  // the router, [n_expert, E]
+  torch::nn::ModuleList experts;
+  ExpertMlp shared_expert{nullptr};
+  torch::nn::Linear shared_expert_gate{nullptr};  // [1, E]
+
+  // Of the last forward call.
+  torch::Tensor aux_loss, z_loss, entropy;  // scalars (with grad)
+  torch::Tensor tokens_per_expert;          // [n_expert] int64
+  int64_t dropped = 0, n_tokens = 0;
+  double experts_per_token = 0;
+};
+TORCH_MODULE(MoeFfn);
+
+}  // namespace mf
