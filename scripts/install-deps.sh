@@ -15,6 +15,7 @@ PACKAGES=(
   libbenchmark-dev                   # kernel benchmarks
   clang libclang-rt-14-dev           # libFuzzer targets
   libtorch-dev libopenblas0-openmp   # trainer (train/ only); OpenBLAS or torch runs 30x slower
+  libgloo-dev                        # headers of the Gloo transport under torch's c10d (data-parallel training)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

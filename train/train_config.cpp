@@ -62,6 +62,25 @@ void check_moe(const TrainMoeConfig& e, const std::string& path) {
 
 }  // namespace
 
+std::pair<std::string, uint16_t> split_master(const std::string& master) {
+  const size_t colon = master.rfind(':');
+  if (colon == std::string::npos || colon == 0) fail("--master '", master, "' must be ADDR:PORT");
+  int port = -1;
+  try {
+    port = std::stoi(master.substr(colon + 1));
+  } catch (const std::exception&) {
+  }
+  if (port <= 0 || port > 65535) fail("--master '", master, "': the port must be in 1..65535");
+  return {master.substr(0, colon), uint16_t(port)};
+}
+
+void check_dist_options(const DistOptions& o) {
+  if (o.world_size < 1) fail("--world-size ", o.world_size, " must be at least 1");
+  if (o.rank < 0 || o.rank >= o.world_size) fail("--rank ", o.rank, " must be in 0..", o.world_size - 1);
+  if (o.timeout_s < 1) fail("--dist-timeout must be at least 1 second");
+  if (o.enabled()) split_master(o.master);
+}
+
 TrainConfig load_train_config(const std::string& path) {
   std::ifstream f(path);
   if (!f) fail(path, ": cannot open");

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 
 namespace mf {
 
@@ -52,5 +53,18 @@ struct TrainConfig {
 
 // Throws mf::Error for unknown keys, wrong types or impossible values.
 TrainConfig load_train_config(const std::string& path);
+
+// Data-parallel training (train/distributed.h): this process's place in the group.
+struct DistOptions {
+  int rank = 0, world_size = 1;
+  std::string master = "127.0.0.1:29500";  // ADDR:PORT of rank 0's c10d TCPStore
+  int timeout_s = 60;                      // rendezvous and collective timeout
+  std::string iface;                       // network interface for Gloo ("": the master's address family, see docs)
+  bool enabled() const { return world_size > 1; }
+};
+// Throws mf::Error naming the flag for an impossible rank, world size, timeout or address.
+void check_dist_options(const DistOptions& o);
+// "ADDR:PORT" split (mf::Error naming --master otherwise).
+std::pair<std::string, uint16_t> split_master(const std::string& master);
 
 }  // namespace mf

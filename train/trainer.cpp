@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/export.h"
 #include "train/llama_torch.h"
 #include "train/upcycle.h"
@@ -114,6 +115,9 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   auto train = tokenize_domains(cfg.train, *tok, cfg.seq_len);
   auto valid = tokenize_domains(cfg.valid.empty() ? cfg.train : cfg.valid, *tok, cfg.seq_len);
 
+  check_dist_options(opts.dist);
+  const int rank = opts.dist.rank, world = opts.dist.world_size;
+  const bool writer = rank == 0;
   LlamaLM model(cfg.model, tok->n_vocab());
   model->init_weights(cfg.seed);
   if (!cfg.model.moe.upcycle_from.empty()) upcycle_from_dense(model, cfg.model.moe.upcycle_from);
@@ -127,14 +131,16 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   torch::optim::AdamW opt({torch::optim::OptimizerParamGroup(decay, group_opts(cfg.optim.weight_decay)),
                            torch::optim::OptimizerParamGroup(no_decay, group_opts(0.0))});
 
-  fs::create_directories(out_dir);
+  std::unique_ptr<DataParallel> dp;
+  if (opts.dist.enabled()) dp = std::make_unique<DataParallel>(opts.dist);  // joins before OUT is written
+  if (writer) fs::create_directories(out_dir);
   const std::string ckpt = out_dir + "/checkpoint.pt", log_path = out_dir + "/train_log.csv";
   int step = 0;
   int64_t tokens_seen = 0;
   if (opts.resume && fs::exists(ckpt)) {
     Checkpoint::load(ckpt, model, opt, &step, &tokens_seen);
-    truncate_log(log_path, step);
-  } else {
+    if (writer) truncate_log(log_path, step);
+  } else if (writer) {
     std::ofstream log(log_path);
     log << "step,lr,train_loss,tokens_seen,tokens_per_s";
     for (auto& d : valid) log << ",valid_loss_" << d.name;
@@ -143,7 +149,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
 
   TrainResult result;
   result.first_step = step + 1;
-  const int64_t tokens_per_step = int64_t(cfg.batch_size) * cfg.grad_accum * cfg.seq_len;
+  const int64_t tokens_per_step = int64_t(cfg.batch_size) * world * cfg.grad_accum * cfg.seq_len;
   auto t_last = std::chrono::steady_clock::now();
   int steps_since_log = 0;
   while (step < cfg.steps) {
@@ -152,13 +158,19 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     opt.zero_grad();
     double loss_sum = 0;
     for (int m = 0; m < cfg.grad_accum; ++m) {
-      auto batch = sample_batch(train, cfg.batch_size, cfg.seq_len, cfg.seed, uint64_t(step) * cfg.grad_accum + m);
+      // This rank's rows of the global batch (which depends only on seed, step and micro-step).
+      auto batch = sample_batch(train, cfg.batch_size * world, cfg.seq_len, cfg.seed, uint64_t(step) * cfg.grad_accum + m)
+                       .narrow(0, int64_t(rank) * cfg.batch_size, cfg.batch_size);  // [B, T + 1]
       auto lm = lm_loss(model, batch);
       // MoE layers add their load-balancing, z- and (top-p) entropy losses; the logged loss is
       // the language-model loss alone, comparable with a dense model's.
       auto loss = (lm + model->moe_aux_loss()) / cfg.grad_accum;
       loss.backward();
       loss_sum += lm.item<double>() / cfg.grad_accum;
+    }
+    if (dp) {
+      dp->average_gradients(model->parameters());
+      loss_sum = dp->average(loss_sum);
     }
     torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
     opt.step();
@@ -170,8 +182,8 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
 
     TrainProgress p{step, cfg.steps, loss_sum, lr, 0, tokens_seen, {}, "training"};
     bool eval_now = step % cfg.eval_every == 0 || step == cfg.steps;
-    if (eval_now) p.valid_loss = evaluate(model, valid, cfg);
-    if (step % cfg.log_every == 0 || eval_now) {
+    if (eval_now && writer) p.valid_loss = evaluate(model, valid, cfg);
+    if (writer && (step % cfg.log_every == 0 || eval_now)) {
       auto now = std::chrono::steady_clock::now();
       p.tokens_per_s = double(steps_since_log * tokens_per_step) / std::chrono::duration<double>(now - t_last).count();
       t_last = now;
@@ -182,13 +194,14 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       log << "\n";
     }
     report(p);
-    if (step % cfg.checkpoint_every == 0 || step == cfg.steps || step == opts.stop_after)
+    if (writer && (step % cfg.checkpoint_every == 0 || step == cfg.steps || step == opts.stop_after))
       Checkpoint::save(ckpt, model, opt, step, tokens_seen);
     if (eval_now) result.final_valid_loss = p.valid_loss;
     if (step == opts.stop_after) return result;
   }
   report({step, cfg.steps, 0, 0, 0, tokens_seen, {}, "export"});
-  export_hf(model, cfg.tokenizer, out_dir);
+  if (writer) export_hf(model, cfg.tokenizer, out_dir);
+  if (dp) dp->barrier();  // no rank leaves before the model is written
   result.finished = true;
   return result;
 }

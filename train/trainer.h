@@ -21,6 +21,10 @@ struct TrainRunOptions {
   bool resume = true;    // continue from OUT/checkpoint.pt when present
   int stop_after = -1;   // stop (with a checkpoint) after this step, as if interrupted; -1: run to the end
   std::function<void(const TrainProgress&)> on_progress;
+  // Data-parallel: each rank trains cfg.batch_size rows of a global batch of world_size times
+  // that, gradients averaged over the ranks; rank 0 alone writes OUT (every rank resumes from
+  // OUT/checkpoint.pt when present).
+  DistOptions dist;
 };
 
 struct TrainResult {
