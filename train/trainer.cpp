@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 
 #include "core/error.h"
@@ -189,7 +190,8 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       t_last = now;
       steps_since_log = 0;
       std::ofstream log(log_path, std::ios::app);
-      log << step << "," << lr << "," << loss_sum << "," << tokens_seen << "," << p.tokens_per_s;
+      log << step << "," << lr << "," << std::setprecision(9) << loss_sum << std::setprecision(6) << "," << tokens_seen << ","
+          << p.tokens_per_s;
       for (auto& d : valid) log << "," << (eval_now ? std::to_string(p.valid_loss[d.name]) : "");
       log << "\n";
     }
