@@ -81,8 +81,9 @@ void DataParallel::average_gradients(const std::vector<torch::Tensor>& params) {
   int64_t off = 0;
   for (const torch::Tensor& p : params) {
     const int64_t n = p.numel();
+    // A parameter without a gradient (a frozen expert, the same on every rank) keeps none, so
+    // the optimiser leaves it alone.
     if (p.grad().defined()) p.mutable_grad().copy_(flat[0].narrow(0, off, n).view_as(p));
-    else p.mutable_grad() = flat[0].narrow(0, off, n).view_as(p).clone();
     off += n;
   }
 }

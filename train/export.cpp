@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "formats/safetensors.h"
@@ -32,7 +33,16 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
 
   std::vector<torch::Tensor> keep;  // contiguous f32 copies backing the views
   std::vector<std::pair<std::string, TensorView>> tensors;
+  // Layers whose cluster gate (MO-CTE) never found cluster structure route as plain MoE layers.
+  std::set<std::string> skip;
+  int il = 0;
+  for (const MoeFfn& m : model->moe_layers()) {
+    const std::string base = "model.layers." + std::to_string(il++) + (m->cfg.n_ff_shared > 0 ? ".mlp." : ".block_sparse_moe.");
+    skip.insert(base + "cluster_active");
+    if (!m->clustered()) skip.insert({base + "cluster_gate.weight", base + "cluster_gate.bias"});
+  }
   for (auto& p : model->named_parameters()) {
+    if (skip.count(p.key())) continue;
     auto t = p.value().detach().to(torch::kFloat32).contiguous();
     keep.push_back(t);
     TensorView v;
@@ -84,6 +94,9 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
       cfg["num_local_experts"] = e.n_expert;
       cfg["intermediate_size"] = c.n_ff_expert();
     }
+    // Cluster-oriented routing (MO-CTE) has no transformers equivalent either: layers with a
+    // cluster_gate route within the cluster it picks (moeforge reads the key).
+    if (e.clusters > 0) cfg["moeforge_expert_clusters"] = e.clusters;
     // Dynamic top-p has no transformers equivalent (it runs top-k); moeforge reads these keys.
     if (e.top_p > 0) {
       cfg["moeforge_expert_top_p"] = e.top_p;

@@ -1,6 +1,7 @@
 #include "train/moe_torch.h"
 
 #include <cmath>
+#include <limits>
 
 namespace mf {
 
@@ -75,6 +76,11 @@ MoeFfnImpl::MoeFfnImpl(const TrainModelConfig& c) : cfg(c.moe) {
     shared_expert = register_module("shared_expert", ExpertMlp(c.n_embd, cfg.n_ff_shared, false));
     shared_expert_gate = register_module("shared_expert_gate", linear(c.n_embd, 1));
   }
+  if (cfg.clusters > 0) {
+    cluster_gate = register_module("cluster_gate", torch::nn::Linear(torch::nn::LinearOptions(c.n_embd, cfg.clusters).bias(true)));
+    cluster_active = register_parameter("cluster_active", torch::zeros({1}), /*requires_grad=*/false);
+    for (auto& p : cluster_gate->parameters()) p.set_requires_grad(false);
+  }
 }
 
 torch::Tensor MoeFfnImpl::forward(const torch::Tensor& x) {
@@ -82,12 +88,22 @@ torch::Tensor MoeFfnImpl::forward(const torch::Tensor& x) {
   auto xs = x.reshape({-1, E});  // [N, E]
   n_tokens = xs.size(0);
   auto logits = gate(xs);  // [N, n_expert]
+  if (clustered()) {  // only the token's cluster's experts may be chosen
+    const int64_t group = cfg.n_expert / cfg.clusters;
+    auto cluster = cluster_gate(xs).argmax(1);                                   // [N]
+    auto owner = torch::arange(cfg.n_expert, torch::kInt64).div(group, "floor");  // [n_expert]
+    logits = logits.masked_fill(owner.unsqueeze(0) != cluster.unsqueeze(1), -std::numeric_limits<float>::infinity());
+  }
   RouterChoice r = choose_experts(logits, cfg);
   // Capacity applies in training only; inference is dropless, as the engine and transformers run.
   dropped = 0;
   if (is_training() && cfg.capacity_factor > 0) {
     const int64_t k = cfg.top_p > 0 ? (cfg.max_experts > 0 ? cfg.max_experts : cfg.n_expert) : cfg.top_k;
     dropped = apply_capacity(r, int64_t(std::ceil(cfg.capacity_factor * double(n_tokens * k) / cfg.n_expert)));
+  }
+  if (record) {
+    last_input = xs.detach();
+    last_selected = r.selected;
   }
   auto out = torch::zeros_like(xs);  // [N, E]
   for (int64_t e = 0; e < cfg.n_expert; ++e) {

@@ -50,6 +50,17 @@ struct MoeFfnImpl : torch::nn::Module {
   torch::nn::ModuleList experts;
   ExpertMlp shared_expert{nullptr};
   torch::nn::Linear shared_expert_gate{nullptr};  // [1, E]
+  // Cluster-oriented routing (MO-CTE), when clusters > 0: a token goes to cluster
+  // argmax(cluster_gate x + b) and routes among that cluster's n_expert / clusters experts.
+  // Not learned by gradient (set by the periodic clustering); cluster_active [1] is 0 until a
+  // clustering shows structure.
+  torch::nn::Linear cluster_gate{nullptr};  // [clusters, E] with bias
+  torch::Tensor cluster_active;             // [1]
+  bool clustered() const { return cluster_active.defined() && cluster_active.item<float>() > 0; }
+
+  // With record set, the forward keeps its input and routing (trainability checks).
+  bool record = false;
+  torch::Tensor last_input, last_selected;  // [N, E], [N, n_expert] bool
 
   // Of the last forward call.
   torch::Tensor aux_loss, z_loss, entropy;  // scalars (with grad)

@@ -55,6 +55,22 @@ void check_moe(const TrainMoeConfig& e, const std::string& path) {
     fail(path, ": model.moe.capacity_factor ", e.capacity_factor, " leaves the experts room for fewer assignments than tokens",
          " (capacity_factor * top_k < 1)");
   if (e.aux_loss_coef < 0 || e.z_loss_coef < 0 || e.dynamic_loss_coef < 0) fail(path, ": model.moe loss coefficients must not be negative");
+  if (e.trainability_every < 0 || e.trainability_iterations < 1 || e.trainability_tokens < 1 || e.freeze_window < 1 ||
+      e.freeze_threshold < 0)
+    fail(path, ": model.moe trainability_every must be >= 0, trainability_iterations, trainability_tokens and ",
+         "freeze_window >= 1, freeze_threshold >= 0");
+  if (e.clusters < 0) fail(path, ": model.moe.clusters must not be negative");
+  if (e.clusters > 0) {
+    if (e.clusters < 2 || e.n_expert % e.clusters)
+      fail(path, ": model.moe.clusters ", e.clusters, " must be at least 2 and divide model.moe.n_expert ", e.n_expert);
+    if (e.clusters > e.cluster_tokens)
+      fail(path, ": model.moe.clusters ", e.clusters, " is above the sample of ", e.cluster_tokens, " tokens (cluster_tokens)");
+    const int group = e.n_expert / e.clusters;
+    if (e.top_p == 0.0f && e.top_k > group)
+      fail(path, ": model.moe.top_k ", e.top_k, " is above the ", group, " experts each cluster owns");
+    if (e.cluster_every < 1 || e.cluster_rank < 1 || e.kmeans_iterations < 1)
+      fail(path, ": model.moe cluster_every, cluster_rank and kmeans_iterations must be positive");
+  }
   // Hugging Face layouts: Mixtral always renormalises; Qwen2-MoE (shared expert) carries norm_topk_prob.
   if (!e.renormalize && e.n_ff_shared == 0)
     fail(path, ": model.moe.renormalize false needs a shared expert (the Qwen2-MoE layout); Mixtral's always renormalises");
@@ -105,7 +121,11 @@ TrainConfig load_train_config(const std::string& path) {
       .get("max_experts", e.max_experts).get("n_ff_expert", e.n_ff_expert).get("n_ff_shared", e.n_ff_shared)
       .get("renormalize", e.renormalize).get("aux_loss_coef", e.aux_loss_coef).get("z_loss_coef", e.z_loss_coef)
       .get("dynamic_loss_coef", e.dynamic_loss_coef).get("capacity_factor", e.capacity_factor)
-      .get("upcycle_from", e.upcycle_from).done();
+      .get("upcycle_from", e.upcycle_from).get("trainability_every", e.trainability_every)
+      .get("trainability_iterations", e.trainability_iterations).get("trainability_tokens", e.trainability_tokens)
+      .get("freeze_threshold", e.freeze_threshold).get("freeze_window", e.freeze_window).get("clusters", e.clusters)
+      .get("cluster_every", e.cluster_every).get("cluster_rank", e.cluster_rank).get("cluster_tokens", e.cluster_tokens)
+      .get("kmeans_iterations", e.kmeans_iterations).get("cluster_threshold", e.cluster_threshold).done();
   check_moe(e, path);
   TrainOptimConfig& o = c.optim;
   Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)

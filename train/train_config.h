@@ -22,6 +22,20 @@ struct TrainMoeConfig {
   double dynamic_loss_coef = 1e-4;  // top-p only: mean router entropy, kept low so p selects few experts
   double capacity_factor = 0.0;     // > 0: each expert takes at most ceil(cf * tokens * k / n_expert) tokens; 0: dropless
   std::string upcycle_from;         // a dense Hugging Face directory of the same shape: its FFN starts every expert
+  // Trainability (MO-CTE): every trainability_every steps (0: never), the top singular value
+  // of each expert's Jacobian on up to trainability_tokens of its tokens (power iteration,
+  // trainability_iterations steps); an expert below freeze_threshold times its first measured
+  // value (0: never freeze) for freeze_window checks in a row is frozen for the rest of training.
+  int trainability_every = 0, trainability_iterations = 8, trainability_tokens = 256;
+  // Cluster-oriented routing (MO-CTE): every cluster_every steps, each layer's inputs on
+  // cluster_tokens sample tokens are projected on their top cluster_rank singular vectors and
+  // clustered into `clusters` groups (k-means, kmeans_iterations); with a silhouette of at least
+  // cluster_threshold, each cluster owns n_expert / clusters experts and its tokens route among
+  // them only. clusters 0: off.
+  int clusters = 0, cluster_every = 100, cluster_rank = 8, cluster_tokens = 1024, kmeans_iterations = 20;
+  double cluster_threshold = 0.2;
+  double freeze_threshold = 0.0;
+  int freeze_window = 3;
   bool enabled() const { return n_expert > 0; }
 };
 

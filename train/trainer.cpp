@@ -10,10 +10,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "train/cluster_routing.h"
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/export.h"
 #include "train/llama_torch.h"
+#include "train/trainability.h"
 #include "train/upcycle.h"
 
 namespace mf {
@@ -51,9 +53,11 @@ std::map<std::string, double> evaluate(LlamaLM& model, const std::vector<DomainT
 }
 
 struct Checkpoint {
-  static void save(const std::string& path, LlamaLM& model, torch::optim::AdamW& opt, int step, int64_t tokens) {
+  static void save(const std::string& path, LlamaLM& model, torch::optim::AdamW& opt, int step, int64_t tokens,
+                   const ExpertFreezer* freezer) {
     torch::serialize::OutputArchive ar;
     for (auto& p : model->named_parameters()) ar.write("param/" + p.key(), p.value());
+    if (freezer) ar.write("trainability", freezer_state(model, *freezer));
     torch::serialize::OutputArchive opt_ar;
     opt.save(opt_ar);
     ar.write("optimizer", opt_ar);
@@ -62,11 +66,36 @@ struct Checkpoint {
     ar.save_to(path + ".tmp");
     fs::rename(path + ".tmp", path);
   }
-  static void load(const std::string& path, LlamaLM& model, torch::optim::AdamW& opt, int* step, int64_t* tokens) {
+  // [n_moe_layers, n_expert, 2] f64: (-1 frozen, else checks below the threshold in a row;
+  // the first measured value).
+  static torch::Tensor freezer_state(LlamaLM& model, const ExpertFreezer& f) {
+    const auto layers = model->moe_layers();
+    auto m = torch::zeros({int64_t(layers.size()), int64_t(model->cfg.moe.n_expert), 2}, torch::kFloat64);
+    for (size_t l = 0; l < layers.size(); ++l)
+      for (int e = 0; e < model->cfg.moe.n_expert; ++e) {
+        m[int64_t(l)][e][0] = f.state(int(l), e);
+        m[int64_t(l)][e][1] = f.reference(int(l), e);
+      }
+    return m;
+  }
+  static void load(const std::string& path, LlamaLM& model, torch::optim::AdamW& opt, int* step, int64_t* tokens,
+                   ExpertFreezer* freezer) {
     try {
       torch::serialize::InputArchive ar;
       ar.load_from(path);
       torch::NoGradGuard guard;
+      torch::Tensor state;
+      if (freezer && ar.try_read("trainability", state)) {  // frozen experts stay frozen, counts continue
+        const auto layers = model->moe_layers();
+        if (state.dim() != 3 || state.size(0) != int64_t(layers.size()) || state.size(1) != model->cfg.moe.n_expert)
+          fail(path, ": trainability state has the wrong shape");
+        for (size_t l = 0; l < layers.size(); ++l)
+          for (int e = 0; e < model->cfg.moe.n_expert; ++e) {
+            freezer->set_state(int(l), e, int(state[int64_t(l)][e][0].item<double>()), state[int64_t(l)][e][1].item<double>());
+            if (freezer->frozen(int(l), e))
+              for (torch::Tensor& p : layers[l]->experts->ptr<ExpertMlpImpl>(e)->parameters()) p.set_requires_grad(false);
+          }
+      }
       for (auto& p : model->named_parameters()) {
         torch::Tensor t;
         ar.read("param/" + p.key(), t);
@@ -102,6 +131,153 @@ void truncate_log(const std::string& path, int step) {
   std::ofstream(path) << kept.str();
 }
 
+// Expert utilisation of the last micro-batch, averaged over the MoE layers: experts per token,
+// load imbalance (busiest expert over the mean), share of assignments dropped by capacity,
+// and the auxiliary terms (before their coefficients).
+std::string moe_log_fields(const LlamaLM& model) {
+  double used = 0, imbalance = 0, dropped = 0, aux = 0, z = 0, h = 0;
+  const auto layers = model->moe_layers();
+  for (const MoeFfn& m : layers) {
+    used += m->experts_per_token;
+    auto counts = m->tokens_per_expert.to(torch::kFloat64);
+    imbalance += (counts.max() / counts.mean().clamp_min(1e-9)).item<double>();
+    const double assigned = counts.sum().item<double>();
+    dropped += m->dropped / std::max(1.0, assigned + double(m->dropped));
+    aux += m->aux_loss.item<double>();
+    z += m->z_loss.item<double>();
+    h += m->entropy.item<double>();
+  }
+  const double n = std::max<size_t>(layers.size(), 1);
+  std::ostringstream o;
+  o << used / n << "," << imbalance / n << "," << dropped / n << "," << aux / n << "," << z / n << "," << h / n;
+  return o.str();
+}
+
+// Runs the model without gradients on a fixed sample batch of the step (the same on every
+// rank) with the MoE layers recording their inputs and routing.
+void record_moe_inputs(LlamaLM& model, const std::vector<DomainTokens>& train, const TrainConfig& cfg, uint64_t stream,
+                       int batch_size) {
+  auto batch = sample_batch(train, batch_size, cfg.seq_len, cfg.seed, stream);
+  torch::NoGradGuard guard;
+  model->eval();  // dropless, as at inference
+  const auto layers = model->moe_layers();
+  for (MoeFfn m : layers) m->record = true;
+  model->forward(batch.narrow(1, 0, cfg.seq_len));
+  for (MoeFfn m : layers) m->record = false;
+  model->train();
+}
+
+// Cluster-oriented routing (MO-CTE): per MoE layer, the inputs of cluster_tokens sample tokens,
+// centred and projected on their top singular vectors (randomised SVD), clustered by k-means;
+// a silhouette of at least cluster_threshold (re)sets the layer's cluster gate. New clusters
+// take the labels of the old ones they overlap most, so experts keep their cluster. One row
+// per layer goes to `csv` with the wall-clock seconds of the whole step. Returns the seconds.
+double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const TrainConfig& cfg, int step,
+                 const std::string& csv) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const TrainMoeConfig& c = cfg.model.moe;
+  const int rows_needed = (c.cluster_tokens + cfg.seq_len - 1) / cfg.seq_len;
+  record_moe_inputs(model, train, cfg, (uint64_t(1) << 42) + uint64_t(step), rows_needed);
+  const auto layers = model->moe_layers();
+  struct Row {
+    size_t layer;
+    int64_t tokens;
+    double silhouette, inertia;
+    bool adopted;
+  };
+  std::vector<Row> rows;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    MoeFfn m = layers[l];
+    auto x = m->last_input.narrow(0, 0, std::min<int64_t>(m->last_input.size(0), c.cluster_tokens)).to(torch::kFloat64);
+    auto mean = x.mean(0);                                                         // [E]
+    auto V = randomized_top_singular_vectors(x - mean, c.cluster_rank, 8, cfg.seed + uint64_t(step) * 31 + l);  // [E, r]
+    auto z = torch::matmul(x - mean, V);                                           // [N, r]
+    KMeansResult km = kmeans(z, c.clusters, c.kmeans_iterations, cfg.seed + uint64_t(step) * 37 + l);
+    const double s = silhouette(z, km.labels, c.clusters);
+    const bool adopt = s >= c.cluster_threshold;
+    if (adopt) {
+      ClusterGate g = cluster_gate(mean, V, km.centroids);
+      if (m->clustered()) {  // keep each expert group with the cluster it served
+        auto old = m->cluster_gate(x.to(torch::kFloat32)).argmax(1);  // [N]
+        std::vector<int64_t> perm(size_t(c.clusters), -1);
+        std::vector<bool> used(size_t(c.clusters), false);
+        auto overlap = torch::zeros({c.clusters, c.clusters}, torch::kInt64);  // [new, old]
+        overlap.index_put_({km.labels, old}, torch::ones_like(old), /*accumulate=*/true);
+        for (int k = 0; k < c.clusters; ++k) {  // greedy: the largest remaining overlap first
+          auto o = overlap.clone();
+          for (int a = 0; a < c.clusters; ++a)
+            for (int b = 0; b < c.clusters; ++b)
+              if (perm[size_t(a)] >= 0 || used[size_t(b)]) o[a][b] = -1;
+          const int64_t best = o.argmax().item<int64_t>();
+          perm[size_t(best / c.clusters)] = best % c.clusters;
+          used[size_t(best % c.clusters)] = true;
+        }
+        auto w = torch::empty_like(g.weight), b = torch::empty_like(g.bias);
+        for (int a = 0; a < c.clusters; ++a) w[perm[size_t(a)]] = g.weight[a], b[perm[size_t(a)]] = g.bias[a];
+        g.weight = w;
+        g.bias = b;
+      }
+      torch::NoGradGuard guard;
+      m->cluster_gate->weight.copy_(g.weight);
+      m->cluster_gate->bias.copy_(g.bias);
+      m->cluster_active.fill_(1.0);
+    }
+    rows.push_back({l, x.size(0), s, km.inertia, adopt});
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!csv.empty()) {
+    const bool fresh = !fs::exists(csv);
+    std::ofstream out(csv, std::ios::app);
+    if (fresh) out << "step,layer,tokens,silhouette,adopted,inertia,step_seconds\n";
+    for (const Row& r : rows)
+      out << step << "," << r.layer << "," << r.tokens << "," << r.silhouette << "," << int(r.adopted) << "," << r.inertia
+          << "," << seconds << "\n";
+  }
+  return seconds;
+}
+
+// One trainability check (MO-CTE): each expert's Jacobian top singular value on up to
+// trainability_tokens of the tokens routed to it in a fixed sample batch (the same on every
+// rank), freezing experts as the freezer decides; appends to `csv` (when not empty) one row
+// per expert with the check's wall-clock seconds, so its cost is counted. Returns the seconds.
+double check_trainability(LlamaLM& model, const std::vector<DomainTokens>& train, const TrainConfig& cfg, int step,
+                          ExpertFreezer& freezer, const std::string& csv) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const TrainMoeConfig& c = cfg.model.moe;
+  const auto layers = model->moe_layers();
+  record_moe_inputs(model, train, cfg, (uint64_t(1) << 41) + uint64_t(step), cfg.batch_size);
+  struct Row {
+    int layer, expert;
+    int64_t tokens;
+    double sigma;
+    bool frozen;
+  };
+  std::vector<Row> rows;
+  for (size_t l = 0; l < layers.size(); ++l)
+    for (int e = 0; e < c.n_expert; ++e) {
+      if (freezer.frozen(int(l), e)) continue;
+      auto idx = layers[l]->last_selected.index({torch::indexing::Slice(), e}).nonzero().squeeze(1);  // [n_e]
+      if (idx.numel() == 0) continue;  // no tokens this time: no evidence either way
+      idx = idx.narrow(0, 0, std::min<int64_t>(idx.numel(), c.trainability_tokens));
+      ExpertMlp handle(layers[l]->experts->ptr<ExpertMlpImpl>(e));
+      const double sigma = jacobian_top_singular_value(handle, layers[l]->last_input.index_select(0, idx),
+                                                       c.trainability_iterations, cfg.seed + uint64_t(step));
+      const bool now_frozen = c.freeze_threshold > 0 && freezer.observe(int(l), e, sigma);
+      if (now_frozen) freeze_expert(handle);
+      rows.push_back({int(l), e, idx.numel(), sigma, now_frozen});
+    }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!csv.empty()) {
+    const bool fresh = !fs::exists(csv);
+    std::ofstream out(csv, std::ios::app);
+    if (fresh) out << "step,layer,expert,tokens,sigma,frozen_now,check_seconds\n";
+    for (const Row& r : rows)
+      out << step << "," << r.layer << "," << r.expert << "," << r.tokens << "," << std::setprecision(8) << r.sigma
+          << std::setprecision(6) << "," << int(r.frozen) << "," << seconds << "\n";
+  }
+  return seconds;
+}
+
 }  // namespace
 
 TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, const TrainRunOptions& opts) {
@@ -132,6 +308,10 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   torch::optim::AdamW opt({torch::optim::OptimizerParamGroup(decay, group_opts(cfg.optim.weight_decay)),
                            torch::optim::OptimizerParamGroup(no_decay, group_opts(0.0))});
 
+  std::unique_ptr<ExpertFreezer> freezer;  // MO-CTE trainability checks
+  if (cfg.model.moe.enabled() && cfg.model.moe.trainability_every > 0)
+    freezer = std::make_unique<ExpertFreezer>(cfg.model.n_layer, cfg.model.moe.n_expert, cfg.model.moe.freeze_threshold,
+                                              cfg.model.moe.freeze_window);
   std::unique_ptr<DataParallel> dp;
   if (opts.dist.enabled()) dp = std::make_unique<DataParallel>(opts.dist);  // joins before OUT is written
   if (writer) fs::create_directories(out_dir);
@@ -139,12 +319,13 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   int step = 0;
   int64_t tokens_seen = 0;
   if (opts.resume && fs::exists(ckpt)) {
-    Checkpoint::load(ckpt, model, opt, &step, &tokens_seen);
+    Checkpoint::load(ckpt, model, opt, &step, &tokens_seen, freezer.get());
     if (writer) truncate_log(log_path, step);
   } else if (writer) {
     std::ofstream log(log_path);
     log << "step,lr,train_loss,tokens_seen,tokens_per_s";
     for (auto& d : valid) log << ",valid_loss_" << d.name;
+    if (cfg.model.moe.enabled()) log << ",experts_per_token,load_imbalance,dropped_share,aux_loss,z_loss,router_entropy";
     log << "\n";
   }
 
@@ -176,6 +357,11 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
     opt.step();
     ++step;
+    if (cfg.model.moe.clusters > 0 && step % cfg.model.moe.cluster_every == 0)
+      result.clustering_seconds += recluster(model, train, cfg, step, writer ? out_dir + "/clusters.csv" : "");
+    if (freezer && step % cfg.model.moe.trainability_every == 0)
+      result.trainability_seconds +=
+          check_trainability(model, train, cfg, step, *freezer, writer ? out_dir + "/trainability.csv" : "");
     ++steps_since_log;
     tokens_seen += tokens_per_step;
     result.train_losses.push_back(loss_sum);
@@ -193,11 +379,12 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       log << step << "," << lr << "," << std::setprecision(9) << loss_sum << std::setprecision(6) << "," << tokens_seen << ","
           << p.tokens_per_s;
       for (auto& d : valid) log << "," << (eval_now ? std::to_string(p.valid_loss[d.name]) : "");
+      if (cfg.model.moe.enabled()) log << "," << moe_log_fields(model);
       log << "\n";
     }
     report(p);
     if (writer && (step % cfg.checkpoint_every == 0 || step == cfg.steps || step == opts.stop_after))
-      Checkpoint::save(ckpt, model, opt, step, tokens_seen);
+      Checkpoint::save(ckpt, model, opt, step, tokens_seen, freezer.get());
     if (eval_now) result.final_valid_loss = p.valid_loss;
     if (step == opts.stop_after) return result;
   }

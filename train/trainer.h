@@ -32,6 +32,8 @@ struct TrainResult {
   int first_step = 0;                // step number of train_losses[0]
   std::map<std::string, double> final_valid_loss;
   bool finished = false;             // reached cfg.steps and exported
+  double trainability_seconds = 0;   // wall-clock of the MO-CTE trainability checks in this call
+  double clustering_seconds = 0;     // and of its SVD + k-means clusterings
 };
 
 // Trains per cfg and writes OUT/: checkpoint.pt, train_log.csv and, when finished, a Hugging

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "engine_logits.h"
 #include "test_util.h"
 #include "train/export.h"
 #include "train/trainer.h"
@@ -68,18 +69,7 @@ TEST(Trainer, ExportedModelGivesTheTrainersLogitsInTheEngine) {
     std::vector<int64_t> ids = {0, 5, 300, 1499, 42, 7, 7, 1000, 3};
     torch::NoGradGuard guard;
     auto ref = model->forward(torch::tensor(ids).unsqueeze(0))[0];  // [T, V]
-    std::string list;
-    for (auto id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-    auto r = test::run_cli("logits -m " + out + " --tokens " + list);
-    ASSERT_EQ(r.code, 0) << r.err;
-    auto got = nlohmann::json::parse(r.out)["logits"];
-    double worst = 0;
-    for (size_t t = 0; t < ids.size(); ++t)
-      for (int64_t v = 0; v < 1500; ++v) {
-        double a = got[t][v].get<double>(), b = ref[t][v].item<double>();
-        worst = std::max(worst, std::abs(a - b) / (1e-4 + 1e-4 * std::abs(b)));
-      }
-    EXPECT_LE(worst, 1.0) << (tied ? "tied" : "untied") << ": logits differ beyond 1e-4";
+    EXPECT_LE(test::engine_logit_error(out, ids, ref), 1.0) << (tied ? "tied" : "untied") << ": logits differ beyond 1e-4";
   }
 }
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Dense against token-routed MoE variants at equal tokens and equal active FFN compute, on the
+# default model's shape and 4-domain corpus: dense (n_ff 512); top-2 of 8 experts of width 256
+# with the load-balancing and z-losses; dynamic top-p (p 0.4, at most 4) of the same experts;
+# and sparse upcycling (dense for half the steps, then its FFN copied into 8 experts, top-1 so
+# that the active FFN stays the dense one, for the other half). Writes OUT/<variant>/.
+# Usage: scripts/moe_train_compare.sh [STEPS] [OUT]   (needs data/corpus; runs one after another)
+set -euo pipefail
+BIN=${BIN:-build/bin/moeforge}
+STEPS=${1:-300}; OUT=${2:-build-ref/moe-compare}
+mkdir -p "$OUT"
+cfg() {  # name steps moe_json [upcycle_dir]
+  python3 - "$2" "$3" "${4:-}" > "$OUT/$1.json" <<'PY'
+import json, sys
+c = json.load(open("configs/default.json"))
+c["tokenizer"] = "models/default/tokenizer.json"
+c["steps"] = int(sys.argv[1]); c["eval_every"] = max(25, c["steps"] // 6); c["eval_batches"] = 4
+c["checkpoint_every"] = 50; c["log_every"] = 10; c["optim"]["warmup_steps"] = max(10, c["steps"] // 10)
+moe = json.loads(sys.argv[2])
+if sys.argv[3]: moe["upcycle_from"] = sys.argv[3]
+if moe: c["model"]["moe"] = moe
+print(json.dumps(c, indent=1))
+PY
+}
+HALF=$((STEPS / 2))
+cfg dense "$STEPS" '{}'
+cfg top2 "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256}'
+cfg topp "$STEPS" '{"n_expert": 8, "top_p": 0.4, "max_experts": 4, "n_ff_expert": 256}'
+cfg dense-half "$HALF" '{}'
+cfg upcycled "$HALF" '{"n_expert": 8, "top_k": 1, "n_ff_expert": 512}' "$OUT/dense-half"
+for v in dense top2 topp dense-half upcycled; do
+  start=$(date +%s.%N)
+  "$BIN" train -c "$OUT/$v.json" -o "$OUT/$v" 2>"$OUT/$v.log"
+  echo "$v $(python3 -c "import time; print(round(time.time() - $start, 1))")" >> "$OUT/seconds.txt"
+done
+echo done > "$OUT/DONE"
