@@ -28,7 +28,14 @@ cfg top2 "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256}'
 cfg topp "$STEPS" '{"n_expert": 8, "top_p": 0.4, "max_experts": 4, "n_ff_expert": 256}'
 cfg dense-half "$HALF" '{}'
 cfg upcycled "$HALF" '{"n_expert": 8, "top_k": 1, "n_ff_expert": 512}' "$OUT/dense-half"
-for v in dense top2 topp dense-half upcycled; do
+# MO-CTE, each part alone and both: 2 clusters of 4 experts (top-2 inside), re-clustered every
+# 50 steps when the silhouette reaches 0.2; trainability every 25 steps, freezing an expert
+# below 0.3 of its peak value for 3 checks.
+cfg mocte-clusters "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "clusters": 2, "cluster_every": 50}'
+cfg mocte-freeze "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "trainability_every": 25, "freeze_threshold": 0.3, "freeze_window": 3}'
+cfg mocte "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "clusters": 2, "cluster_every": 50, "trainability_every": 25, "freeze_threshold": 0.3, "freeze_window": 3}'
+VARIANTS=${VARIANTS:-"dense top2 topp dense-half upcycled mocte-clusters mocte-freeze mocte"}
+for v in $VARIANTS; do
   start=$(date +%s.%N)
   "$BIN" train -c "$OUT/$v.json" -o "$OUT/$v" 2>"$OUT/$v.log"
   echo "$v $(python3 -c "import time; print(round(time.time() - $start, 1))")" >> "$OUT/seconds.txt"

@@ -9,7 +9,7 @@ import csv, os, sys
 
 out = sys.argv[1]
 secs = dict(l.split() for l in open(os.path.join(out, "seconds.txt")))
-variants = [v for v in ["dense", "top2", "topp", "upcycled"] if os.path.exists(os.path.join(out, v, "train_log.csv"))]
+variants = [v for v in ["dense", "top2", "topp", "upcycled", "mocte-clusters", "mocte-freeze", "mocte"] if os.path.exists(os.path.join(out, v, "train_log.csv"))]
 
 
 def rows_of(v):
@@ -53,7 +53,7 @@ print("\n".join(lines))
 
 # Two panels: mean validation loss against tokens and against seconds.
 W, H, L, B, T, PW = 900, 360, 60, 45, 20, 380
-colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 ys = [p[2] for c in curves.values() for p in c]
 y0, y1 = min(ys) * 0.98, max(ys) * 1.02
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">']
@@ -70,8 +70,8 @@ for panel, (idx, label) in enumerate([(0, "tokens"), (1, "seconds")]):
         svg.append(f'<text x="{x0p - 5}" y="{sy(y) + 4}" text-anchor="end">{y:.2f}</text>')
     for i, (v, c) in enumerate(curves.items()):
         pts = " ".join(f"{sx(p[idx]):.1f},{sy(p[2]):.1f}" for p in c)
-        svg.append(f'<polyline fill="none" stroke="{colors[i % 4]}" stroke-width="2" points="{pts}"/>')
+        svg.append(f'<polyline fill="none" stroke="{colors[i % len(colors)]}" stroke-width="2" points="{pts}"/>')
         if panel == 1:
-            svg.append(f'<text x="{x0p + PW + 5}" y="{T + 15 * i + 10}" fill="{colors[i % 4]}">{v}</text>')
+            svg.append(f'<text x="{x0p + PW + 5}" y="{T + 15 * i + 10}" fill="{colors[i % len(colors)]}">{v}</text>')
 svg.append(f'<text x="{L}" y="14">mean validation loss (4 domains)</text></svg>')
 open(os.path.join(out, "valid_loss.svg"), "w").write("\n".join(svg))

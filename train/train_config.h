@@ -24,8 +24,8 @@ struct TrainMoeConfig {
   std::string upcycle_from;         // a dense Hugging Face directory of the same shape: its FFN starts every expert
   // Trainability (MO-CTE): every trainability_every steps (0: never), the top singular value
   // of each expert's Jacobian on up to trainability_tokens of its tokens (power iteration,
-  // trainability_iterations steps); an expert below freeze_threshold times its first measured
-  // value (0: never freeze) for freeze_window checks in a row is frozen for the rest of training.
+  // trainability_iterations steps); an expert below freeze_threshold times its peak value so far
+  // (0: never freeze) for freeze_window checks in a row is frozen for the rest of training.
   int trainability_every = 0, trainability_iterations = 8, trainability_tokens = 256;
   // Cluster-oriented routing (MO-CTE): every cluster_every steps, each layer's inputs on
   // cluster_tokens sample tokens are projected on their top cluster_rank singular vectors and

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+
 namespace mf {
 
 double jacobian_top_singular_value(ExpertMlp& expert, const torch::Tensor& x, int iterations, uint64_t seed) {
@@ -46,10 +48,10 @@ ExpertFreezer::ExpertFreezer(int n_layers, int n_expert, double threshold, int w
 
 bool ExpertFreezer::observe(int layer, int expert, double sigma) {
   if (frozen(layer, expert)) return false;
-  double& first = first_[size_t(layer)][size_t(expert)];
-  if (first == 0.0) first = sigma;
+  double& peak = first_[size_t(layer)][size_t(expert)];
+  peak = std::max(peak, sigma);
   int& below = below_[size_t(layer)][size_t(expert)];
-  below = sigma < threshold_ * first ? below + 1 : 0;
+  below = sigma < threshold_ * peak ? below + 1 : 0;
   if (below < window_) return false;
   frozen_[size_t(layer)][size_t(expert)] = true;
   return true;

@@ -15,8 +15,8 @@ namespace mf {
 // u . J v with respect to u), so no forward-mode AD is needed. Deterministic for a seed.
 double jacobian_top_singular_value(ExpertMlp& expert, const torch::Tensor& x, int iterations, uint64_t seed);
 
-// Per layer and expert: consecutive checks below `threshold` times the expert's first measured
-// value (learning has slowed to that fraction of where it started), and whether it is frozen.
+// Per layer and expert: consecutive checks below `threshold` times the expert's highest value
+// so far (its learning has slowed to that fraction of its peak), and whether it is frozen.
 class ExpertFreezer {
  public:
   ExpertFreezer(int n_layers, int n_expert, double threshold, int window);
@@ -24,7 +24,7 @@ class ExpertFreezer {
   bool observe(int layer, int expert, double sigma);
   bool frozen(int layer, int expert) const { return frozen_[size_t(layer)][size_t(expert)]; }
   // For checkpoints: -1 when frozen, else the checks below the threshold in a row; and the
-  // first measured value (0: none yet).
+  // highest value so far (0: none yet).
   int state(int layer, int expert) const { return frozen(layer, expert) ? -1 : below_[size_t(layer)][size_t(expert)]; }
   double reference(int layer, int expert) const { return first_[size_t(layer)][size_t(expert)]; }
   void set_state(int layer, int expert, int state, double reference);
@@ -34,7 +34,7 @@ class ExpertFreezer {
   double threshold_;
   int window_;
   std::vector<std::vector<int>> below_;
-  std::vector<std::vector<double>> first_;
+  std::vector<std::vector<double>> first_;  // the peak per expert
   std::vector<std::vector<bool>> frozen_;
 };
 

@@ -38,7 +38,7 @@ TEST(Trainability, PowerIterationMatchesTheExplicitJacobian) {
 }
 
 TEST(Trainability, FreezerNeedsAWindowOfLowChecksInARow) {
-  ExpertFreezer f(1, 2, /*threshold=*/0.5, /*window=*/2);  // below half of the first value
+  ExpertFreezer f(1, 2, /*threshold=*/0.5, /*window=*/2);  // below half of the peak so far
   EXPECT_FALSE(f.observe(0, 0, 1.0));  // the reference
   EXPECT_FALSE(f.observe(0, 0, 0.4));
   EXPECT_FALSE(f.observe(0, 0, 2.0));  // the run restarts
