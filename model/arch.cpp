@@ -32,20 +32,29 @@ const std::vector<TensorName>& llama_names() {
       {TensorRole::FfnGateExps, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight", "blk.%d.ffn_gate_exps.weight", true},
       {TensorRole::FfnUpExps, "model.layers.%d.block_sparse_moe.experts.%d.w3.weight", "blk.%d.ffn_up_exps.weight", true},
       {TensorRole::FfnDownExps, "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", "blk.%d.ffn_down_exps.weight", true},
+      {TensorRole::FfnClusterGate, "model.layers.%d.block_sparse_moe.cluster_gate.weight", "blk.%d.ffn_cluster_gate.weight", true},
+      {TensorRole::FfnClusterGateB, "model.layers.%d.block_sparse_moe.cluster_gate.bias", "blk.%d.ffn_cluster_gate.bias", true},
   };
   return names;
+}
+
+// The attention and dense-FFN names of the Llama family, then a router and experts named
+// under mlp. (Qwen2-MoE, OLMoE, DeepSeek), each in one tensor per expert (HF) or merged (GGUF).
+std::vector<TensorName> llama_with_mlp_experts() {
+  std::vector<TensorName> n;
+  for (const TensorName& t : llama_names())
+    if (t.role < TensorRole::FfnGateInp) n.push_back(t);
+    n.push_back({TensorRole::FfnGateInp, "model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", true});
+    n.push_back({TensorRole::FfnGateExps, "model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", true});
+    n.push_back({TensorRole::FfnUpExps, "model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", true});
+    n.push_back({TensorRole::FfnDownExps, "model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", true});
+  return n;
 }
 
 // Qwen2-MoE and OLMoE name the router and experts under mlp.; Qwen2-MoE adds a gated shared expert.
 const std::vector<TensorName>& qwen_moe_names(bool olmoe) {
   static const auto make = [](bool olmoe) {
-    std::vector<TensorName> n;
-    for (const TensorName& t : llama_names())
-      if (t.role < TensorRole::FfnGateInp) n.push_back(t);
-    n.push_back({TensorRole::FfnGateInp, "model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", true});
-    n.push_back({TensorRole::FfnGateExps, "model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", true});
-    n.push_back({TensorRole::FfnUpExps, "model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", true});
-    n.push_back({TensorRole::FfnDownExps, "model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", true});
+    std::vector<TensorName> n = llama_with_mlp_experts();
     if (olmoe) {
       n.push_back({TensorRole::AttnQNorm, "model.layers.%d.self_attn.q_norm.weight", "blk.%d.attn_q_norm.weight", true});
       n.push_back({TensorRole::AttnKNorm, "model.layers.%d.self_attn.k_norm.weight", "blk.%d.attn_k_norm.weight", true});
@@ -54,6 +63,8 @@ const std::vector<TensorName>& qwen_moe_names(bool olmoe) {
       n.push_back({TensorRole::FfnUpShexp, "model.layers.%d.mlp.shared_expert.up_proj.weight", "blk.%d.ffn_up_shexp.weight", true});
       n.push_back({TensorRole::FfnDownShexp, "model.layers.%d.mlp.shared_expert.down_proj.weight", "blk.%d.ffn_down_shexp.weight", true});
       n.push_back({TensorRole::FfnGateInpShexp, "model.layers.%d.mlp.shared_expert_gate.weight", "blk.%d.ffn_gate_inp_shexp.weight", true});
+      n.push_back({TensorRole::FfnClusterGate, "model.layers.%d.mlp.cluster_gate.weight", "blk.%d.ffn_cluster_gate.weight", true});
+      n.push_back({TensorRole::FfnClusterGateB, "model.layers.%d.mlp.cluster_gate.bias", "blk.%d.ffn_cluster_gate.bias", true});
     }
     return n;
   };
@@ -91,13 +102,7 @@ ArchInfo gemma3_info() {
 // routed experts plus ungated shared experts (one FFN of n_expert_shared * n_ff_exp).
 const std::vector<TensorName>& deepseek_names() {
   static const std::vector<TensorName> names = [] {
-    std::vector<TensorName> n;
-    for (const TensorName& t : llama_names())
-      if (t.role < TensorRole::FfnGateInp) n.push_back(t);
-    n.push_back({TensorRole::FfnGateInp, "model.layers.%d.mlp.gate.weight", "blk.%d.ffn_gate_inp.weight", true});
-    n.push_back({TensorRole::FfnGateExps, "model.layers.%d.mlp.experts.%d.gate_proj.weight", "blk.%d.ffn_gate_exps.weight", true});
-    n.push_back({TensorRole::FfnUpExps, "model.layers.%d.mlp.experts.%d.up_proj.weight", "blk.%d.ffn_up_exps.weight", true});
-    n.push_back({TensorRole::FfnDownExps, "model.layers.%d.mlp.experts.%d.down_proj.weight", "blk.%d.ffn_down_exps.weight", true});
+    std::vector<TensorName> n = llama_with_mlp_experts();
     n.push_back({TensorRole::FfnGateShexp, "model.layers.%d.mlp.shared_experts.gate_proj.weight", "blk.%d.ffn_gate_shexp.weight", true});
     n.push_back({TensorRole::FfnUpShexp, "model.layers.%d.mlp.shared_experts.up_proj.weight", "blk.%d.ffn_up_shexp.weight", true});
     n.push_back({TensorRole::FfnDownShexp, "model.layers.%d.mlp.shared_experts.down_proj.weight", "blk.%d.ffn_down_shexp.weight", true});

@@ -15,6 +15,7 @@ enum class TensorRole {
   FfnNorm, FfnGate, FfnUp, FfnDown, FfnPostNorm,     // per layer: gated FFN
   FfnGateInp, FfnGateExps, FfnUpExps, FfnDownExps,   // per layer: token-routed MoE (router, experts)
   FfnGateShexp, FfnUpShexp, FfnDownShexp, FfnGateInpShexp,  // per layer: shared expert and its gate
+  FfnClusterGate, FfnClusterGateB,                   // per layer: cluster-oriented routing (moeforge-trained MO-CTE)
 };
 
 struct TensorName {

@@ -116,6 +116,10 @@ class Exporter {
       w_.set_u32(a + "expert_shared_feed_forward_length", uint32_t(hp.n_ff_shexp));
     }
     if (hp.expert_weights_scale != 1.0f) w_.set_f32(a + "expert_weights_scale", hp.expert_weights_scale);
+    // moeforge-trained routing that llama.cpp does not have.
+    if (hp.n_expert_clusters > 0) w_.set_u32("moeforge.expert_clusters", uint32_t(hp.n_expert_clusters));
+    if (hp.expert_top_p > 0) w_.set_f32("moeforge.expert_top_p", hp.expert_top_p);
+    if (hp.expert_max_used > 0) w_.set_u32("moeforge.expert_max_used", uint32_t(hp.expert_max_used));
     if (hp.n_layer_dense_lead > 0) w_.set_u32(a + "leading_dense_block_count", uint32_t(hp.n_layer_dense_lead));
     // llama.cpp fixes the renormalisation per architecture (llama: on; qwen2moe, olmoe: off)
     // and reads no key for these three; moeforge's reader honours it.
@@ -219,6 +223,8 @@ class Exporter {
         put(TensorRole::FfnUpShexp, l.shared.up);
         put(TensorRole::FfnDownShexp, l.shared.down);
         put(TensorRole::FfnGateInpShexp, l.ffn_gate_inp_shexp);
+        put(TensorRole::FfnClusterGate, l.ffn_cluster_gate);
+        put(TensorRole::FfnClusterGateB, l.ffn_cluster_gate_b);
       }
     }
     if (extra) extra(w_);

@@ -29,6 +29,8 @@ void HParams::validate(const std::string& label) const {
     if (n_expert_used < 1 || n_expert_used > n_expert)
       fail(label, ": experts used per token ", n_expert_used, " must be in 1..", n_expert, " (the expert count)");
     positive("expert FFN width", n_ff_exp);
+    if (n_expert_clusters < 0 || (n_expert_clusters > 0 && n_expert % n_expert_clusters))
+      fail(label, ": expert clusters ", n_expert_clusters, " must divide the ", n_expert, " experts");
     if (!(expert_top_p >= 0.0f && expert_top_p <= 1.0f)) fail(label, ": expert top-p ", expert_top_p, " is outside [0, 1]");
     if (expert_max_used < 0 || expert_max_used > n_expert) fail(label, ": expert ceiling ", expert_max_used, " is outside 0..", n_expert);
     if (!(expert_weights_scale > 0)) fail(label, ": expert weights scale must be positive (got ", expert_weights_scale, ")");

@@ -36,6 +36,7 @@ struct HParams {
   float expert_weights_scale = 1.0f; // then multiplied by this (DeepSeek's routed_scaling_factor)
   float expert_top_p = 0.0f;         // > 0: the checkpoint routes by dynamic top-p (moeforge-trained)
   int expert_max_used = 0;           // its ceiling (0: all experts)
+  int n_expert_clusters = 0;         // > 0: layers may carry a cluster gate (moeforge-trained MO-CTE)
   int n_layer_dense_lead = 0;        // the first layers keep a dense FFN (DeepSeek's first_k_dense_replace)
   std::vector<int> dense_layers;     // other layers with a dense FFN (Qwen2-MoE's mlp_only_layers, sparse step)
   bool is_moe_layer(int il) const;

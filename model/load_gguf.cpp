@@ -62,6 +62,9 @@ void load_gguf(Model& m, const std::string& path) {
     if (const int64_t shared = g->get_int(a + "expert_shared_count", 0); shared > 0) hp.n_ff_shexp = int(shared) * hp.n_ff_exp;
     const float scale = float(g->get_float(a + "expert_weights_scale", 0.0));
     hp.expert_weights_scale = scale > 0 ? scale : 1.0f;  // llama.cpp: 0 or absent means unscaled
+    hp.n_expert_clusters = int(g->get_int("moeforge.expert_clusters", 0));
+    hp.expert_top_p = float(g->get_float("moeforge.expert_top_p", 0.0));
+    hp.expert_max_used = int(g->get_int("moeforge.expert_max_used", 0));
     hp.n_layer_dense_lead = int(g->get_int(a + "leading_dense_block_count", 0));
     hp.expert_weights_norm = g->get_bool(a + "expert_weights_norm", m.arch.name == "llama");
   }

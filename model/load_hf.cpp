@@ -80,6 +80,7 @@ void read_moe_config(const json& cfg, const std::string& model_type, HParams& hp
   // Trained by moeforge with dynamic top-p routing (no transformers equivalent).
   hp.expert_top_p = get_or<float>(cfg, "moeforge_expert_top_p", 0.0f, label);
   hp.expert_max_used = get_or<int>(cfg, "moeforge_max_experts", 0, label);
+  hp.n_expert_clusters = get_or<int>(cfg, "moeforge_expert_clusters", 0, label);
 }
 
 }  // namespace

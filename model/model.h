@@ -35,6 +35,9 @@ struct LayerWeights {
   std::vector<ExpertWeights> experts;  // [n_expert] views into the file (merged 3-D or per-expert tensors)
   ExpertWeights shared;                // [n_ff_shexp, n_embd] x2, [n_embd, n_ff_shexp], or absent
   TensorView ffn_gate_inp_shexp;       // [n_embd]: shared expert scaled by sigmoid(x . w), or absent (ungated)
+  // Cluster-oriented routing (MO-CTE, trained by moeforge), or absent: a token goes to cluster
+  // argmax(gate x + b) and routes among that cluster's n_expert / n_cluster experts only.
+  TensorView ffn_cluster_gate, ffn_cluster_gate_b;  // [n_cluster, n_embd] f32, [n_cluster] f32
   bool is_moe() const { return ffn_gate_inp.data != nullptr; }
 };
 

@@ -39,6 +39,25 @@ void activate(FfnAct act, float* gate, const float* up, int64_t n) {
 
 float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
 
+// Cluster-oriented routing: each token's logits outside its cluster's expert group become -inf.
+// The cluster is argmax(gate x + b) in f32 (a few rows; scalar).
+void mask_to_cluster(const LayerWeights& l, const float* x, int64_t n, int64_t E, float* logits) {
+  const int64_t C = l.ffn_cluster_gate.shape[0], n_e = int64_t(l.experts.size()), group = n_e / C;
+  const float* w = l.ffn_cluster_gate.f32();   // [C, E]
+  const float* b = l.ffn_cluster_gate_b.f32();  // [C]
+  for (int64_t t = 0; t < n; ++t) {
+    int64_t best = 0;
+    double best_v = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) {
+      double v = b[c];
+      for (int64_t i = 0; i < E; ++i) v += double(w[c * E + i]) * x[t * E + i];
+      if (v > best_v) best_v = v, best = c;  // ties: the lower cluster, as torch's argmax
+    }
+    for (int64_t e = 0; e < n_e; ++e)
+      if (e / group != best) logits[t * n_e + e] = -INFINITY;
+  }
+}
+
 // Adds the shared expert, scaled per token by sigmoid(x . w_gate) when gated, to y.
 void add_shared_expert(const LayerWeights& l, FfnAct act, const Matmuls& mm, const float* x, int64_t n, int64_t E,
                        float* y, MoeScratch& s) {
@@ -75,6 +94,7 @@ void moe_ffn_forward(const MoeFfnArgs& a, const float* x, int64_t n, int64_t E, 
   // Route.
   s.logits.resize(size_t(n * n_e));
   mm.one(l.ffn_gate_inp, x, s.logits.data(), n);  // [n, n_expert]
+  if (l.ffn_cluster_gate.data) mask_to_cluster(l, x, n, E, s.logits.data());
   int k_max = 1;
   for (const RouteSegment& seg : a.segments) k_max = std::max(k_max, seg.params->max_per_token());
   resize_routing(s.routing, n, n_e, k_max);
@@ -164,6 +184,7 @@ void moe_ffn_reference(const LayerWeights& l, FfnAct act, const RouteParams& p, 
     float* yt = y + t * E;        // [E]
     std::fill(yt, yt + E, 0.0f);
     ref::matmul(l.ffn_gate_inp, xt, prob.data(), 1);  // [n_expert] logits
+    if (l.ffn_cluster_gate.data) mask_to_cluster(l, xt, 1, E, prob.data());
     ref::softmax(prob.data(), int64_t(n_e));
     // Experts in decreasing probability (lower index first on ties).
     for (size_t e = 0; e < n_e; ++e) order[e] = int(e);

@@ -116,6 +116,11 @@ void bind_moe_ffn(const Binder& b, LayerWeights& l, int il) {
     for (const TensorName& n : tensor_names(b.model.arch.name)) has_gate |= n.role == TensorRole::FfnGateInpShexp;
     if (has_gate) l.ffn_gate_inp_shexp = b.get_f32(TensorRole::FfnGateInpShexp, il, {E}, true);
   }
+  if (hp.n_expert_clusters > 0) {  // only the layers where clustering found structure carry one
+    const int64_t C = hp.n_expert_clusters;
+    l.ffn_cluster_gate = b.get_f32(TensorRole::FfnClusterGate, il, {C, E}, false);
+    if (l.ffn_cluster_gate.data) l.ffn_cluster_gate_b = b.get_f32(TensorRole::FfnClusterGateB, il, {C}, true);
+  }
 }
 
 }  // namespace
