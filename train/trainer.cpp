@@ -320,7 +320,8 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   int64_t tokens_seen = 0;
   if (opts.resume && fs::exists(ckpt)) {
     Checkpoint::load(ckpt, model, opt, &step, &tokens_seen, freezer.get());
-    if (writer) truncate_log(log_path, step);
+    if (writer)  // rows past the checkpoint came from the interrupted run and will be redone
+      for (const char* f : {"/train_log.csv", "/trainability.csv", "/clusters.csv"}) truncate_log(out_dir + f, step);
   } else if (writer) {
     std::ofstream log(log_path);
     log << "step,lr,train_loss,tokens_seen,tokens_per_s";
