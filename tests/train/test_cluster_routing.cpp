@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "engine_logits.h"
 #include "test_util.h"
+#include "tiny_moe_config.h"
 #include "train/cluster_routing.h"
 #include "train/export.h"
 #include "train/trainer.h"
@@ -59,19 +60,7 @@ TEST(ClusterRouting, UnseenTokensTakeTheNearestCentroidThroughTheAffineGate) {
 }
 
 std::string write_config(const std::string& dir, const std::string& moe) {
-  std::filesystem::create_directories(dir);
-  test::write_file(dir + "/prose.txt",
-                   test::read_file(test::shared_dir() + "/data/eval/prose/frankenstein.txt").substr(0, 60000));
-  test::write_file(dir + "/math.txt", test::read_file(test::shared_dir() + "/data/eval/gsm8k/train.jsonl").substr(0, 60000));
-  test::write_file(dir + "/config.json", R"({
-    "tokenizer": "tests/golden/data/tokenizer/moeforge_bpe/tokenizer.json",
-    "train": {"prose": ")" + dir + R"(/prose.txt", "math": ")" + dir + R"(/math.txt"},
-    "model": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 64, "n_ctx": 64, "moe": )" + moe + R"(},
-    "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2},
-    "batch_size": 4, "seq_len": 32, "steps": 8, "eval_every": 8, "eval_batches": 1,
-    "checkpoint_every": 4, "log_every": 2, "threads": 2, "seed": 7
-  })");
-  return dir + "/config.json";
+  return test::write_tiny_moe_config(dir, moe, /*steps=*/8, /*eval_every=*/8);
 }
 
 // A run that clusters every 3 steps and adopts any clustering (threshold -1): the clusterings
