@@ -77,6 +77,17 @@ double silhouette(const torch::Tensor& z, const torch::Tensor& labels, int clust
   return total / double(n);
 }
 
+double null_silhouette(const torch::Tensor& z, int clusters, int iterations, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  auto zd = z.detach().to(torch::kFloat64);
+  const int64_t n = zd.size(0), r = zd.size(1);
+  auto centred = zd - zd.mean(0);
+  auto cov = torch::matmul(centred.t(), centred) / double(std::max<int64_t>(n - 1, 1));  // [r, r]
+  auto l = torch::linalg_cholesky(cov + 1e-9 * torch::eye(r, zd.options()));          // [r, r]
+  auto gauss = torch::matmul(torch::randn({n, r}, gen, zd.options()), l.t()) + zd.mean(0);  // [n, r]
+  return silhouette(gauss, kmeans(gauss, clusters, iterations, seed + 1).labels, clusters);
+}
+
 ClusterGate cluster_gate(const torch::Tensor& mean, const torch::Tensor& V, const torch::Tensor& centroids) {
   // |(h - m) V - c|^2 = |(h - m) V|^2 - 2 c . (h - m) V + |c|^2: the first term is the same for
   // every cluster, so the argmin is the argmax of 2 (V c) . h - 2 c . (m V) - |c|^2.

@@ -125,7 +125,8 @@ TrainConfig load_train_config(const std::string& path) {
       .get("trainability_iterations", e.trainability_iterations).get("trainability_tokens", e.trainability_tokens)
       .get("freeze_threshold", e.freeze_threshold).get("freeze_window", e.freeze_window).get("clusters", e.clusters)
       .get("cluster_every", e.cluster_every).get("cluster_rank", e.cluster_rank).get("cluster_tokens", e.cluster_tokens)
-      .get("kmeans_iterations", e.kmeans_iterations).get("cluster_threshold", e.cluster_threshold).done();
+      .get("kmeans_iterations", e.kmeans_iterations).get("cluster_threshold", e.cluster_threshold)
+      .get("cluster_margin", e.cluster_margin).done();
   check_moe(e, path);
   TrainOptimConfig& o = c.optim;
   Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)

@@ -33,7 +33,8 @@ struct TrainMoeConfig {
   // cluster_threshold, each cluster owns n_expert / clusters experts and its tokens route among
   // them only. clusters 0: off.
   int clusters = 0, cluster_every = 100, cluster_rank = 8, cluster_tokens = 1024, kmeans_iterations = 20;
-  double cluster_threshold = 0.2;
+  double cluster_threshold = 0.2;  // silhouette needed to adopt a clustering, and
+  double cluster_margin = 0.05;    // how far above the silhouette of a Gaussian of the same covariance
   double freeze_threshold = 0.0;
   int freeze_window = 3;
   bool enabled() const { return n_expert > 0; }

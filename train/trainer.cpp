@@ -169,7 +169,8 @@ void record_moe_inputs(LlamaLM& model, const std::vector<DomainTokens>& train, c
 
 // Cluster-oriented routing (MO-CTE): per MoE layer, the inputs of cluster_tokens sample tokens,
 // centred and projected on their top singular vectors (randomised SVD), clustered by k-means;
-// a silhouette of at least cluster_threshold (re)sets the layer's cluster gate. New clusters
+// a silhouette of at least cluster_threshold and cluster_margin above that of a Gaussian of the
+// same covariance (re)sets the layer's cluster gate. New clusters
 // take the labels of the old ones they overlap most, so experts keep their cluster. One row
 // per layer goes to `csv` with the wall-clock seconds of the whole step. Returns the seconds.
 double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const TrainConfig& cfg, int step,
@@ -182,7 +183,7 @@ double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const T
   struct Row {
     size_t layer;
     int64_t tokens;
-    double silhouette, inertia;
+    double silhouette, null_silhouette, inertia;
     bool adopted;
   };
   std::vector<Row> rows;
@@ -194,7 +195,8 @@ double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const T
     auto z = torch::matmul(x - mean, V);                                           // [N, r]
     KMeansResult km = kmeans(z, c.clusters, c.kmeans_iterations, cfg.seed + uint64_t(step) * 37 + l);
     const double s = silhouette(z, km.labels, c.clusters);
-    const bool adopt = s >= c.cluster_threshold;
+    const double s_null = null_silhouette(z, c.clusters, c.kmeans_iterations, cfg.seed + uint64_t(step) * 41 + l);
+    const bool adopt = s >= c.cluster_threshold && s - s_null >= c.cluster_margin;
     if (adopt) {
       ClusterGate g = cluster_gate(mean, V, km.centroids);
       if (m->clustered()) {  // keep each expert group with the cluster it served
@@ -222,16 +224,16 @@ double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const T
       m->cluster_gate->bias.copy_(g.bias);
       m->cluster_active.fill_(1.0);
     }
-    rows.push_back({l, x.size(0), s, km.inertia, adopt});
+    rows.push_back({l, x.size(0), s, s_null, km.inertia, adopt});
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!csv.empty()) {
     const bool fresh = !fs::exists(csv);
     std::ofstream out(csv, std::ios::app);
-    if (fresh) out << "step,layer,tokens,silhouette,adopted,inertia,step_seconds\n";
+    if (fresh) out << "step,layer,tokens,silhouette,null_silhouette,adopted,inertia,step_seconds\n";
     for (const Row& r : rows)
-      out << step << "," << r.layer << "," << r.tokens << "," << r.silhouette << "," << int(r.adopted) << "," << r.inertia
-          << "," << seconds << "\n";
+      out << step << "," << r.layer << "," << r.tokens << "," << r.silhouette << "," << r.null_silhouette << ","
+          << int(r.adopted) << "," << r.inertia << "," << seconds << "\n";
   }
   return seconds;
 }

@@ -42,10 +42,14 @@ TEST(ClusterRouting, KMeansAndSilhouetteSeeStructureOnlyWhereThereIsSome) {
     auto labels = km.labels.index({truth == c});
     EXPECT_TRUE((labels == labels[0]).all().item<bool>()) << "blob " << c;
   }
-  EXPECT_GT(silhouette(blobs, km.labels, 3), 0.7);
-  auto uniform = torch::rand({300, 2}, torch::kFloat64);
-  KMeansResult ku = kmeans(uniform, 3, 20, 5);
-  EXPECT_LT(silhouette(uniform, ku.labels, 3), 0.5);
+  const double s_blobs = silhouette(blobs, km.labels, 3);
+  EXPECT_GT(s_blobs, 0.7);
+  EXPECT_GT(s_blobs - null_silhouette(blobs, 3, 20, 9), 0.2);  // far above a blob of the same covariance
+  auto gauss = torch::randn({300, 2}, torch::kFloat64);
+  KMeansResult kg = kmeans(gauss, 3, 20, 5);
+  const double s_gauss = silhouette(gauss, kg.labels, 3);
+  EXPECT_GT(s_gauss, 0.2);  // k-means splits even one blob, with a respectable silhouette...
+  EXPECT_LT(std::abs(s_gauss - null_silhouette(gauss, 3, 20, 9)), 0.1);  // ...which the null comparison sees through
 }
 
 TEST(ClusterRouting, UnseenTokensTakeTheNearestCentroidThroughTheAffineGate) {
@@ -69,12 +73,12 @@ std::string write_config(const std::string& dir, const std::string& moe) {
 TEST(ClusterRouting, TrainingClustersAndTheEngineRunsTheExport) {
   const std::string dir = test::temp_dir();
   TrainConfig cfg = load_train_config(write_config(dir, R"({"n_expert": 4, "top_k": 1, "n_ff_expert": 32, "clusters": 2,
-      "cluster_every": 3, "cluster_rank": 4, "cluster_tokens": 96, "cluster_threshold": -1})"));
+      "cluster_every": 3, "cluster_rank": 4, "cluster_tokens": 96, "cluster_threshold": -1, "cluster_margin": -10})"));
   TrainResult r = run_training(cfg, dir + "/out");
   ASSERT_TRUE(r.finished);
   EXPECT_GT(r.clustering_seconds, 0.0);
   const std::string csv = test::read_file(dir + "/out/clusters.csv");
-  EXPECT_EQ(csv.rfind("step,layer,tokens,silhouette,adopted,inertia,step_seconds\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("step,layer,tokens,silhouette,null_silhouette,adopted,inertia,step_seconds\n", 0), 0u);
   EXPECT_NE(csv.find("\n3,0,96,"), std::string::npos) << csv;
   nlohmann::json hf = nlohmann::json::parse(test::read_file(dir + "/out/config.json"));
   EXPECT_EQ(hf["moeforge_expert_clusters"], 2);
