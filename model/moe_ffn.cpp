@@ -115,14 +115,14 @@ void moe_ffn_forward(const MoeFfnArgs& a, const float* x, int64_t n, int64_t E, 
   // Run experts: gate and up of every chosen expert. One row (decode): all experts share the
   // input, so their gate/up products go in one parallel pass.
   if (n == 1) {
-    std::vector<const TensorView*> ws;
-    std::vector<float*> ys;
+    s.group_w.clear();
+    s.group_y.clear();
     for (int e = 0; e < n_e; ++e)
       for (int64_t r = d.offsets[size_t(e)]; r < d.offsets[size_t(e) + 1]; ++r) {
-        ws.insert(ws.end(), {&l.experts[size_t(e)].gate, &l.experts[size_t(e)].up});
-        ys.insert(ys.end(), {s.gate.data() + r * F, s.up.data() + r * F});  // [1, F] each
+        s.group_w.insert(s.group_w.end(), {&l.experts[size_t(e)].gate, &l.experts[size_t(e)].up});
+        s.group_y.insert(s.group_y.end(), {s.gate.data() + r * F, s.up.data() + r * F});  // [1, F] each
       }
-    mm.group(ws, x, ys, 1);
+    mm.group(s.group_w, x, s.group_y, 1);
   } else {
     for (int e = 0; e < n_e; ++e) {
       const int64_t r0 = d.offsets[size_t(e)], c = d.offsets[size_t(e) + 1] - r0;
@@ -135,16 +135,16 @@ void moe_ffn_forward(const MoeFfnArgs& a, const float* x, int64_t n, int64_t E, 
   activate(a.act, s.gate.data(), s.up.data(), n_assign * F);  // [n_assign, F]
   // Down projections: one parallel pass over every chosen expert in decode, else per expert.
   if (n == 1) {
-    std::vector<const TensorView*> ws;
-    std::vector<const float*> xs;
-    std::vector<float*> ys;
+    s.group_w.clear();
+    s.group_x.clear();
+    s.group_y.clear();
     for (int e = 0; e < n_e; ++e)
       for (int64_t r = d.offsets[size_t(e)]; r < d.offsets[size_t(e) + 1]; ++r) {
-        ws.push_back(&l.experts[size_t(e)].down);
-        xs.push_back(s.gate.data() + r * F);  // [1, F]
-        ys.push_back(s.out.data() + r * E);   // [1, E]
+        s.group_w.push_back(&l.experts[size_t(e)].down);
+        s.group_x.push_back(s.gate.data() + r * F);  // [1, F]
+        s.group_y.push_back(s.out.data() + r * E);   // [1, E]
       }
-    mm.group(ws, xs, ys, 1);
+    mm.group(s.group_w, s.group_x, s.group_y, 1);
   } else {
     for (int e = 0; e < n_e; ++e) {
       const int64_t r0 = d.offsets[size_t(e)], c = d.offsets[size_t(e) + 1] - r0;

@@ -26,6 +26,10 @@ struct MoeScratch {
   Dispatch dispatch;
   std::vector<float> xs, gate, up, out;  // [n_assign, n_embd], [n_assign, n_ff_exp] x2, [n_assign, n_embd]
   std::vector<float> combined;           // [n_tokens, n_embd]
+  // Decode's grouped matmuls over the chosen experts (reused, not reallocated per layer).
+  std::vector<const TensorView*> group_w;
+  std::vector<const float*> group_x;
+  std::vector<float*> group_y;
   std::vector<float> shared_gate, shared_up, shared_out;  // [n_tokens, n_ff_shexp] x2, [n_tokens, n_embd]
 };
 

@@ -153,6 +153,16 @@ std::string moe_log_fields(const LlamaLM& model) {
   return o.str();
 }
 
+// Appends rows to a CSV log, writing the header first when the file is new; path "" (a rank
+// other than 0) writes nothing.
+void append_csv(const std::string& path, const std::string& header, const std::string& rows) {
+  if (path.empty()) return;
+  const bool fresh = !fs::exists(path);
+  std::ofstream out(path, std::ios::app);
+  if (fresh) out << header << "\n";
+  out << rows;
+}
+
 // Runs the model without gradients on a fixed sample batch of the step (the same on every
 // rank) with the MoE layers recording their inputs and routing.
 void record_moe_inputs(LlamaLM& model, const std::vector<DomainTokens>& train, const TrainConfig& cfg, uint64_t stream,
@@ -227,14 +237,11 @@ double recluster(LlamaLM& model, const std::vector<DomainTokens>& train, const T
     rows.push_back({l, x.size(0), s, s_null, km.inertia, adopt});
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!csv.empty()) {
-    const bool fresh = !fs::exists(csv);
-    std::ofstream out(csv, std::ios::app);
-    if (fresh) out << "step,layer,tokens,silhouette,null_silhouette,adopted,inertia,step_seconds\n";
-    for (const Row& r : rows)
-      out << step << "," << r.layer << "," << r.tokens << "," << r.silhouette << "," << r.null_silhouette << ","
-          << int(r.adopted) << "," << r.inertia << "," << seconds << "\n";
-  }
+  std::ostringstream body;
+  for (const Row& r : rows)
+    body << step << "," << r.layer << "," << r.tokens << "," << r.silhouette << "," << r.null_silhouette << ","
+         << int(r.adopted) << "," << r.inertia << "," << seconds << "\n";
+  append_csv(csv, "step,layer,tokens,silhouette,null_silhouette,adopted,inertia,step_seconds", body.str());
   return seconds;
 }
 
@@ -269,14 +276,11 @@ double check_trainability(LlamaLM& model, const std::vector<DomainTokens>& train
       rows.push_back({int(l), e, idx.numel(), sigma, now_frozen});
     }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!csv.empty()) {
-    const bool fresh = !fs::exists(csv);
-    std::ofstream out(csv, std::ios::app);
-    if (fresh) out << "step,layer,expert,tokens,sigma,frozen_now,check_seconds\n";
-    for (const Row& r : rows)
-      out << step << "," << r.layer << "," << r.expert << "," << r.tokens << "," << std::setprecision(8) << r.sigma
-          << std::setprecision(6) << "," << int(r.frozen) << "," << seconds << "\n";
-  }
+  std::ostringstream body;
+  for (const Row& r : rows)
+    body << step << "," << r.layer << "," << r.expert << "," << r.tokens << "," << std::setprecision(8) << r.sigma
+         << std::setprecision(6) << "," << int(r.frozen) << "," << seconds << "\n";
+  append_csv(csv, "step,layer,expert,tokens,sigma,frozen_now,check_seconds", body.str());
   return seconds;
 }
 
