@@ -9,6 +9,18 @@
 
 namespace mf {
 
+std::vector<int64_t> rope_row_order(int64_t rows, int head_dim, bool to_interleaved) {
+  std::vector<int64_t> src(rows);
+  const int half = head_dim / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t h = r / head_dim, k = r % head_dim;
+    int64_t from = to_interleaved ? (k % 2) * half + k / 2   // dest (2i+j) <- source (j*half+i)
+                                  : (k % half) * 2 + k / half;  // dest (j*half+i) <- source (2i+j)
+    src[r] = h * head_dim + from;
+  }
+  return src;
+}
+
 namespace {
 
 // GGUF general.file_type (llama_ftype) of a model whose matrices are mostly `t`.
@@ -29,20 +41,6 @@ uint32_t ggml_file_type(DType t) {
     case DType::BF16: return 32;
     default: return 0;
   }
-}
-
-// Source row for each destination row when changing the RoPE pairing of q/k weights.
-// rotate_half keeps pair i as rows (i, i+d/2) of a head; interleaved keeps it as (2i, 2i+1).
-std::vector<int64_t> rope_row_order(int64_t rows, int head_dim, bool to_interleaved) {
-  std::vector<int64_t> src(rows);
-  const int half = head_dim / 2;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t h = r / head_dim, k = r % head_dim;
-    int64_t from = to_interleaved ? (k % 2) * half + k / 2   // dest (2i+j) <- source (j*half+i)
-                                  : (k % half) * 2 + k / half;  // dest (j*half+i) <- source (2i+j)
-    src[r] = h * head_dim + from;
-  }
-  return src;
 }
 
 class Exporter {

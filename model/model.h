@@ -18,6 +18,8 @@ struct ExpertWeights {
   TensorView down;      // [n_embd, n_ff_exp]
 };
 
+class LinearAdapter;  // model/session.h
+
 struct LayerWeights {
   TensorView attn_norm;          // [n_embd] f32
   TensorView wq, wk, wv, wo;     // [n_embd_q, n_embd], [n_embd_kv, n_embd] x2, [n_embd, n_embd_q]
@@ -61,6 +63,9 @@ struct Model {
   // Expert routing of a token-routed MoE (the checkpoint's top-k, or what --experts-used /
   // --expert-top-p set); each Session slot starts with it. n_expert == 0: a dense model.
   RouteParams routing;
+  // LoRA adapter (or routed library) every Session slot starts with (--lora); null: none. It is
+  // shared by the sessions of the model, which must not run at the same time.
+  std::shared_ptr<LinearAdapter> adapter;
 
   // Keeps mapped files and converted buffers alive for the views above.
   std::vector<std::shared_ptr<const void>> storage;

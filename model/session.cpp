@@ -18,7 +18,10 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   if (n_slots < 1) fail("a session needs at least one slot, got ", n_slots);
   const HParams& hp = model.hp;
   slots_.resize(size_t(n_slots));
-  for (Slot& sl : slots_) sl.routing = model.routing;
+  for (Slot& sl : slots_) {
+    sl.routing = model.routing;
+    sl.adapter = model.adapter.get();
+  }
   routing_stats_.resize(size_t(hp.n_layer));
   inv_freq_ = model.inv_freq();
   inv_freq_swa_ = model.inv_freq(/*swa=*/true);
@@ -58,6 +61,22 @@ void Session::set_routing(int slot, const RouteParams& p) {
   if (p.n_expert != model_.hp.n_expert) fail("routing for ", p.n_expert, " experts, the model has ", model_.hp.n_expert);
   if (std::string why = p.check(); !why.empty()) fail(why);
   slots_[size_t(slot)].routing = p;
+}
+
+void Session::set_adapter(int slot, LinearAdapter* adapter) {
+  if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
+  slots_[size_t(slot)].adapter = adapter;
+}
+
+void Session::adapt(const Group& g, int il, TensorRole role, const float* x, int64_t n_in, float* y, int64_t n_out) {
+  const bool ffn = role == TensorRole::FfnGate || role == TensorRole::FfnUp || role == TensorRole::FfnDown;
+  for (const Placed& p : placed_) {
+    if (p.row0 < g.row0 || p.row0 >= g.row1) continue;
+    const Slot& s = slots_[size_t(p.slot)];
+    if (!s.adapter || (ffn && s.layers)) continue;
+    const int64_t off = p.row0 - g.row0;
+    s.adapter->apply(il, role, x + off * n_in, p.n, n_in, y + off * n_out, n_out, pool_);  // [p.n, n_out]
+  }
 }
 
 void Session::emit_moe_weights(int il, int64_t n) {
@@ -270,6 +289,9 @@ void Session::run_layer(int il) {
     const TensorView* qkv[] = {&l.wq, &l.wk, &l.wv};
     float* qkv_out[] = {q + r * Q, k + r * KV, v + r * KV};  // [n, Q], [n, KV], [n, KV]
     matmul_group(qkv, xn + r * E, qkv_out, n);
+    adapt(g, il, TensorRole::Wq, xn + r * E, E, q + r * Q, Q);
+    adapt(g, il, TensorRole::Wk, xn + r * E, E, k + r * KV, KV);
+    adapt(g, il, TensorRole::Wv, xn + r * E, E, v + r * KV, KV);
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
@@ -314,6 +336,7 @@ void Session::run_layer(int il) {
     const int64_t r = g.row0, n = g.row1 - g.row0;
     emit("attn_out", il, attn + r * Q, n, Q);
     matmul(l.wo, attn + r * Q, xn + r * E, n);  // [n, E]
+    adapt(g, il, TensorRole::Wo, attn + r * Q, Q, xn + r * E, E);
     add_bias(xn + r * E, l.bo, n, E);
     add_residual(r, n, l.attn_post_norm);
   }
@@ -343,12 +366,15 @@ void Session::run_layer(int il) {
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
     float* gate_up_out[] = {gate, up};  // [n, F] each
     matmul_group(gate_up, xn + r * E, gate_up_out, n);
+    adapt(g, il, TensorRole::FfnGate, xn + r * E, E, gate, F);
+    adapt(g, il, TensorRole::FfnUp, xn + r * E, E, up, F);
     if (model_.arch.ffn_act == FfnAct::GeluTanh)
       ops::geglu(gate, up, gate, n * F);  // [n, F]
     else
       ops::swiglu(gate, up, gate, n * F);  // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
     matmul(l.ffn_down, gate, xn + r * E, n);  // [n, E]
+    adapt(g, il, TensorRole::FfnDown, gate, F, xn + r * E, E);
     add_bias(xn + r * E, l.ffn_down_b, n, E);
     add_residual(r, n, l.ffn_post_norm);
     emit("block_out", il, x + r * E, n, E);

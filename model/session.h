@@ -32,6 +32,18 @@ struct HookEvent {
 };
 using Hook = std::function<void(const HookEvent&)>;
 
+// A per-slot addition to the block's linear maps: a LoRA adapter or a routed library of them
+// (adapters/lora_library.h). The base matmul runs once over all rows of a step; each slot's
+// rows then get their own update (S-LoRA style), so slots with different adapters share a batch.
+class LinearAdapter {
+ public:
+  virtual ~LinearAdapter() = default;
+  // y [n, n_out] += the update of x [n, n_in] for the map `role` (Wq, Wk, Wv, Wo, FfnGate,
+  // FfnUp, FfnDown) of layer il.
+  virtual void apply(int il, TensorRole role, const float* x, int64_t n, int64_t n_in, float* y, int64_t n_out,
+                     ThreadPool& pool) = 0;
+};
+
 // Arithmetic choices of the forward pass. The defaults follow llama.cpp's CPU defaults, so that
 // greedy decoding agrees with it on near-ties: activations quantised for quantised weights (q8_0,
 // q8_1 or q8_K per weight type) and attention inputs (q, k, v) rounded to f16, as llama.cpp's
@@ -109,6 +121,11 @@ class Session {
     for (int s = 0; s < n_slots(); ++s) set_routing(s, p);
   }
   const RouteParams& routing(int slot = 0) const { return slots_.at(slot).routing; }
+  // Adapter of a slot (each starts with model().adapter; nullptr: the base model). Not owned:
+  // it must outlive its use. A slot with an expert override (set_layers) takes no FFN update,
+  // since the expert's FFN is narrower than the one the adapter was made for.
+  void set_adapter(int slot, LinearAdapter* adapter);
+  LinearAdapter* adapter(int slot = 0) const { return slots_.at(slot).adapter; }
   // Routing statistics per layer since the session began or the last reset (empty entries
   // for dense layers; all empty for a dense model).
   const std::vector<LayerRoutingStats>& routing_stats() const { return routing_stats_; }
@@ -124,6 +141,7 @@ class Session {
     int64_t n_past = 0;
     const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the model's own
     RouteParams routing;
+    LinearAdapter* adapter = nullptr;
   };
   // Rows [row0, row0 + n) of the step belong to one sequence.
   struct Placed {
@@ -139,6 +157,9 @@ class Session {
   };
 
   void validate(std::span<const SeqInput> batch) const;
+  // Adds each slot's adapter update for map `role` to the rows of group g: x and y point at the
+  // group's first row ([n, n_in] and [n, n_out]).
+  void adapt(const Group& g, int il, TensorRole role, const float* x, int64_t n_in, float* y, int64_t n_out);
   // Lays the inputs out as rows grouped by override, runs all blocks, writes logits (in input
   // order, as step() documents) to logits_out when it is not null.
   void forward(std::span<const SeqInput> batch, float* logits_out);
