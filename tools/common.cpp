@@ -3,8 +3,11 @@
 
 #include <filesystem>
 
+#include "adapters/lora_library.h"
 #include "core/error.h"
 #include "formats/atomic_file.h"
+#include "model/gguf_export.h"
+#include "model/quant_types.h"
 #include "tools/model_registry.h"
 
 namespace mf::cli {
@@ -22,6 +25,15 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
                 "Dynamic top-p routing: per token, the fewest experts whose router probability reaches P (0 < P <= 1)");
   g->add_option("--min-experts", o.min_experts, "Top-p floor: at least this many experts per token (default 1)");
   g->add_option("--max-experts", o.max_experts, "Top-p ceiling: at most this many experts per token (default: all)");
+  auto* l = cmd->add_option_group("LoRA", "LoRA adapters and libraries (PEFT directories, llama.cpp GGUF adapters)");
+  l->add_option("--lora", o.lora,
+                "Adapter [NAME=]PATH (repeat for a library): a PEFT directory or a GGUF LoRA; applied per token, "
+                "never merged");
+  l->add_option("--lora-route", o.lora_route,
+                "How tokens pick adapters: arrow (per token and layer, training-free; the default for several), "
+                "uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
+  l->add_option("--lora-top-k", o.lora_top_k, "Adapters per token and map under arrow routing (default 2)")
+      ->check(CLI::PositiveNumber);
 }
 
 RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts) {
@@ -66,7 +78,55 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
     fail("--expert-top-p ", o.expert_top_p, " is outside (0, 1]");  // before a long load
   auto m = load_model(resolve_model_path(o.model), lo);
   m->routing = routing_from_options(*m, o.experts_used, o.expert_top_p, o.min_experts, o.max_experts);
+  if (!o.lora.empty()) {
+    auto lib = std::make_shared<LoraLibrary>(load_lora_library(o.lora, *m));
+    const std::string route = !o.lora_route.empty() ? o.lora_route : lib->adapters.size() == 1 ? lib->adapters[0].name : "arrow";
+    m->adapter = std::make_shared<RoutedLora>(lib, make_lora_router(*lib, route, o.lora_top_k));
+  } else if (!o.lora_route.empty()) {
+    fail("--lora-route needs adapters (--lora)");
+  }
   return m;
+}
+
+nlohmann::json lora_json(const Model& model) {
+  const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get());
+  if (!lora) return nullptr;
+  const LoraUsage& u = lora->usage();
+  nlohmann::json adapters = nlohmann::json::array();
+  for (size_t a = 0; a < lora->library().adapters.size(); ++a) {
+    const LoraAdapter& ad = lora->library().adapters[a];
+    adapters.push_back({{"name", ad.name},
+                        {"source", ad.source},
+                        {"rank", ad.rank},
+                        {"bytes", ad.n_bytes()},
+                        {"picks", u.picks[a]},
+                        {"share", u.updates ? u.weight[a] / double(u.updates) : 0.0}});
+  }
+  return {{"route", lora->router().name()}, {"adapters", adapters}, {"bytes", lora->library().n_bytes()}};
+}
+
+namespace {
+constexpr DType kUniformTypes[] = {DType::F32, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+
+bool is_preset(const std::string& type) {
+  for (const std::string& p : preset_names())
+    if (p == type) return true;
+  return false;
+}
+}  // namespace
+
+void check_export_type(const std::string& type) {
+  if (is_preset(type)) return;
+  for (DType t : kUniformTypes)
+    if (dtype_name(t) == type) return;
+  fail("--type ", type, ": expected one of q4_K_M, q5_K_M, q6_K, q8_0, f16, f32, bf16, q4_0, q4_1, q5_0, q5_1");
+}
+
+void export_gguf_typed(const Model& m, const std::string& out, const std::string& type) {
+  check_export_type(type);
+  if (is_preset(type)) return export_gguf(m, out, preset_types(type, m), preset_file_type(type));
+  for (DType t : kUniformTypes)
+    if (dtype_name(t) == type) return export_gguf(m, out, t);
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -19,18 +20,35 @@ struct ModelOptions {
   int experts_used = 0;
   float expert_top_p = 0.0f;
   int min_experts = 1, max_experts = 0;
+  // LoRA adapters (PEFT directories or GGUF files, [NAME=]PATH) and how they are routed.
+  std::vector<std::string> lora;
+  std::string lora_route;  // "" -> the single adapter, or arrow for a library
+  int lora_top_k = 2;
 };
 
-// Adds --model/-m, --tokenizer, --threads/-t and the expert-routing options to a subcommand.
+// Adds --model/-m, --tokenizer, --threads/-t, the expert-routing and the LoRA options to a subcommand.
 void add_model_options(CLI::App* cmd, ModelOptions& o);
-// Loads the model and applies the routing options to model->routing (mf::Error naming the
-// flag if they do not fit it).
+// Loads the model, applies the routing options to model->routing and attaches the LoRA
+// library to model->adapter (mf::Error naming the flag or file if they do not fit it).
 std::unique_ptr<Model> load(const ModelOptions& o);
 // The routing of `model` with these options applied (mf::Error naming the flag if they do not fit).
 RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts);
 // A path as given if it exists; else a registry model's name (moeforge pull) becomes its cached
 // file (mf::Error if it is not downloaded yet).
 std::string resolve_model_path(const std::string& path);
+
+// GGUF export with a --type: llama.cpp's presets (q4_K_M, q5_K_M, q6_K, q8_0, f16) or one type
+// for every matrix (f32, bf16, q4_0, q4_1, q5_0, q5_1). check_export_type fails on others.
+void check_export_type(const std::string& type);
+void export_gguf_typed(const Model& model, const std::string& out, const std::string& type);
+inline constexpr const char* kExportTypeHelp =
+    "Weight types: llama-quantize's mixes q4_K_M, q5_K_M, q6_K, q8_0, f16 (the same tensor types as\n"
+    "llama.cpp chooses, e.g. q6_K output and some attn_v/ffn_down in q4_K_M; rows that are not a\n"
+    "multiple of 256 fall back to q5_0/q5_1/q8_0), or one type for every matrix: f32, bf16, q4_0,\n"
+    "q4_1, q5_0, q5_1 (default f16)";
+
+// The model's LoRA library, its router and how it has been used so far; null without --lora.
+nlohmann::json lora_json(const Model& model);
 
 // JSON text for --json output; invalid UTF-8 (e.g. a partial multi-byte token) becomes U+FFFD.
 // Writes text to path atomically (a temporary renamed into place): no half-written file.

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   mf::cli::add_pull(app);
   mf::cli::add_tokenize(app);
   mf::cli::add_eval(app);
+  mf::cli::add_lora(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,105 @@
+// moeforge lora: adapters for a base model.
+//   lora inspect ADAPTER -m BASE   ranks, alpha, scale and targets, checked against the base
+//   lora convert ADAPTER -m BASE -o DIR   any adapter (e.g. a llama.cpp GGUF LoRA) to PEFT
+//   lora merge -m BASE --lora A [--lora B --lora-route A:0.5,B:0.5] -o OUT.gguf   merged dense model
+#include <cstdio>
+
+#include "adapters/lora_io.h"
+#include "adapters/lora_library.h"
+#include "core/error.h"
+#include "tools/commands.h"
+#include "tools/common.h"
+
+namespace mf::cli {
+namespace {
+
+struct LoraCmdOptions {
+  ModelOptions model;
+  std::string adapter, out, type = "f16";
+  bool json = false;
+};
+
+nlohmann::json describe(const LoraAdapter& a) {
+  nlohmann::json targets = nlohmann::json::object();
+  for (int t = 0; t < kNumLoraTargets; ++t) {
+    int64_t layers = 0, rank = 0;
+    float scale = 0;
+    for (const auto& l : a.layers)
+      if (l[size_t(t)].present()) {
+        ++layers;
+        rank = std::max(rank, l[size_t(t)].rank);
+        scale = l[size_t(t)].scale;
+      }
+    if (layers) targets[lora_module_name(a.arch, t)] = {{"layers", layers}, {"rank", rank}, {"scale", scale}};
+  }
+  return {{"name", a.name},         {"source", a.source}, {"format", a.format}, {"arch", a.arch},
+          {"base_model", a.base_model}, {"rank", a.rank}, {"alpha", a.alpha},   {"rslora", a.rslora},
+          {"params", a.n_params()}, {"bytes", a.n_bytes()}, {"targets", targets}};
+}
+
+void run_inspect(const LoraCmdOptions& o) {
+  auto m = load(o.model);
+  const LoraAdapter a = load_lora(o.adapter, *m);
+  const nlohmann::json j = describe(a);
+  if (o.json) {
+    std::printf("%s\n", dump_json(j).c_str());
+    return;
+  }
+  std::printf("%s: %s LoRA for %s, rank %lld, alpha %g%s, %lld parameters (%.2f MiB f32), fits %s\n", a.name.c_str(),
+              a.format.c_str(), a.arch.c_str(), (long long)a.rank, a.alpha, a.rslora ? " (rsLoRA)" : "",
+              (long long)a.n_params(), double(a.n_bytes()) / (1 << 20), o.model.model.c_str());
+  for (auto it = j["targets"].begin(); it != j["targets"].end(); ++it)
+    std::printf("  %-10s %3lld layers, rank %lld, scale %g\n", it.key().c_str(), (long long)(*it)["layers"].get<int64_t>(),
+                (long long)(*it)["rank"].get<int64_t>(), (*it)["scale"].get<float>());
+}
+
+void run_convert(const LoraCmdOptions& o) {
+  auto m = load(o.model);
+  const LoraAdapter a = load_lora(o.adapter, *m);
+  write_peft_lora(o.out, a, m->hp.head_dim);
+  std::fprintf(stderr, "wrote %s (PEFT, rank %lld, %lld parameters)\n", o.out.c_str(), (long long)a.rank,
+               (long long)a.n_params());
+}
+
+void run_merge(const LoraCmdOptions& o) {
+  check_export_type(o.type);
+  if (o.model.lora.empty()) fail("lora merge needs at least one --lora adapter");
+  auto m = load(o.model);
+  auto* lora = dynamic_cast<const RoutedLora*>(m->adapter.get());
+  const auto* fixed = dynamic_cast<const FixedRouter*>(&lora->router());
+  if (!fixed) fail("lora merge: --lora-route ", lora->router().name(), " routes per token and cannot be merged; give fixed weights (NAME:W,...) or uniform");
+  const auto keep = m->adapter;  // the library stays alive while merging
+  m->adapter.reset();
+  for (size_t i = 0; i < lora->library().adapters.size(); ++i)
+    if (fixed->weights()[i] != 0.0f) merge_lora(*m, lora->library().adapters[i], fixed->weights()[i]);
+  export_gguf_typed(*m, o.out, o.type);
+  std::fprintf(stderr, "wrote %s (%s, adapters merged by %s)\n", o.out.c_str(), o.type.c_str(), fixed->name().c_str());
+}
+
+}  // namespace
+
+void add_lora(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("lora", "LoRA adapters: inspect, convert to PEFT, merge into a model");
+  cmd->require_subcommand(1);
+  auto o = std::make_shared<LoraCmdOptions>();
+
+  CLI::App* inspect = cmd->add_subcommand("inspect", "Ranks, alpha, scales and targets of an adapter, checked against a base");
+  inspect->add_option("adapter", o->adapter, "PEFT directory or GGUF LoRA")->required();
+  add_model_options(inspect, o->model);
+  inspect->add_flag("--json", o->json, "Print the description as JSON");
+  inspect->callback([o] { run_inspect(*o); });
+
+  CLI::App* convert = cmd->add_subcommand("convert", "Write an adapter (PEFT or GGUF LoRA) as a PEFT directory");
+  convert->add_option("adapter", o->adapter, "PEFT directory or GGUF LoRA")->required();
+  add_model_options(convert, o->model);
+  convert->add_option("-o,--output", o->out, "Output PEFT directory")->required();
+  convert->callback([o] { run_convert(*o); });
+
+  CLI::App* merge = cmd->add_subcommand("merge", "Merge adapters into the base weights and write a GGUF model");
+  add_model_options(merge, o->model);
+  merge->add_option("-o,--output", o->out, "Output .gguf path (written via a temporary file)")->required();
+  merge->add_option("--type", o->type, kExportTypeHelp);
+  merge->callback([o] { run_merge(*o); });
+}
+
+}  // namespace mf::cli
