@@ -54,6 +54,7 @@ void run_bench(const BenchOptions& o) {
       j["routing"] = {{"params", routing_params_json(model->routing)},
                       {"prefill", routing_stats_json(t.prefill_routing)},
                       {"decode", routing_stats_json(t.decode_routing)}};
+    if (nlohmann::json l = lora_json(*model); !l.is_null()) j["lora"] = l;
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("model %s  threads %d\n", o.model.model.c_str(), pool.size());

@@ -113,6 +113,7 @@ void run_generate(const GenerateOptions& o) {
                         {"decode_tps", out.size() / std::max(decode_s, 1e-9)},
                         {"route", routes[0]}};
     if (routes.size() > 1) j["reroutes"] = routes;
+    if (nlohmann::json l = lora_json(*model); !l.is_null()) j["lora"] = l;
     std::printf("%s\n", dump_json(j).c_str());
   } else {
     std::printf("\n");

@@ -10,6 +10,7 @@ LoadedModel load_any(const ModelOptions& o) {
   LoadedModel m;
   if (MoeModel::is_moe_file(o.model)) {
     if (!o.tokenizer.empty()) fail("--tokenizer cannot override the tokenizer of a .moe file");
+    if (!o.lora.empty()) fail("--lora applies to a base model, not to a carved .moe file");
     m.moe = MoeModel::load(o.model);
   } else {
     m.dense = load(o);
