@@ -1,8 +1,12 @@
 #include "adapters/lora_adapter.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <random>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "model/gguf_export.h"
 #include "ops/ops.h"
 
@@ -65,7 +69,23 @@ int64_t LoraAdapter::n_params() const {
   return n;
 }
 
-size_t LoraAdapter::n_bytes() const { return size_t(n_params()) * sizeof(float); }
+size_t LoraAdapter::n_bytes() const {
+  const bool f16 = !layers.empty() && std::any_of(layers.begin(), layers.end(), [](const auto& l) {
+    return std::any_of(l.begin(), l.end(), [](const LoraModule& m) { return !m.a16.empty(); });
+  });
+  return size_t(n_params()) * (f16 ? 2 : sizeof(float));
+}
+
+void set_lora_f16(LoraAdapter& adapter) {
+  for (auto& layer : adapter.layers)
+    for (LoraModule& m : layer) {
+      if (!m.present()) continue;
+      m.a16.resize(m.a.size());
+      m.bt16.resize(m.bt.size());
+      for (size_t i = 0; i < m.a.size(); ++i) m.a16[i] = f32_to_fp16(m.a[i]);
+      for (size_t i = 0; i < m.bt.size(); ++i) m.bt16[i] = f32_to_fp16(m.bt[i]);
+    }
+}
 
 void bind_lora(LoraAdapter& a, const Model& model) {
   const HParams& hp = model.hp;
@@ -95,6 +115,51 @@ void bind_lora(LoraAdapter& a, const Model& model) {
   }
   if (!any) fail("adapter '", a.name, "' (", a.source, ") holds no LoRA weights");
   a.qk_neox = hp.rope_neox;
+}
+
+LoraAdapter init_lora(const Model& model, const std::string& name, int64_t rank, float alpha,
+                      const std::vector<std::string>& targets, bool random_b, uint64_t seed) {
+  if (rank < 1) fail("LoRA rank must be at least 1, got ", rank);
+  std::array<bool, kNumLoraTargets> on{};
+  for (const std::string& t : targets) {
+    bool known = false;
+    for (int i = 0; i < kNumLoraTargets; ++i)
+      if (t == "all" || t == lora_module_name(model.arch.name, i)) on[size_t(i)] = known = true;
+    if (!known) fail("unknown target module '", t, "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all)");
+  }
+  LoraAdapter a;
+  a.name = name;
+  a.source = "init";
+  a.format = "peft";
+  a.arch = model.arch.name;
+  a.rank = rank;
+  a.alpha = alpha;
+  a.qk_neox = model.hp.rope_neox;
+  a.layers.resize(size_t(model.hp.n_layer));
+  std::mt19937_64 rng(seed);
+  for (int il = 0; il < model.hp.n_layer; ++il) {
+    const LayerWeights& l = model.w.layers[size_t(il)];
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      const TensorRole role = kLoraTargets[size_t(t)];
+      const bool ffn = role == TensorRole::FfnGate || role == TensorRole::FfnUp || role == TensorRole::FfnDown;
+      if (!on[size_t(t)] || (ffn && l.is_moe())) continue;
+      const TensorView& w = target_weight(l, t);
+      LoraModule& m = a.layers[size_t(il)][size_t(t)];
+      m.rank = rank;
+      m.n_in = w.shape[1];
+      m.n_out = w.shape[0];
+      m.scale = alpha / float(rank);
+      std::uniform_real_distribution<float> ua(-1.0f / std::sqrt(float(m.n_in)), 1.0f / std::sqrt(float(m.n_in)));
+      std::uniform_real_distribution<float> ub(-1.0f / std::sqrt(float(rank)), 1.0f / std::sqrt(float(rank)));
+      m.a.resize(size_t(rank * m.n_in));
+      for (float& v : m.a) v = ua(rng);
+      m.bt.assign(size_t(rank * m.n_out), 0.0f);
+      if (random_b)
+        for (float& v : m.bt) v = ub(rng);
+    }
+  }
+  bind_lora(a, model);
+  return a;
 }
 
 void merge_lora(Model& model, const LoraAdapter& a, float coef) {

@@ -26,8 +26,12 @@ struct LoraModule {
   float scale = 0.0f;     // alpha / rank, or alpha / sqrt(rank) with rsLoRA
   std::vector<float> a;   // [rank, n_in]
   std::vector<float> bt;  // [rank, n_out]: B transposed
+  // f16 copies of a and bt that the forward reads instead when present (set_lora_f16).
+  std::vector<uint16_t> a16, bt16;
   bool present() const { return rank > 0; }
-  LoraFactors factors() const { return LoraFactors{a.data(), bt.data(), rank}; }
+  LoraFactors factors() const {
+    return a16.empty() ? LoraFactors{a.data(), bt.data(), rank, false} : LoraFactors{a16.data(), bt16.data(), rank, true};
+  }
 };
 
 struct LoraAdapter {
@@ -44,7 +48,7 @@ struct LoraAdapter {
 
   // Short names of the targeted modules, in kLoraTargets order.
   std::vector<std::string> target_names() const;
-  size_t n_bytes() const;  // memory of the factors
+  size_t n_bytes() const;  // memory of the factors the forward reads (f32, or f16 after set_lora_f16)
   int64_t n_params() const;
 };
 
@@ -53,6 +57,17 @@ struct LoraAdapter {
 // a token-routed MoE layer, and q/k rows permuted to the model's RoPE pairing. Throws mf::Error
 // naming the adapter, the tensor and both shapes.
 void bind_lora(LoraAdapter& adapter, const Model& model);
+
+// A fresh adapter for the model: rank r, alpha, on the targets given by short name ("q_proj",
+// ... or "all"). A is drawn as PEFT draws it (Kaiming-uniform, bound 1/sqrt(n_in)); B is zero
+// (PEFT's start: a no-op until trained) or, with random_b, uniform in +-1/sqrt(r) (a stand-in of
+// a trained adapter's size, for benchmarks and tests). Deterministic in seed.
+LoraAdapter init_lora(const Model& model, const std::string& name, int64_t rank, float alpha,
+                      const std::vector<std::string>& targets, bool random_b, uint64_t seed);
+
+// Makes the forward read f16 copies of the factors (half the bytes per token; the f32 values stay
+// for merging, writing and routing).
+void set_lora_f16(LoraAdapter& adapter);
 
 // Adds coef * scale * B A to every weight the adapter targets. The updated weights become f32
 // tensors owned by the model (converted from the model's type); the others stay as they were.

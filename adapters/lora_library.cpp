@@ -1,5 +1,7 @@
 #include "adapters/lora_library.h"
 
+#include <cassert>
+
 #include "adapters/lora_io.h"
 #include "core/error.h"
 #include "ops/lora.h"
@@ -24,7 +26,7 @@ size_t LoraLibrary::n_bytes() const {
   return n;
 }
 
-LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model& model) {
+LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model& model, bool f16) {
   if (specs.empty()) fail("the LoRA library is empty: give at least one adapter");
   LoraLibrary lib;
   for (const std::string& spec : specs) {
@@ -34,6 +36,7 @@ LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model
     if (eq != std::string::npos && name.empty()) fail("adapter '", spec, "': empty name before '='");
     LoraAdapter a = load_lora(path, model, name);
     if (lib.find(a.name) >= 0) fail("two adapters are named '", a.name, "': name them with NAME=PATH");
+    if (f16) set_lora_f16(a);
     lib.adapters.push_back(std::move(a));
   }
   return lib;
@@ -89,34 +92,83 @@ void RoutedLora::reset_usage() {
   usage_.updates = 0;
 }
 
-void RoutedLora::apply(int il, TensorRole role, const float* x, int64_t n, int64_t n_in, float* y, int64_t n_out,
-                       ThreadPool& pool) {
-  const int target = lora_target_index(role);
-  if (target < 0) return;
+bool RoutedLora::gather(int il, int target, int64_t n_in, int64_t n_out, std::vector<LoraFactors>& factors) const {
   const size_t n_adapter = lib_->adapters.size();
-  factors_.assign(n_adapter, LoraFactors{});
+  factors.assign(n_adapter, LoraFactors{});
   bool any = false;
   for (size_t a = 0; a < n_adapter; ++a) {
     const LoraModule& m = lib_->adapters[a].layers[size_t(il)][size_t(target)];
     if (m.present() && m.n_in == n_in && m.n_out == n_out) {
-      factors_[a] = m.factors();
+      factors[a] = m.factors();
       any = true;
     }
   }
-  if (!any) return;
-  terms_.clear();
-  router_->route(il, target, x, n, n_in, terms_);
-  // Drop adapters without this map; the coefficient takes the adapter's alpha / r.
+  return any;
+}
+
+void RoutedLora::finish_terms(int il, int target, const std::vector<LoraFactors>& factors, std::vector<LoraTerm>& terms,
+                              LoraUsage* usage) const {
   size_t kept = 0;
-  for (const LoraTerm& t : terms_) {
-    if (!factors_[size_t(t.adapter)].a) continue;
-    usage_.picks[size_t(t.adapter)] += 1;
-    usage_.weight[size_t(t.adapter)] += t.coef;
-    terms_[kept++] = LoraTerm{t.row, t.adapter, t.coef * lib_->adapters[size_t(t.adapter)].layers[size_t(il)][size_t(target)].scale};
+  for (const LoraTerm& t : terms) {
+    if (!factors[size_t(t.adapter)].a) continue;
+    if (usage) {
+      usage->picks[size_t(t.adapter)] += 1;
+      usage->weight[size_t(t.adapter)] += t.coef;
+    }
+    const float scale = lib_->adapters[size_t(t.adapter)].layers[size_t(il)][size_t(target)].scale;
+    terms[kept++] = LoraTerm{t.row, t.adapter, t.coef * scale};
   }
-  terms_.resize(kept);
-  usage_.updates += n;
-  ops::lora_add(factors_, terms_, x, n_in, y, n_out, pool);  // y [n, n_out] += sum of chosen B A x
+  terms.resize(kept);
+}
+
+void RoutedLora::apply(int il, std::span<const AdaptedMap> maps, const float* x, int64_t n, int64_t n_in,
+                       ThreadPool& pool) {
+  assert(maps.size() <= factors_.size());
+  std::array<int, 4> target{};
+  std::array<bool, 4> on{};
+  int64_t total = 0;
+  for (size_t i = 0; i < maps.size(); ++i) {
+    target[i] = lora_target_index(maps[i].role);
+    on[i] = target[i] >= 0 && gather(il, target[i], n_in, maps[i].n_out, factors_[i]);
+    total += maps[i].n_out;
+  }
+  if (scratch_.size() < size_t(pool.size())) scratch_.resize(size_t(pool.size()));
+  for (size_t i = 0; i < maps.size(); ++i)
+    if (on[i]) usage_.updates += n;
+
+  if (n >= pool.size()) {
+    Scratch& s = scratch_[0];
+    for (size_t i = 0; i < maps.size(); ++i) {
+      if (!on[i]) continue;
+      s.terms.clear();
+      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, &pool);
+      finish_terms(il, target[i], factors_[i], s.terms, &usage_);
+      ops::lora_add(factors_[i], s.terms, x, n_in, maps[i].y, maps[i].n_out, pool);  // y [n, n_out] += sum of chosen B A x
+    }
+    return;
+  }
+  for (Scratch& s : scratch_) {
+    s.usage.picks.assign(lib_->adapters.size(), 0);
+    s.usage.weight.assign(lib_->adapters.size(), 0.0);
+  }
+  pool.parallel_for(total, 64, [&](int tid, int64_t c0, int64_t c1) {
+    Scratch& s = scratch_[size_t(tid)];
+    int64_t col0 = 0;
+    for (size_t i = 0; i < maps.size(); col0 += maps[i].n_out, ++i) {
+      const int64_t o0 = std::max<int64_t>(c0 - col0, 0), o1 = std::min(c1 - col0, maps[i].n_out);
+      if (!on[i] || o0 >= o1) continue;
+      s.terms.clear();
+      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, nullptr);
+      // The thread holding the map's first column counts its usage.
+      finish_terms(il, target[i], factors_[i], s.terms, o0 == 0 ? &s.usage : nullptr);
+      ops::lora_add_columns(factors_[i], s.terms, x, n_in, maps[i].y, maps[i].n_out, o0, o1, s.t);  // y[:, o0:o1) +=
+    }
+  });
+  for (const Scratch& s : scratch_)
+    for (size_t a = 0; a < lib_->adapters.size(); ++a) {
+      usage_.picks[a] += s.usage.picks[a];
+      usage_.weight[a] += s.usage.weight[a];
+    }
 }
 
 }  // namespace mf

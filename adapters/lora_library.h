@@ -2,6 +2,7 @@
 // slot runs, applying the library through a router. Per token and per map only the chosen
 // adapters' A and B products are computed; nothing is merged into the base weights.
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,8 +21,9 @@ struct LoraLibrary {
 };
 
 // Reads adapters (PEFT directories or GGUF files) into a library for the model. Each spec is
-// PATH or NAME=PATH. Throws mf::Error on an empty list, a repeated name or a bad adapter.
-LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model& model);
+// PATH or NAME=PATH. f16: the forward reads f16 copies of the factors (set_lora_f16). Throws
+// mf::Error on an empty list, a repeated name or a bad adapter.
+LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model& model, bool f16 = false);
 
 // A router from a user's choice: "arrow" (top_k of the library per token and map), "uniform"
 // (all adapters, 1/N each), "NAME", or a list "NAME[:WEIGHT],NAME[:WEIGHT]" (equal weights
@@ -39,7 +41,11 @@ struct LoraUsage {
 class RoutedLora : public LinearAdapter {
  public:
   RoutedLora(std::shared_ptr<const LoraLibrary> library, std::shared_ptr<const LoraRouter> router);
-  void apply(int il, TensorRole role, const float* x, int64_t n, int64_t n_in, float* y, int64_t n_out,
+  // Many rows (prefill): per map, route all rows, then a row-parallel update. Fewer rows than
+  // threads (decode): one parallel pass over the maps' concatenated output columns, each thread
+  // routing and projecting what its columns need (repeating the small A x products) so that a
+  // layer's q/k/v or gate/up updates cost one thread hand-off.
+  void apply(int il, std::span<const AdaptedMap> maps, const float* x, int64_t n, int64_t n_in,
              ThreadPool& pool) override;
   const LoraLibrary& library() const { return *lib_; }
   const LoraRouter& router() const { return *router_; }
@@ -49,8 +55,18 @@ class RoutedLora : public LinearAdapter {
  private:
   std::shared_ptr<const LoraLibrary> lib_;
   std::shared_ptr<const LoraRouter> router_;
-  std::vector<LoraTerm> terms_;
-  std::vector<LoraFactors> factors_;
+  struct Scratch {  // one per pool thread
+    std::vector<LoraTerm> terms;
+    std::vector<float> scores, t;
+    LoraUsage usage;
+  };
+  // The factors of map `target` in layer il of each adapter (null where absent); false if none.
+  bool gather(int il, int target, int64_t n_in, int64_t n_out, std::vector<LoraFactors>& factors) const;
+  // Drops terms of adapters without the map, scales by the adapters' alpha / r, counts usage.
+  void finish_terms(int il, int target, const std::vector<LoraFactors>& factors, std::vector<LoraTerm>& terms,
+                    LoraUsage* usage) const;
+  std::array<std::vector<LoraFactors>, 4> factors_;  // per map of a call
+  std::vector<Scratch> scratch_;
   LoraUsage usage_;
 };
 

@@ -5,10 +5,13 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "ops/lora.h"
+#include "ops/ops.h"
 
 namespace mf {
 
-void FixedRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms) const {
+void FixedRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+                        std::vector<float>&, ThreadPool*) const {
   for (int64_t t = 0; t < n; ++t)
     for (size_t a = 0; a < w_.size(); ++a) {
       if (w_[a] == 0.0f) continue;
@@ -46,41 +49,53 @@ ArrowRouter::ArrowRouter(const std::vector<LoraAdapter>& library, int top_k, flo
   if (top_k < 1) fail("arrow routing: top-k must be at least 1, got ", top_k);
   if (!(temperature > 0)) fail("arrow routing: temperature must be positive");
   const size_t n_layer = library[0].layers.size();
-  proto_.resize(n_layer * kNumLoraTargets * size_t(n_adapter_));
+  proto_.resize(n_layer * kNumLoraTargets);
   for (size_t il = 0; il < n_layer; ++il)
-    for (int t = 0; t < kNumLoraTargets; ++t)
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      Prototypes& p = proto_[il * kNumLoraTargets + size_t(t)];
       for (int a = 0; a < n_adapter_; ++a) {
         const LoraModule& m = library[size_t(a)].layers[il][size_t(t)];
-        if (m.present()) proto_[(il * kNumLoraTargets + size_t(t)) * size_t(n_adapter_) + size_t(a)] = lora_top_right_singular_vector(m);
+        if (!m.present()) continue;
+        const std::vector<float> v = lora_top_right_singular_vector(m);
+        p.rows.insert(p.rows.end(), v.begin(), v.end());
+        p.adapter.push_back(a);
       }
-}
-
-const std::vector<float>& ArrowRouter::prototype(int il, int target, int a) const {
-  return proto_[(size_t(il) * kNumLoraTargets + size_t(target)) * size_t(n_adapter_) + size_t(a)];
-}
-
-void ArrowRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms) const {
-  std::vector<std::pair<float, int>> scores;  // (|v . x|, adapter)
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * n_in;  // [n_in]
-    scores.clear();
-    for (int a = 0; a < n_adapter_; ++a) {
-      const std::vector<float>& v = prototype(il, target, a);
-      if (v.empty()) continue;
-      float s = 0.0f;
-      for (int64_t i = 0; i < n_in; ++i) s += v[size_t(i)] * xr[i];
-      scores.emplace_back(std::fabs(s), a);
     }
-    if (scores.empty()) continue;
-    const size_t k = std::min(size_t(top_k_), scores.size());
-    // Highest score first; ties go to the lower index (deterministic).
-    std::partial_sort(scores.begin(), scores.begin() + k, scores.end(),
-                      [](const auto& p, const auto& q) { return p.first > q.first || (p.first == q.first && p.second < q.second); });
-    const float top = scores[0].first;
+}
+
+const float* ArrowRouter::prototype(int il, int target, int a) const {
+  const Prototypes& p = proto_[size_t(il) * kNumLoraTargets + size_t(target)];
+  const int64_t n_in = p.adapter.empty() ? 0 : int64_t(p.rows.size() / p.adapter.size());
+  for (size_t i = 0; i < p.adapter.size(); ++i)
+    if (p.adapter[i] == a) return p.rows.data() + int64_t(i) * n_in;
+  return nullptr;
+}
+
+void ArrowRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+                        std::vector<float>& scratch, ThreadPool* pool) const {
+  const Prototypes& p = proto_[size_t(il) * kNumLoraTargets + size_t(target)];
+  const int64_t n_proto = int64_t(p.adapter.size());
+  if (n_proto == 0) return;
+  scratch.resize(size_t(n * n_proto));
+  if (pool)
+    ops::matmul(make_view(DType::F32, {n_proto, n_in}, p.rows.data()), x, scratch.data(), n, *pool);  // [n, n_proto] = v . x
+  else
+    for (int64_t t = 0; t < n; ++t) ops::matvec_f32(p.rows.data(), n_proto, n_in, x + t * n_in, scratch.data() + t * n_proto);
+  const size_t k = std::min(size_t(top_k_), size_t(n_proto));
+  std::vector<int> order(static_cast<size_t>(n_proto));
+  std::vector<float> e(k);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* s = scratch.data() + t * n_proto;  // [n_proto]
+    for (int64_t i = 0; i < n_proto; ++i) order[size_t(i)] = int(i);
+    // Highest |v . x| first; ties go to the lower index (deterministic).
+    std::partial_sort(order.begin(), order.begin() + int64_t(k), order.end(), [&](int i, int j) {
+      const float a = std::fabs(s[i]), b = std::fabs(s[j]);
+      return a > b || (a == b && i < j);
+    });
+    const float top = std::fabs(s[order[0]]);
     float sum = 0.0f;
-    for (size_t j = 0; j < k; ++j) sum += std::exp((scores[j].first - top) / temperature_);
-    for (size_t j = 0; j < k; ++j)
-      terms.push_back(LoraTerm{int32_t(t), int32_t(scores[j].second), std::exp((scores[j].first - top) / temperature_) / sum});
+    for (size_t j = 0; j < k; ++j) sum += e[j] = std::exp((std::fabs(s[order[j]]) - top) / temperature_);
+    for (size_t j = 0; j < k; ++j) terms.push_back(LoraTerm{int32_t(t), int32_t(p.adapter[size_t(order[j])]), e[j] / sum});
   }
 }
 

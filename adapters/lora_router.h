@@ -20,8 +20,11 @@ class LoraRouter {
   virtual ~LoraRouter() = default;
   virtual std::string name() const = 0;
   // Appends, for x [n, n_in] entering map `target` (index into kLoraTargets) of layer il, the
-  // chosen (row, adapter, weight) terms sorted by row.
-  virtual void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms) const = 0;
+  // chosen (row, adapter, weight) terms sorted by row. scratch: the caller's buffer (routers are
+  // shared by slots and threads, so they keep no state of their own). pool: for scoring many
+  // rows; nullptr inside a caller's parallel job (single-threaded scoring).
+  virtual void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+                     std::vector<float>& scratch, ThreadPool* pool) const = 0;
 };
 
 class FixedRouter : public LoraRouter {
@@ -30,7 +33,8 @@ class FixedRouter : public LoraRouter {
   explicit FixedRouter(std::vector<float> weights, std::string name) : w_(std::move(weights)), name_(std::move(name)) {}
   std::string name() const override { return name_; }
   // Terms for every adapter of nonzero weight; the caller skips adapters without the map.
-  void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms) const override;
+  void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+             std::vector<float>& scratch, ThreadPool* pool) const override;
   const std::vector<float>& weights() const { return w_; }
 
  private:
@@ -43,14 +47,21 @@ class ArrowRouter : public LoraRouter {
   // Computes the prototypes of every adapter's maps (an SVD of each B A through its rank-r factors).
   ArrowRouter(const std::vector<LoraAdapter>& library, int top_k, float temperature = 1.0f);
   std::string name() const override { return "arrow"; }
-  void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms) const override;
-  // The prototype of adapter a for (il, target), [n_in], or empty if it lacks the map.
-  const std::vector<float>& prototype(int il, int target, int a) const;
+  void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+             std::vector<float>& scratch, ThreadPool* pool) const override;
+  // The prototype of adapter a for (il, target), [n_in], or nullptr if it lacks the map.
+  const float* prototype(int il, int target, int a) const;
 
  private:
+  // The prototypes of one map: a matrix [n_present, n_in] (scored by one matmul) and which
+  // adapter each row belongs to.
+  struct Prototypes {
+    std::vector<float> rows;
+    std::vector<int> adapter;
+  };
   int n_adapter_, top_k_;
   float temperature_;
-  std::vector<std::vector<float>> proto_;  // [n_layer * kNumLoraTargets * n_adapter][n_in]
+  std::vector<Prototypes> proto_;  // [n_layer * kNumLoraTargets]
 };
 
 // Top right singular vector of B A (unit norm, sign fixed so its largest entry is positive),

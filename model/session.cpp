@@ -68,14 +68,18 @@ void Session::set_adapter(int slot, LinearAdapter* adapter) {
   slots_[size_t(slot)].adapter = adapter;
 }
 
-void Session::adapt(const Group& g, int il, TensorRole role, const float* x, int64_t n_in, float* y, int64_t n_out) {
+void Session::adapt(const Group& g, int il, std::initializer_list<AdaptedMap> maps, const float* x, int64_t n_in) {
+  const TensorRole role = maps.begin()->role;
   const bool ffn = role == TensorRole::FfnGate || role == TensorRole::FfnUp || role == TensorRole::FfnDown;
+  AdaptedMap rows[4];
   for (const Placed& p : placed_) {
     if (p.row0 < g.row0 || p.row0 >= g.row1) continue;
     const Slot& s = slots_[size_t(p.slot)];
     if (!s.adapter || (ffn && s.layers)) continue;
     const int64_t off = p.row0 - g.row0;
-    s.adapter->apply(il, role, x + off * n_in, p.n, n_in, y + off * n_out, n_out, pool_);  // [p.n, n_out]
+    size_t i = 0;
+    for (const AdaptedMap& m : maps) rows[i++] = AdaptedMap{m.role, m.y + off * m.n_out, m.n_out};  // [p.n, n_out]
+    s.adapter->apply(il, {rows, maps.size()}, x + off * n_in, p.n, n_in, pool_);
   }
 }
 
@@ -289,9 +293,8 @@ void Session::run_layer(int il) {
     const TensorView* qkv[] = {&l.wq, &l.wk, &l.wv};
     float* qkv_out[] = {q + r * Q, k + r * KV, v + r * KV};  // [n, Q], [n, KV], [n, KV]
     matmul_group(qkv, xn + r * E, qkv_out, n);
-    adapt(g, il, TensorRole::Wq, xn + r * E, E, q + r * Q, Q);
-    adapt(g, il, TensorRole::Wk, xn + r * E, E, k + r * KV, KV);
-    adapt(g, il, TensorRole::Wv, xn + r * E, E, v + r * KV, KV);
+    adapt(g, il, {{TensorRole::Wq, q + r * Q, Q}, {TensorRole::Wk, k + r * KV, KV}, {TensorRole::Wv, v + r * KV, KV}},
+          xn + r * E, E);
     add_bias(q + r * Q, l.bq, n, Q);
     add_bias(k + r * KV, l.bk, n, KV);
     add_bias(v + r * KV, l.bv, n, KV);
@@ -336,7 +339,7 @@ void Session::run_layer(int il) {
     const int64_t r = g.row0, n = g.row1 - g.row0;
     emit("attn_out", il, attn + r * Q, n, Q);
     matmul(l.wo, attn + r * Q, xn + r * E, n);  // [n, E]
-    adapt(g, il, TensorRole::Wo, attn + r * Q, Q, xn + r * E, E);
+    adapt(g, il, {{TensorRole::Wo, xn + r * E, E}}, attn + r * Q, Q);
     add_bias(xn + r * E, l.bo, n, E);
     add_residual(r, n, l.attn_post_norm);
   }
@@ -366,15 +369,14 @@ void Session::run_layer(int il) {
     const TensorView* gate_up[] = {&l.ffn_gate, &l.ffn_up};
     float* gate_up_out[] = {gate, up};  // [n, F] each
     matmul_group(gate_up, xn + r * E, gate_up_out, n);
-    adapt(g, il, TensorRole::FfnGate, xn + r * E, E, gate, F);
-    adapt(g, il, TensorRole::FfnUp, xn + r * E, E, up, F);
+    adapt(g, il, {{TensorRole::FfnGate, gate, F}, {TensorRole::FfnUp, up, F}}, xn + r * E, E);
     if (model_.arch.ffn_act == FfnAct::GeluTanh)
       ops::geglu(gate, up, gate, n * F);  // [n, F]
     else
       ops::swiglu(gate, up, gate, n * F);  // [n, F]
     emit("ffn_gate_act", il, gate, n, F);
     matmul(l.ffn_down, gate, xn + r * E, n);  // [n, E]
-    adapt(g, il, TensorRole::FfnDown, gate, F, xn + r * E, E);
+    adapt(g, il, {{TensorRole::FfnDown, xn + r * E, E}}, gate, F);
     add_bias(xn + r * E, l.ffn_down_b, n, E);
     add_residual(r, n, l.ffn_post_norm);
     emit("block_out", il, x + r * E, n, E);

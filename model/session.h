@@ -35,12 +35,19 @@ using Hook = std::function<void(const HookEvent&)>;
 // A per-slot addition to the block's linear maps: a LoRA adapter or a routed library of them
 // (adapters/lora_library.h). The base matmul runs once over all rows of a step; each slot's
 // rows then get their own update (S-LoRA style), so slots with different adapters share a batch.
+// Maps that read the same input come together (q/k/v, gate/up), so an update can run them in
+// one parallel pass.
+struct AdaptedMap {
+  TensorRole role;  // Wq, Wk, Wv, Wo, FfnGate, FfnUp or FfnDown
+  float* y;         // [n, n_out], the base matmul's output
+  int64_t n_out;
+};
+
 class LinearAdapter {
  public:
   virtual ~LinearAdapter() = default;
-  // y [n, n_out] += the update of x [n, n_in] for the map `role` (Wq, Wk, Wv, Wo, FfnGate,
-  // FfnUp, FfnDown) of layer il.
-  virtual void apply(int il, TensorRole role, const float* x, int64_t n, int64_t n_in, float* y, int64_t n_out,
+  // For each map: y [n, n_out] += its update of x [n, n_in], in layer il.
+  virtual void apply(int il, std::span<const AdaptedMap> maps, const float* x, int64_t n, int64_t n_in,
                      ThreadPool& pool) = 0;
 };
 
@@ -157,9 +164,9 @@ class Session {
   };
 
   void validate(std::span<const SeqInput> batch) const;
-  // Adds each slot's adapter update for map `role` to the rows of group g: x and y point at the
-  // group's first row ([n, n_in] and [n, n_out]).
-  void adapt(const Group& g, int il, TensorRole role, const float* x, int64_t n_in, float* y, int64_t n_out);
+  // Adds each slot's adapter update of the maps to the rows of group g: x and each map's y point
+  // at the group's first row ([n, n_in] and [n, n_out]).
+  void adapt(const Group& g, int il, std::initializer_list<AdaptedMap> maps, const float* x, int64_t n_in);
   // Lays the inputs out as rows grouped by override, runs all blocks, writes logits (in input
   // order, as step() documents) to logits_out when it is not null.
   void forward(std::span<const SeqInput> batch, float* logits_out);

@@ -1,8 +1,10 @@
 // moeforge lora: adapters for a base model.
 //   lora inspect ADAPTER -m BASE   ranks, alpha, scale and targets, checked against the base
 //   lora convert ADAPTER -m BASE -o DIR   any adapter (e.g. a llama.cpp GGUF LoRA) to PEFT
+//   lora init -m BASE -o DIR --rank R   a fresh adapter (PEFT's initialisation)
 //   lora merge -m BASE --lora A [--lora B --lora-route A:0.5,B:0.5] -o OUT.gguf   merged dense model
 #include <cstdio>
+#include <filesystem>
 
 #include "adapters/lora_io.h"
 #include "adapters/lora_library.h"
@@ -15,8 +17,13 @@ namespace {
 
 struct LoraCmdOptions {
   ModelOptions model;
-  std::string adapter, out, type = "f16";
+  std::string adapter, out, type = "f16", name;
   bool json = false;
+  int64_t rank = 8;
+  float alpha = 16.0f;
+  std::vector<std::string> targets{"all"};
+  bool random_b = false;
+  uint64_t seed = 0;
 };
 
 nlohmann::json describe(const LoraAdapter& a) {
@@ -61,6 +68,16 @@ void run_convert(const LoraCmdOptions& o) {
                (long long)a.n_params());
 }
 
+void run_init(const LoraCmdOptions& o) {
+  auto m = load(o.model);
+  const std::string name = o.name.empty() ? std::filesystem::path(o.out).filename().string() : o.name;
+  LoraAdapter a = init_lora(*m, name, o.rank, o.alpha, o.targets, o.random_b, o.seed);
+  a.base_model = o.model.model;
+  write_peft_lora(o.out, a, m->hp.head_dim);
+  std::fprintf(stderr, "wrote %s (PEFT, rank %lld, %lld parameters, B %s)\n", o.out.c_str(), (long long)o.rank,
+               (long long)a.n_params(), o.random_b ? "random" : "zero");
+}
+
 void run_merge(const LoraCmdOptions& o) {
   check_export_type(o.type);
   if (o.model.lora.empty()) fail("lora merge needs at least one --lora adapter");
@@ -79,7 +96,7 @@ void run_merge(const LoraCmdOptions& o) {
 }  // namespace
 
 void add_lora(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("lora", "LoRA adapters: inspect, convert to PEFT, merge into a model");
+  CLI::App* cmd = app.add_subcommand("lora", "LoRA adapters: inspect, convert to PEFT, initialise, merge into a model");
   cmd->require_subcommand(1);
   auto o = std::make_shared<LoraCmdOptions>();
 
@@ -94,6 +111,19 @@ void add_lora(CLI::App& app) {
   add_model_options(convert, o->model);
   convert->add_option("-o,--output", o->out, "Output PEFT directory")->required();
   convert->callback([o] { run_convert(*o); });
+
+  CLI::App* init = cmd->add_subcommand("init", "Write a fresh adapter for a base model (PEFT layout)");
+  add_model_options(init, o->model);
+  init->add_option("-o,--output", o->out, "Output PEFT directory")->required();
+  init->add_option("--rank", o->rank, "Rank r (default 8)")->check(CLI::PositiveNumber);
+  init->add_option("--alpha", o->alpha, "lora_alpha; the update is scaled by alpha / r (default 16)");
+  init->add_option("--targets", o->targets, "Maps to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or all")
+      ->delimiter(',');
+  init->add_flag("--random-b", o->random_b,
+                 "Draw B at random instead of zero (PEFT's start is a no-op; a random B stands in for a trained "
+                 "adapter in benchmarks and tests)");
+  init->add_option("--seed", o->seed, "Random seed (default 0)");
+  init->callback([o] { run_init(*o); });
 
   CLI::App* merge = cmd->add_subcommand("merge", "Merge adapters into the base weights and write a GGUF model");
   add_model_options(merge, o->model);

@@ -34,6 +34,9 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
                 "uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
   l->add_option("--lora-top-k", o.lora_top_k, "Adapters per token and map under arrow routing (default 2)")
       ->check(CLI::PositiveNumber);
+  l->add_option("--lora-type", o.lora_type,
+                "Precision of the factors the forward reads: f32 (exact, default) or f16 (half the bytes per token)")
+      ->check(CLI::IsMember({"f32", "f16"}));
 }
 
 RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts) {
@@ -79,7 +82,7 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
   auto m = load_model(resolve_model_path(o.model), lo);
   m->routing = routing_from_options(*m, o.experts_used, o.expert_top_p, o.min_experts, o.max_experts);
   if (!o.lora.empty()) {
-    auto lib = std::make_shared<LoraLibrary>(load_lora_library(o.lora, *m));
+    auto lib = std::make_shared<LoraLibrary>(load_lora_library(o.lora, *m, o.lora_type == "f16"));
     const std::string route = !o.lora_route.empty() ? o.lora_route : lib->adapters.size() == 1 ? lib->adapters[0].name : "arrow";
     m->adapter = std::make_shared<RoutedLora>(lib, make_lora_router(*lib, route, o.lora_top_k));
   } else if (!o.lora_route.empty()) {

@@ -24,6 +24,7 @@ struct ModelOptions {
   std::vector<std::string> lora;
   std::string lora_route;  // "" -> the single adapter, or arrow for a library
   int lora_top_k = 2;
+  std::string lora_type = "f32";  // what the forward reads: f32 or f16
 };
 
 // Adds --model/-m, --tokenizer, --threads/-t, the expert-routing and the LoRA options to a subcommand.

@@ -10,6 +10,7 @@
 #include "adapters/lora_io.h"
 #include "adapters/lora_library.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "formats/safetensors.h"
 #include "model/session.h"
 #include "ops/lora.h"
@@ -22,7 +23,8 @@ const char* kFixture = "tests/golden/data/models/llama-gqa4-untied";
 
 TEST(LoraKernel, FastEqualsReferenceOnOddShapesAndManyRows) {
   ThreadPool pool(2);
-  for (auto [n_in, n_out, n_rows] : {std::tuple{5, 3, 1}, std::tuple{37, 29, 3}, std::tuple{64, 96, 40}, std::tuple{576, 193, 70}}) {
+  for (auto [n_in, n_out, n_rows] : {std::tuple{5, 3, 1}, std::tuple{37, 29, 3}, std::tuple{64, 96, 40}, std::tuple{576, 193, 70},
+                                      std::tuple{576, 1531, 1}, std::tuple{1531, 77, 1}}) {
     std::vector<std::vector<float>> as, bts;
     std::vector<LoraFactors> f;
     const int64_t ranks[] = {1, 4, 7, 8};
@@ -40,7 +42,36 @@ TEST(LoraKernel, FastEqualsReferenceOnOddShapesAndManyRows) {
     ref::lora_add(f, terms, x.data(), n_in, y_ref.data(), n_out);
     ops::lora_add(f, terms, x.data(), n_in, y.data(), n_out, pool);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], y_ref[i], 1e-4f * (1 + std::fabs(y_ref[i]))) << n_in << "x" << n_out << " @" << i;
+    // The same with f16 factors: the fast path against the reference on the same f16 values.
+    std::vector<std::vector<uint16_t>> a16(4), bt16(4);
+    std::vector<LoraFactors> f16;
+    for (int a = 0; a < 4; ++a) {
+      for (float v : as[a]) a16[a].push_back(f32_to_fp16(v));
+      for (float v : bts[a]) bt16[a].push_back(f32_to_fp16(v));
+      f16.push_back(LoraFactors{a16[a].data(), bt16[a].data(), ranks[a], true});
+    }
+    std::vector<float> z_ref = test::random_floats(size_t(n_rows * n_out), 2), z = z_ref;
+    ref::lora_add(f16, terms, x.data(), n_in, z_ref.data(), n_out);
+    ops::lora_add(f16, terms, x.data(), n_in, z.data(), n_out, pool);
+    for (size_t i = 0; i < z.size(); ++i) {
+      ASSERT_NEAR(z[i], z_ref[i], 1e-4f * (1 + std::fabs(z_ref[i]))) << "f16 " << n_in << "x" << n_out << " @" << i;
+      ASSERT_NEAR(z[i], y_ref[i], 2e-2f * (1 + std::fabs(y_ref[i]))) << "f16 against f32 @" << i;
+    }
   }
+}
+
+TEST(LoraKernel, ColumnSplitsAddUpToTheReference) {
+  const int64_t n_in = 100, n_out = 203, rank = 5;
+  const std::vector<float> a = test::random_floats(size_t(rank * n_in), 3), bt = test::random_floats(size_t(rank * n_out), 4);
+  const std::vector<float> a2 = test::random_floats(size_t(rank * n_in), 5), bt2 = test::random_floats(size_t(rank * n_out), 6);
+  const LoraFactors f[] = {{a.data(), bt.data(), rank, false}, {a2.data(), bt2.data(), rank, false}};
+  const std::vector<LoraTerm> terms = {{0, 0, 0.3f}, {0, 1, 0.7f}, {1, 1, -1.5f}};
+  const std::vector<float> x = test::random_floats(size_t(2 * n_in), 7);
+  std::vector<float> want(size_t(2 * n_out), 0.5f), got = want, t;
+  ref::lora_add(f, terms, x.data(), n_in, want.data(), n_out);
+  for (auto [o0, o1] : {std::pair{0, 61}, std::pair{61, 64}, std::pair{64, 203}})
+    ops::lora_add_columns(f, terms, x.data(), n_in, got.data(), n_out, o0, o1, t);
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1 + std::fabs(want[i]))) << i;
 }
 
 // A random adapter on every target of the fixture's layers.
@@ -151,6 +182,27 @@ TEST(LoraAdapter, SlotsWithDifferentAdaptersInOneStepEqualEachAlone) {
   }
 }
 
+TEST(LoraAdapter, ArrowDecodeTokenByTokenEqualsPrefill) {
+  auto m = load_model(kFixture);
+  auto lib = std::make_shared<LoraLibrary>();
+  for (int a = 0; a < 4; ++a) lib->adapters.push_back(random_adapter(*m, "ad" + std::to_string(a), 2000 + 100 * a));
+  auto router = make_lora_router(*lib, "arrow", 2);
+  RoutedLora prefill(lib, router), decode(lib, router);
+  const std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6};
+  ThreadPool pool(2);
+  Session a(*m, 32, pool), b(*m, 32, pool);
+  a.set_adapter(0, &prefill);
+  b.set_adapter(0, &decode);
+  const std::vector<float> want = logits_of(a, tokens);
+  const int64_t V = m->hp.n_vocab;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const float* got = b.eval({&tokens[t], 1}, false);  // one row: the column-split path
+    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(got[v], want[t * size_t(V) + size_t(v)], 1e-4f * (1 + std::fabs(want[t * size_t(V) + size_t(v)]))) << t;
+  }
+  EXPECT_EQ(prefill.usage().picks, decode.usage().picks);
+  EXPECT_EQ(prefill.usage().updates, decode.usage().updates);
+}
+
 TEST(LoraRouter, ArrowPrototypeIsTheTopRightSingularVectorOfBA) {
   LoraModule mod;
   mod.rank = 3;
@@ -187,13 +239,15 @@ TEST(LoraRouter, ArrowChoosesTheTopKByAbsoluteProjectionWithSoftmaxWeights) {
   const int64_t E = m->hp.n_embd;
   const std::vector<float> x = test::random_floats(size_t(6 * E), 77);
   std::vector<LoraTerm> terms;
-  router.route(1, 0, x.data(), 6, E, terms);
+  std::vector<float> scratch;
+  ThreadPool pool(2);
+  router.route(1, 0, x.data(), 6, E, terms, scratch, &pool);
   ASSERT_EQ(terms.size(), 12u);
   for (int t = 0; t < 6; ++t) {
     std::vector<std::pair<double, int>> s;
     for (int a = 0; a < 5; ++a) {
       double d = 0;
-      for (int64_t i = 0; i < E; ++i) d += double(router.prototype(1, 0, a)[size_t(i)]) * x[size_t(t * E + i)];
+      for (int64_t i = 0; i < E; ++i) d += double(router.prototype(1, 0, a)[i]) * x[size_t(t * E + i)];
       s.emplace_back(std::fabs(d), a);
     }
     std::sort(s.rbegin(), s.rend());
