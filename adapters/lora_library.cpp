@@ -171,4 +171,19 @@ void RoutedLora::apply(int il, std::span<const AdaptedMap> maps, const float* x,
     }
 }
 
+nlohmann::json lora_report(const RoutedLora& lora, bool used_only) {
+  const LoraUsage& u = lora.usage();
+  nlohmann::json adapters = nlohmann::json::array();
+  for (size_t a = 0; a < lora.library().adapters.size(); ++a) {
+    if (used_only && u.picks[a] == 0) continue;
+    const LoraAdapter& ad = lora.library().adapters[a];
+    adapters.push_back({{"name", ad.name},
+                        {"rank", ad.rank},
+                        {"bytes", ad.n_bytes()},
+                        {"picks", u.picks[a]},
+                        {"share", u.updates ? u.weight[a] / double(u.updates) : 0.0}});
+  }
+  return {{"route", lora.router().name()}, {"adapters", adapters}, {"bytes", lora.library().n_bytes()}};
+}
+
 }  // namespace mf

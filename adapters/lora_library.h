@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,8 @@ class RoutedLora : public LinearAdapter {
              ThreadPool& pool) override;
   const LoraLibrary& library() const { return *lib_; }
   const LoraRouter& router() const { return *router_; }
+  const std::shared_ptr<const LoraLibrary>& shared_library() const { return lib_; }
+  const std::shared_ptr<const LoraRouter>& shared_router() const { return router_; }
   const LoraUsage& usage() const { return usage_; }
   void reset_usage();
 
@@ -69,5 +72,10 @@ class RoutedLora : public LinearAdapter {
   std::vector<Scratch> scratch_;
   LoraUsage usage_;
 };
+
+// {"route", "adapters": [{"name", "rank", "bytes", "picks", "share"}], "bytes"}: the library and how
+// this update used it (share: the mean routing weight per routed (token, map); used_only: only
+// the adapters that were picked).
+nlohmann::json lora_report(const RoutedLora& lora, bool used_only = false);
 
 }  // namespace mf

@@ -47,6 +47,7 @@ json completion_body(const ResponseMeta& m, const std::string& text, const std::
   j["usage"] = usage_json(prompt_tokens, completion_tokens);
   if (m.route) j["moeforge"] = route_extension(*m.route);
   if (m.token_routing) j["moeforge"]["expert_routing"] = routing_params_json(*m.token_routing);
+  if (m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
   return j;
 }
 
@@ -63,6 +64,8 @@ json stream_chunk(const ResponseMeta& m, const std::string& text, const std::str
   }
   j["choices"] = json::array({choice});
   if (first && m.route) j["moeforge"] = route_extension(*m.route);
+  // The adapters' use is known once the request has finished: on the chunk with finish_reason.
+  if (!finish_reason.empty() && m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
   return j;
 }
 

@@ -2,6 +2,8 @@
 // streaming chunks, usage, and moeforge's routing extension field.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -18,6 +20,9 @@ struct ResponseMeta {
   std::string model;
   std::optional<RouteInfo> route;  // present when the server routes (a MoE model)
   std::optional<RouteParams> token_routing;  // a token-routed MoE: the expert routing this request ran with
+  // LoRA: the request's update and how to describe its use once it has finished; or none.
+  std::shared_ptr<const LinearAdapter> adapter;
+  std::function<nlohmann::json(const LinearAdapter&)> adapter_report;
 };
 
 // {"route": {"domain", "subdomain", "expert", "confidence", "density", "forced"}}

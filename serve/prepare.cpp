@@ -127,6 +127,24 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
   if (r.experts_used || r.expert_top_p || r.min_experts || r.max_experts) p.job.routing = request_routing(r, *ctx.model);
   if (ctx.model->hp.n_expert > 0) p.meta.token_routing = p.job.routing.value_or(ctx.model->routing);
 
+  const bool library = ctx.adapters && *ctx.adapters;
+  if (r.adapters && *r.adapters != "none" && !library)
+    throw ApiError(400, "this server has no LoRA adapters (start it with --lora); 'moeforge.adapters' can only be \"none\"",
+                   "moeforge.adapters", "unknown_adapter");
+  if (library) {
+    const std::string spec = r.adapters.value_or(ctx.adapters->default_spec);
+    if (!spec.empty() && spec != "none") {
+      try {
+        std::lock_guard<std::mutex> lock(*ctx.route_mu);
+        p.job.adapter = ctx.adapters->make(spec);
+      } catch (const Error& e) {
+        throw ApiError(400, e.what(), "moeforge.adapters", "unknown_adapter");
+      }
+      p.meta.adapter = p.job.adapter;
+      p.meta.adapter_report = ctx.adapters->report;
+    }
+  }
+
   p.meta.endpoint = r.endpoint;
   p.meta.id = new_response_id(r.endpoint);
   p.meta.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -24,6 +24,7 @@ struct ServingContext {
   int64_t n_ctx = 0;
   const Router* router = nullptr;  // null or empty: no routing
   std::mutex* route_mu = nullptr;  // serialises router calls
+  const AdapterLibrary* adapters = nullptr;  // null or empty: no LoRA library
 };
 
 struct PreparedRequest {

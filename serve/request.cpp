@@ -251,6 +251,22 @@ ApiRequest parse_request(std::string_view body, Endpoint endpoint) {
         bad("moeforge.expert_top_p", "'expert_top_p' must be a number in (0, 1]");
       r.expert_top_p = p->get<float>();
     }
+    if (const json* a = field(*ext, "adapters")) {
+      const char* what = "'adapters' must be an adapter name, \"auto\", \"uniform\", \"none\" or a list of names";
+      if (a->is_string()) {
+        r.adapters = a->get<std::string>();
+      } else if (a->is_array() && !a->empty() && a->size() <= 64) {
+        std::string joined;
+        for (const json& item : *a) {
+          if (!item.is_string()) bad("moeforge.adapters", what);
+          joined += (joined.empty() ? "" : ",") + item.get<std::string>();
+        }
+        r.adapters = joined;
+      } else {
+        bad("moeforge.adapters", what);
+      }
+      if (r.adapters->empty()) bad("moeforge.adapters", what);
+    }
   }
   return r;
 }

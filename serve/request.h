@@ -37,6 +37,9 @@ struct ApiRequest {
   // {"experts_used": K} or {"expert_top_p": P, "min_experts": A, "max_experts": B}.
   std::optional<int> experts_used, min_experts, max_experts;
   std::optional<float> expert_top_p;
+  // Extension "moeforge": {"adapters": "name" | ["a", "b"] | "a:0.7,b:0.3" | "auto" | "uniform" |
+  // "none"}: the LoRA adapters of the server's library this request runs with (list items joined by ",").
+  std::optional<std::string> adapters;
 };
 
 // Largest nesting of arrays/objects accepted (deeper bodies are refused before parsing).

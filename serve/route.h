@@ -3,11 +3,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "model/model.h"
+#include "model/session.h"
 
 namespace mf::serve {
 
@@ -43,6 +46,19 @@ struct Router {
   RouteFn route;                      // empty: no routing (a dense model)
   std::vector<std::string> experts;   // names a request may force, listed in /v1/models
   explicit operator bool() const { return bool(route); }
+};
+
+// The LoRA seam: a library of adapters the requests choose from ("moeforge": {"adapters": ...}).
+// make(spec) gives a fresh per-request update for a spec: an adapter name, a list "a,b" or
+// "a:0.7,b:0.3", "uniform", or "auto" (routed per token); it throws mf::Error naming an unknown
+// adapter (the server answers 400). report() describes how a finished request used it.
+// Called from HTTP handler threads, one at a time (the server serialises them).
+struct AdapterLibrary {
+  std::function<std::shared_ptr<LinearAdapter>(const std::string& spec)> make;
+  std::function<nlohmann::json(const LinearAdapter&)> report;
+  std::vector<std::string> names;  // listed in /v1/models
+  std::string default_spec;        // for requests that name none ("": the base model)
+  explicit operator bool() const { return bool(make); }
 };
 
 }  // namespace mf::serve

@@ -25,6 +25,7 @@ struct Job {
   std::vector<std::string> stop;
   const std::vector<LayerWeights>* layers = nullptr;  // expert weights, nullptr: dense
   std::optional<RouteParams> routing;  // token-routed MoE: this request's expert routing (else the model's)
+  std::shared_ptr<LinearAdapter> adapter;  // LoRA update of this request (kept alive by the job), or none
 };
 
 struct SchedulerOptions {

@@ -65,8 +65,8 @@ ApiError generation_failure(const GenerationUpdate& u) {
 
 }  // namespace
 
-Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router router)
-    : model_(model), opts_(std::move(opts)), router_(std::move(router)) {
+Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router router, AdapterLibrary adapters)
+    : model_(model), opts_(std::move(opts)), router_(std::move(router)), adapters_(std::move(adapters)) {
   model.require_tokenizer();
   ctx_.model = &model;
   ctx_.model_id = opts_.model_id.empty() ? "moeforge" : opts_.model_id;
@@ -79,6 +79,7 @@ Server::Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router 
     ctx_.chat_tokens = std::move(chat.tokens);
   }
   ctx_.router = &router_;
+  ctx_.adapters = &adapters_;
   ctx_.route_mu = &route_mu_;
   scheduler_ = std::make_unique<Scheduler>(model, pool, opts_.scheduler, &metrics_);
   ctx_.n_ctx = scheduler_->n_ctx();
@@ -193,7 +194,8 @@ void Server::routes() {
     json ext = {{"n_ctx", ctx_.n_ctx},
                 {"parallel", scheduler_->n_parallel()},
                 {"chat_template", chat_format_name(ctx_.chat_format)},
-                {"experts", router_ ? json(router_.experts) : json::array()}};
+                {"experts", router_ ? json(router_.experts) : json::array()},
+                {"adapters", adapters_ ? json(adapters_.names) : json::array()}};
     return json{{"id", ctx_.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "moeforge"}, {"moeforge", ext}};
   };
   h.Get("/v1/models", [model_json](const httplib::Request&, httplib::Response& res) {

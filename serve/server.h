@@ -43,7 +43,7 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router router = {});
+  Server(const Model& model, ThreadPool& pool, ServerOptions opts, Router router = {}, AdapterLibrary adapters = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -75,6 +75,7 @@ class Server {
   const Model& model_;
   ServerOptions opts_;
   Router router_;
+  AdapterLibrary adapters_;
   std::mutex route_mu_;
   ServingContext ctx_;
   Metrics metrics_;

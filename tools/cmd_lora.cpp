@@ -5,10 +5,13 @@
 //   lora merge -m BASE --lora A [--lora B --lora-route A:0.5,B:0.5] -o OUT.gguf   merged dense model
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "adapters/lora_io.h"
 #include "adapters/lora_library.h"
 #include "core/error.h"
+#include "model/gguf_export.h"
+#include "model/quant_types.h"
 #include "tools/commands.h"
 #include "tools/common.h"
 
@@ -17,7 +20,7 @@ namespace {
 
 struct LoraCmdOptions {
   ModelOptions model;
-  std::string adapter, out, type = "f16", name;
+  std::string adapter, out, type = "keep", name;
   bool json = false;
   int64_t rank = 8;
   float alpha = 16.0f;
@@ -79,7 +82,7 @@ void run_init(const LoraCmdOptions& o) {
 }
 
 void run_merge(const LoraCmdOptions& o) {
-  check_export_type(o.type);
+  if (o.type != "keep") check_export_type(o.type);
   if (o.model.lora.empty()) fail("lora merge needs at least one --lora adapter");
   auto m = load(o.model);
   auto* lora = dynamic_cast<const RoutedLora*>(m->adapter.get());
@@ -87,9 +90,28 @@ void run_merge(const LoraCmdOptions& o) {
   if (!fixed) fail("lora merge: --lora-route ", lora->router().name(), " routes per token and cannot be merged; give fixed weights (NAME:W,...) or uniform");
   const auto keep = m->adapter;  // the library stays alive while merging
   m->adapter.reset();
+  // The base's own type of every weight, for --type keep (merged weights are f32 until written).
+  std::map<std::pair<int, TensorRole>, DType> base_type;
+  for (int il = 0; il < m->hp.n_layer; ++il) {
+    const LayerWeights& l = m->w.layers[size_t(il)];
+    const TensorView* ws[] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down};
+    for (int t = 0; t < kNumLoraTargets; ++t) base_type[{il, kLoraTargets[size_t(t)]}] = ws[t]->dtype;
+  }
+  const DType main_type = m->w.layers[0].wq.dtype;
   for (size_t i = 0; i < lora->library().adapters.size(); ++i)
     if (fixed->weights()[i] != 0.0f) merge_lora(*m, lora->library().adapters[i], fixed->weights()[i]);
-  export_gguf_typed(*m, o.out, o.type);
+  if (o.type == "keep") {
+    const TypePolicy keep_policy = keep_types();
+    export_gguf(*m, o.out, [&](const TensorToWrite& t) {
+      auto it = base_type.find({t.layer, t.role});
+      if (it == base_type.end()) return keep_policy(t);
+      TensorView as_base = *t.view;
+      as_base.dtype = it->second;  // only the type is read
+      return keep_policy(TensorToWrite{t.name, t.role, t.layer, &as_base});
+    }, gguf_file_type_of(main_type));
+  } else {
+    export_gguf_typed(*m, o.out, o.type);
+  }
   std::fprintf(stderr, "wrote %s (%s, adapters merged by %s)\n", o.out.c_str(), o.type.c_str(), fixed->name().c_str());
 }
 
@@ -128,7 +150,9 @@ void add_lora(CLI::App& app) {
   CLI::App* merge = cmd->add_subcommand("merge", "Merge adapters into the base weights and write a GGUF model");
   add_model_options(merge, o->model);
   merge->add_option("-o,--output", o->out, "Output .gguf path (written via a temporary file)")->required();
-  merge->add_option("--type", o->type, kExportTypeHelp);
+  merge->add_option("--type", o->type,
+                    std::string("keep (default): every weight in the base's own type, merged ones re-quantised to it; or\n") +
+                        kExportTypeHelp);
   merge->callback([o] { run_merge(*o); });
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "moe/moe_model.h"
+#include "serve/lora_seam.h"
 #include "serve/server.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -92,7 +93,8 @@ void run_serve(ServeOptions o) {
   ThreadPool pool(o.model.threads);
   ThreadPool route_pool(1);
   serve::Router router = moe ? moe_router(*moe, route_pool) : serve::Router{};
-  serve::Server server(model, pool, o.server, router);
+  const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get());
+  serve::Server server(model, pool, o.server, router, lora ? serve::lora_adapter_library(*lora) : serve::AdapterLibrary{});
   const int port = server.bind();
   const auto& so = server.options();
   const double kv_mib = double(model.hp.n_layer) * 2.0 * server.scheduler().n_parallel() * double(server.scheduler().n_ctx()) *

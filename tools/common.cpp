@@ -93,19 +93,7 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
 
 nlohmann::json lora_json(const Model& model) {
   const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get());
-  if (!lora) return nullptr;
-  const LoraUsage& u = lora->usage();
-  nlohmann::json adapters = nlohmann::json::array();
-  for (size_t a = 0; a < lora->library().adapters.size(); ++a) {
-    const LoraAdapter& ad = lora->library().adapters[a];
-    adapters.push_back({{"name", ad.name},
-                        {"source", ad.source},
-                        {"rank", ad.rank},
-                        {"bytes", ad.n_bytes()},
-                        {"picks", u.picks[a]},
-                        {"share", u.updates ? u.weight[a] / double(u.updates) : 0.0}});
-  }
-  return {{"route", lora->router().name()}, {"adapters", adapters}, {"bytes", lora->library().n_bytes()}};
+  return lora ? lora_report(*lora) : nlohmann::json(nullptr);
 }
 
 namespace {

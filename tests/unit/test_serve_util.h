@@ -39,9 +39,10 @@ inline TruncatedExpert truncated_expert(const Model& m, int64_t k) {
 // Greedy continuation of a prompt run alone through a single-sequence Session: the reference a
 // served request must reproduce (stops at EOS, as the server does).
 inline std::string greedy_text(const Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt, int max_tokens,
-                               const std::vector<LayerWeights>* layers = nullptr) {
+                               const std::vector<LayerWeights>* layers = nullptr, LinearAdapter* adapter = nullptr) {
   Session s(m, int(prompt.size()) + max_tokens, pool);
   s.set_layers(layers);
+  s.set_adapter(0, adapter);
   const Tokenizer& tok = m.require_tokenizer();
   const float* logits = s.eval(prompt, false);  // [1, V]
   std::string text;
