@@ -9,6 +9,7 @@
 #include "core/text_file.h"
 #include "formats/atomic_file.h"
 #include "formats/gguf.h"
+#include "formats/peft_config.h"
 #include "formats/safetensors.h"
 #include "model/gguf_export.h"
 #include "ops/ops.h"
@@ -259,23 +260,15 @@ void write_peft_lora(const std::string& dir, const LoraAdapter& a, int head_dim)
       if (std::fabs(alpha - a.alpha) > 1e-6f * std::max(1.0f, std::fabs(a.alpha))) alpha_pattern[module] = alpha;
     }
   if (tensors.empty()) fail("adapter '", a.name, "' holds no LoRA weights to write");
-  nlohmann::json cfg = {
-      {"peft_type", "LORA"},
-      {"task_type", "CAUSAL_LM"},
-      {"r", a.rank},
-      {"lora_alpha", a.alpha},
-      {"use_rslora", a.rslora},
-      {"target_modules", a.target_names()},
-      {"base_model_name_or_path", a.base_model.empty() ? nullptr : nlohmann::json(a.base_model)},
-      {"bias", "none"},
-      {"fan_in_fan_out", false},
-      {"lora_dropout", 0.0},
-      {"inference_mode", true},
-      {"modules_to_save", nullptr},
-      {"rank_pattern", rank_pattern},
-      {"alpha_pattern", alpha_pattern},
-      {"use_dora", false},
-  };
+  PeftLoraConfig pc;
+  pc.rank = a.rank;
+  pc.alpha = a.alpha;
+  pc.rslora = a.rslora;
+  pc.target_modules = a.target_names();
+  pc.base_model = a.base_model;
+  pc.rank_pattern = rank_pattern;
+  pc.alpha_pattern = alpha_pattern;
+  const nlohmann::json cfg = peft_lora_config_json(pc);
   write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
   const std::string text = cfg.dump(2) + "\n";
   AtomicFile out((fs::path(dir) / "adapter_config.json").string());

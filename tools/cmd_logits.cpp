@@ -16,6 +16,7 @@ namespace {
 struct LogitsOptions {
   ModelOptions model;
   std::string tokens;
+  bool f32 = false;
 };
 
 void run_logits(const LogitsOptions& o) {
@@ -32,6 +33,7 @@ void run_logits(const LogitsOptions& o) {
   auto model = load(o.model);
   ThreadPool pool(o.model.threads);
   Session session(*model, int(ids.size()), pool);
+  if (o.f32) session.set_numerics(Numerics{false, false});
   const float* logits = session.eval(ids, true);  // [n, V]
   const int64_t V = model->hp.n_vocab;
   nlohmann::json rows = nlohmann::json::array();
@@ -46,6 +48,9 @@ void add_logits(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("logits", "Print the logits at every position for comma-separated token ids (JSON)");
   add_model_options(cmd, o->model);
   cmd->add_option("--tokens", o->tokens, "Token ids, e.g. 1,15,300")->required();
+  cmd->add_flag("--f32", o->f32,
+                "Compute in f32 throughout, as transformers and PyTorch do (default: llama.cpp's f16 attention inputs\n"
+                "and quantised activations for quantised weights)");
   cmd->callback([o] { run_logits(*o); });
 }
 

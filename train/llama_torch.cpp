@@ -25,6 +25,14 @@ torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch
 
 }  // namespace
 
+torch::Tensor linear_lora(torch::nn::Linear& w, const LoraPair& lora, const torch::Tensor& x, bool training) {
+  auto y = w(x);  // [..., n_out]
+  if (!lora.a) return y;
+  auto xd = lora.dropout > 0 ? F::dropout(x, F::DropoutFuncOptions().p(lora.dropout).training(training)) : x;
+  // F::linear: the pair is const here, and a const ModuleHolder yields a const module.
+  return y + lora.scale * F::linear(F::linear(xd, lora.a->weight), lora.b->weight);  // [..., n_out]
+}
+
 AttentionImpl::AttentionImpl(const TrainModelConfig& c)
     : n_head(c.n_head), n_head_kv(c.n_head_kv), head_dim(c.n_embd / c.n_head) {
   q_proj = register_module("q_proj", linear(c.n_embd, n_head * head_dim));
@@ -35,9 +43,10 @@ AttentionImpl::AttentionImpl(const TrainModelConfig& c)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, n_head, head_dim}).transpose(1, 2);     // [B, H, T, D]
-  auto k = k_proj(x).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
-  auto v = v_proj(x).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  const bool tr = is_training();
+  auto q = linear_lora(q_proj, q_lora, x, tr).view({B, T, n_head, head_dim}).transpose(1, 2);     // [B, H, T, D]
+  auto k = linear_lora(k_proj, k_lora, x, tr).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  auto v = linear_lora(v_proj, v_lora, x, tr).view({B, T, n_head_kv, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
   q = rope(q, cos, sin);
   k = rope(k, cos, sin);
   if (n_head != n_head_kv) {  // GQA: each KV head serves n_head/n_head_kv query heads
@@ -48,7 +57,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto mask = torch::ones({T, T}, torch::kBool).triu(1);                              // [T, T] future
   scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   auto out = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, D]
-  return o_proj(out.transpose(1, 2).reshape({B, T, n_head * head_dim}));  // [B, T, E]
+  return linear_lora(o_proj, o_lora, out.transpose(1, 2).reshape({B, T, n_head * head_dim}), tr);  // [B, T, E]
 }
 
 MlpImpl::MlpImpl(const TrainModelConfig& c) {
@@ -58,7 +67,9 @@ MlpImpl::MlpImpl(const TrainModelConfig& c) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(F::silu(gate_proj(x)) * up_proj(x));  // [B, T, E]
+  const bool tr = is_training();
+  auto act = F::silu(linear_lora(gate_proj, gate_lora, x, tr)) * linear_lora(up_proj, up_lora, x, tr);  // [B, T, n_ff]
+  return linear_lora(down_proj, down_lora, act, tr);                                                     // [B, T, E]
 }
 
 BlockImpl::BlockImpl(const TrainModelConfig& c) {

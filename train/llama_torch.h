@@ -17,11 +17,22 @@ struct RMSNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
+// A LoRA update beside a frozen linear map W (train/lora_torch.h attaches it): y = W x +
+// scale * B A dropout(x). A and B register under W's module as lora_A and lora_B, so their
+// names are PEFT's (model.layers.0.self_attn.q_proj.lora_A.weight).
+struct LoraPair {
+  torch::nn::Linear a{nullptr}, b{nullptr};  // [r, n_in], [n_out, r]
+  double scale = 0.0, dropout = 0.0;
+};
+// W x, plus the LoRA update when the pair is attached.
+torch::Tensor linear_lora(torch::nn::Linear& w, const LoraPair& lora, const torch::Tensor& x, bool training);
+
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(const TrainModelConfig& c);
   // x: [B, T, E]; cos, sin: [T, head_dim]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  LoraPair q_lora, k_lora, v_lora, o_lora;
   int64_t n_head, n_head_kv, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -30,6 +41,7 @@ struct MlpImpl : torch::nn::Module {
   MlpImpl(const TrainModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  LoraPair gate_lora, up_lora, down_lora;
 };
 TORCH_MODULE(Mlp);
 

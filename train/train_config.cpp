@@ -1,5 +1,6 @@
 #include "train/train_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -105,12 +106,29 @@ TrainConfig load_train_config(const std::string& path) {
   TrainConfig c;
   c.path = path;
   Section top(j, "", path);
-  json model = j.value("model", json::object()), optim = j.value("optim", json::object());
+  json model = j.value("model", json::object()), optim = j.value("optim", json::object()), lora = json::object();
   top.get("tokenizer", c.tokenizer).get("train", c.train).get("valid", c.valid).get("batch_size", c.batch_size)
       .get("seq_len", c.seq_len).get("grad_accum", c.grad_accum).get("steps", c.steps).get("eval_every", c.eval_every)
       .get("eval_batches", c.eval_batches).get("checkpoint_every", c.checkpoint_every).get("log_every", c.log_every)
-      .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim);
+      .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim).get("lora", lora);
   top.done();
+  TrainLoraConfig& l = c.lora;
+  Section(lora, "lora.", path).get("base", l.base).get("rank", l.rank).get("alpha", l.alpha).get("targets", l.targets)
+      .get("dropout", l.dropout).get("rslora", l.rslora).done();
+  if (!lora.empty()) {
+    if (l.base.empty()) fail(path, ": 'lora' needs 'base' (the Hugging Face directory of the model to adapt)");
+    if (j.contains("model")) fail(path, ": 'model' and 'lora' exclude each other: a LoRA run takes the base's shape");
+    if (l.rank < 1) fail(path, ": 'lora.rank' must be at least 1");
+    if (!(l.alpha > 0)) fail(path, ": 'lora.alpha' must be positive");
+    if (l.dropout < 0 || l.dropout >= 1) fail(path, ": 'lora.dropout' must lie in [0, 1)");
+    static const char* kTargets[] = {"all", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    if (l.targets.empty()) fail(path, ": 'lora.targets' is empty");
+    for (const std::string& t : l.targets)
+      if (std::find(std::begin(kTargets), std::end(kTargets), t) == std::end(kTargets))
+        fail(path, ": unknown target module '", t, "' in lora.targets (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+             "down_proj or all)");
+    if (c.tokenizer.empty()) c.tokenizer = l.base + "/tokenizer.json";
+  }
   TrainModelConfig& m = c.model;
   json moe = json::object();
   Section(model, "model.", path).get("n_embd", m.n_embd).get("n_layer", m.n_layer).get("n_head", m.n_head)
@@ -149,7 +167,7 @@ TrainConfig load_train_config(const std::string& path) {
   if (m.n_embd % m.n_head) fail(path, ": model.n_embd ", m.n_embd, " is not a multiple of model.n_head ", m.n_head);
   if (m.n_head % m.n_head_kv) fail(path, ": model.n_head ", m.n_head, " is not a multiple of model.n_head_kv ", m.n_head_kv);
   if ((m.n_embd / m.n_head) % 2) fail(path, ": head size ", m.n_embd / m.n_head, " must be even for RoPE");
-  if (c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
+  if (!c.lora.enabled() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
   if (o.min_lr > o.lr || o.min_lr < 0) fail(path, ": optim.min_lr must lie in [0, optim.lr]");
   if (c.tokenizer.empty()) fail(path, ": missing 'tokenizer'");
   if (c.train.empty()) fail(path, ": 'train' must name at least one domain file");

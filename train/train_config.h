@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 #include <utility>
 
 namespace mf {
@@ -48,6 +49,19 @@ struct TrainModelConfig {
   int n_ff_expert() const { return moe.n_ff_expert > 0 ? moe.n_ff_expert : n_ff; }
 };
 
+// LoRA fine-tuning of a pretrained base instead of training from scratch: the base's weights
+// stay frozen, each targeted map y = W x gains (alpha / r) B A dropout(x) (PEFT's LoRA), and
+// the run exports a PEFT directory. The model's shape comes from the base's config.json.
+struct TrainLoraConfig {
+  std::string base;  // Hugging Face directory of a Llama-architecture base (the trainer's own export, ...)
+  int rank = 8;
+  double alpha = 16;
+  std::vector<std::string> targets{"all"};  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or all
+  double dropout = 0.0;
+  bool rslora = false;
+  bool enabled() const { return !base.empty(); }
+};
+
 struct TrainOptimConfig {
   double lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
   int warmup_steps = 100;
@@ -64,6 +78,7 @@ struct TrainConfig {
   int steps = 1000, eval_every = 100, eval_batches = 4, checkpoint_every = 100, log_every = 10;
   uint64_t seed = 1234;
   int threads = 0;  // 0: all cores
+  TrainLoraConfig lora;
 };
 
 // Throws mf::Error for unknown keys, wrong types or impossible values.

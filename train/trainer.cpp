@@ -16,6 +16,7 @@
 #include "train/export.h"
 #include "train/llama_torch.h"
 #include "train/trainability.h"
+#include "train/lora_torch.h"
 #include "train/upcycle.h"
 
 namespace mf {
@@ -301,18 +302,33 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   check_dist_options(opts.dist);
   const int rank = opts.dist.rank, world = opts.dist.world_size;
   const bool writer = rank == 0;
-  LlamaLM model(cfg.model, tok->n_vocab());
+  // A LoRA run adapts a frozen base of its own shape; other runs train the configured model.
+  int64_t n_vocab = tok->n_vocab();
+  const TrainModelConfig model_cfg = cfg.lora.enabled() ? model_config_from_hf(cfg.lora.base, &n_vocab) : cfg.model;
+  if (cfg.lora.enabled() && n_vocab < tok->n_vocab())
+    fail(cfg.lora.base, ": vocab_size ", n_vocab, " is smaller than the tokenizer's ", tok->n_vocab());
+  if (cfg.seq_len > model_cfg.n_ctx) fail(cfg.path, ": seq_len ", cfg.seq_len, " exceeds the model's context ", model_cfg.n_ctx);
+  LlamaLM model(model_cfg, n_vocab);
   model->init_weights(cfg.seed);
   if (!cfg.model.moe.upcycle_from.empty()) upcycle_from_dense(model, cfg.model.moe.upcycle_from);
+  std::vector<torch::Tensor> trainable;  // the parameters the optimiser and the all-reduce see
+  if (cfg.lora.enabled()) {
+    load_base_weights(model, cfg.lora.base);
+    trainable = attach_lora(model, cfg.lora, cfg.seed);
+  } else {
+    trainable = model->parameters();
+  }
   std::vector<torch::Tensor> decay, no_decay;
-  for (auto& p : model->named_parameters()) (p.value().dim() >= 2 ? decay : no_decay).push_back(p.value());
+  for (auto& p : trainable) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   auto group_opts = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(cfg.optim.lr)
                                                             .betas({cfg.optim.beta1, cfg.optim.beta2})
                                                             .weight_decay(wd));
   };
-  torch::optim::AdamW opt({torch::optim::OptimizerParamGroup(decay, group_opts(cfg.optim.weight_decay)),
-                           torch::optim::OptimizerParamGroup(no_decay, group_opts(0.0))});
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, group_opts(cfg.optim.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, group_opts(0.0));
+  torch::optim::AdamW opt(groups);
 
   std::unique_ptr<ExpertFreezer> freezer;  // MO-CTE trainability checks
   if (cfg.model.moe.enabled() && cfg.model.moe.trainability_every > 0)
@@ -358,10 +374,10 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       loss_sum += lm.item<double>() / cfg.grad_accum;
     }
     if (dp) {
-      dp->average_gradients(model->parameters());
+      dp->average_gradients(trainable);
       loss_sum = dp->average(loss_sum);
     }
-    torch::nn::utils::clip_grad_norm_(model->parameters(), cfg.optim.grad_clip);
+    torch::nn::utils::clip_grad_norm_(trainable, cfg.optim.grad_clip);
     opt.step();
     ++step;
     if (cfg.model.moe.clusters > 0 && step % cfg.model.moe.cluster_every == 0)
@@ -396,7 +412,12 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     if (step == opts.stop_after) return result;
   }
   report({step, cfg.steps, 0, 0, 0, tokens_seen, {}, "export"});
-  if (writer) export_hf(model, cfg.tokenizer, out_dir);
+  if (writer) {
+    if (cfg.lora.enabled())
+      export_peft(model, cfg.lora, out_dir);
+    else
+      export_hf(model, cfg.tokenizer, out_dir);
+  }
   if (dp) dp->barrier();  // no rank leaves before the model is written
   result.finished = true;
   return result;

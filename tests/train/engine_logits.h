@@ -16,7 +16,7 @@ namespace mf::test {
 inline double engine_logit_error(const std::string& model_dir, const std::vector<int64_t>& ids, const torch::Tensor& ref) {
   std::string list;
   for (auto id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-  auto r = run_cli("logits -m " + model_dir + " --tokens " + list);
+  auto r = run_cli("logits --f32 -m " + model_dir + " --tokens " + list);
   EXPECT_EQ(r.code, 0) << r.err;
   if (r.code != 0) return INFINITY;
   auto got = nlohmann::json::parse(r.out)["logits"];
