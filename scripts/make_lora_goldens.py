@@ -22,7 +22,8 @@ from transformers import AutoModelForCausalLM
 MODELS = "tests/golden/data/models"
 OUT = "tests/golden/data/lora"
 PROBE = [5, 17, 300, 2, 999, 64, 1, 512, 33, 7]
-N_VOCAB_KEPT = 48  # logits of the first ids at every position, plus the whole last row
+N_VOCAB_KEPT = 48  # logits of the first ids at every position, and of the first 1024 at the last one
+N_LAST_KEPT = 1024
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ADAPTERS = [
@@ -40,7 +41,7 @@ ADAPTERS = [
 def logits_record(model):
     with torch.no_grad():
         out = model(torch.tensor([PROBE])).logits[0].float()  # [n, n_vocab]
-    return {"probe_ids": PROBE, "logits_first_ids": out[:, :N_VOCAB_KEPT].tolist(), "logits_last_row": out[-1].tolist()}
+    return {"probe_ids": PROBE, "logits_first_ids": out[:, :N_VOCAB_KEPT].tolist(), "logits_last_row": out[-1, :N_LAST_KEPT].tolist()}
 
 
 def versions():

@@ -35,4 +35,20 @@ rec["written_sha256"] = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest
 rec["adapter"] = "moeforge lora convert tests/golden/data/lora/llama-gqa4-untied-r4.gguf"
 json.dump(rec, open(sys.argv[1], "w"), indent=1)
 PY
+# An adapter trained by moeforge (the default model, a short run on GSM8K's train text); PEFT's
+# logits on it are its golden.
+T=build-ref/lora-trained
+rm -rf $T && mkdir -p $T
+head -c 300000 ../shared/data/eval/gsm8k/train.jsonl > $T/math.txt
+cat > $T/config.json <<JSON
+{"lora": {"base": "models/default", "rank": 4, "alpha": 8, "targets": ["q_proj", "v_proj", "down_proj"]},
+ "train": {"math": "$T/math.txt"}, "optim": {"lr": 0.005, "min_lr": 0.0005, "warmup_steps": 4, "weight_decay": 0.0},
+ "batch_size": 8, "seq_len": 64, "steps": 40, "eval_every": 40, "eval_batches": 1, "checkpoint_every": 40,
+ "log_every": 10, "threads": 2, "seed": 11}
+JSON
+$MF train --config $T/config.json --out $T/run --fresh
+rm -rf $OUT/trained-default-r4 && mkdir -p $OUT/trained-default-r4
+cp $T/run/adapter_config.json $T/run/adapter_model.safetensors $OUT/trained-default-r4/
+$REF env PYTHONPATH=build-ref/pylib python3 scripts/make_lora_goldens.py check \
+  $OUT/trained-default-r4 models/default $OUT/trained-default-r4/golden.json
 echo "done: $OUT"

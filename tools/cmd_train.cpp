@@ -108,7 +108,7 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* cmd = app.add_subcommand("train",
                                      "Train a Llama-architecture LM (AdamW, warm-up + cosine, clipping, accumulation,\n"
-                                     "checkpoint/resume, CSV log) and write a Hugging Face directory");
+                                     "checkpoint/resume, CSV log) and write a Hugging Face directory, or with a \"lora\" section\na PEFT adapter of a frozen base (docs/lora.md)");
   cmd->add_option("-c,--config", o->config, "JSON training config (see configs/)")->required();
   cmd->add_option("-o,--out", o->out, "Output directory (checkpoint.pt, train_log.csv, then the model)")->required();
   cmd->add_flag("--fresh", o->fresh, "Ignore an existing checkpoint in OUT and start over");

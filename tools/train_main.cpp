@@ -8,7 +8,7 @@
 #include "train/trainer.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"moeforge train: train a Llama-architecture LM and write a Hugging Face directory"};
+  CLI::App app{"moeforge train: train a Llama-architecture LM and write a Hugging Face directory (or, with a lora section, a PEFT adapter of a frozen base)"};
   std::string config, out;
   bool fresh = false;
   int threads = 0;

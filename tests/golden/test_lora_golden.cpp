@@ -68,7 +68,7 @@ TEST_P(PeftGolden, BasePlusAdapterGivesPeftLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Adapters, PeftGolden,
                          ::testing::Values("llama-gqa4-untied-r4", "llama-gqa4-untied-rslora", "qwen2-bias-gqa3-r4",
-                                           "gemma3-swa6-r8"),
+                                           "gemma3-swa6-r8", "trained-default-r4"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s)
