@@ -40,6 +40,7 @@ struct LoraAdapter {
   std::string format;      // "peft" or "gguf"
   std::string arch;        // architecture whose tensor names it uses
   std::string base_model;  // the base recorded in the file ("" if none)
+  std::string description; // its task in words (description.txt beside it), for GLIDER's global router
   int64_t rank = 0;        // the configured rank (modules may differ: PEFT's rank_pattern)
   float alpha = 0.0f;
   bool rslora = false;

@@ -225,6 +225,10 @@ LoraAdapter load_lora(const std::string& path, const Model& model, const std::st
   if (p.filename() == "adapter_config.json") p = p.parent_path();
   if (!p.has_filename()) p = p.parent_path();  // a trailing slash
   a.name = name.empty() ? p.stem().string() : name;
+  // The task description: DIR/description.txt for a PEFT directory, FILE.description.txt for a GGUF.
+  const std::string desc = peft ? (p / "description.txt").string() : path + ".description.txt";
+  if (fs::exists(desc)) a.description = read_text_file(desc);
+  while (!a.description.empty() && (a.description.back() == '\n' || a.description.back() == ' ')) a.description.pop_back();
   bind_lora(a, model);
   return a;
 }

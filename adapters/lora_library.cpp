@@ -46,6 +46,8 @@ std::shared_ptr<LoraRouter> make_lora_router(const LoraLibrary& lib, const std::
   const size_t n = lib.adapters.size();
   if (n == 0) fail("the LoRA library is empty");
   if (spec == "arrow") return std::make_shared<ArrowRouter>(lib.adapters, top_k);
+  if (spec == "glider") return std::make_shared<ArrowRouter>(lib.adapters, top_k, 1.0f, /*glider=*/true);
+  if (spec == "global") return std::make_shared<GlobalRouter>(int(n), top_k);
   if (spec == "uniform") return std::make_shared<FixedRouter>(std::vector<float>(n, 1.0f / float(n)), "uniform");
   std::vector<float> w(n, 0.0f);
   std::vector<int> chosen;
@@ -141,7 +143,7 @@ void RoutedLora::apply(int il, std::span<const AdaptedMap> maps, const float* x,
     for (size_t i = 0; i < maps.size(); ++i) {
       if (!on[i]) continue;
       s.terms.clear();
-      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, &pool);
+      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, &pool, bias());
       finish_terms(il, target[i], factors_[i], s.terms, &usage_);
       ops::lora_add(factors_[i], s.terms, x, n_in, maps[i].y, maps[i].n_out, pool);  // y [n, n_out] += sum of chosen B A x
     }
@@ -158,7 +160,7 @@ void RoutedLora::apply(int il, std::span<const AdaptedMap> maps, const float* x,
       const int64_t o0 = std::max<int64_t>(c0 - col0, 0), o1 = std::min(c1 - col0, maps[i].n_out);
       if (!on[i] || o0 >= o1) continue;
       s.terms.clear();
-      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, nullptr);
+      router_->route(il, target[i], x, n, n_in, s.terms, s.scores, nullptr, bias());
       // The thread holding the map's first column counts its usage.
       finish_terms(il, target[i], factors_[i], s.terms, o0 == 0 ? &s.usage : nullptr);
       ops::lora_add_columns(factors_[i], s.terms, x, n_in, maps[i].y, maps[i].n_out, o0, o1, s.t);  // y[:, o0:o1) +=
@@ -183,7 +185,9 @@ nlohmann::json lora_report(const RoutedLora& lora, bool used_only) {
                         {"picks", u.picks[a]},
                         {"share", u.updates ? u.weight[a] / double(u.updates) : 0.0}});
   }
-  return {{"route", lora.router().name()}, {"adapters", adapters}, {"bytes", lora.library().n_bytes()}};
+  nlohmann::json j = {{"route", lora.router().name()}, {"adapters", adapters}, {"bytes", lora.library().n_bytes()}};
+  if (!lora.prior().empty()) j["prior"] = lora.prior();
+  return j;
 }
 
 }  // namespace mf

@@ -14,6 +14,8 @@
 
 namespace mf {
 
+struct GlobalIndex;  // adapters/glider.h
+
 struct LoraLibrary {
   std::vector<LoraAdapter> adapters;
   int find(const std::string& name) const;  // -1 if absent
@@ -26,9 +28,10 @@ struct LoraLibrary {
 // mf::Error on an empty list, a repeated name or a bad adapter.
 LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model& model, bool f16 = false);
 
-// A router from a user's choice: "arrow" (top_k of the library per token and map), "uniform"
-// (all adapters, 1/N each), "NAME", or a list "NAME[:WEIGHT],NAME[:WEIGHT]" (equal weights
-// summing to 1 unless given). Throws mf::Error naming an unknown adapter.
+// A router from a user's choice: "arrow" (top_k of the library per token and map), "glider"
+// (arrow plus each sequence's prior from the global router), "global" (the prior's top_k for
+// every token), "uniform" (all adapters, 1/N each), "NAME", or a list "NAME[:WEIGHT],NAME[:WEIGHT]"
+// (equal weights summing to 1 unless given). Throws mf::Error naming an unknown adapter.
 std::shared_ptr<LoraRouter> make_lora_router(const LoraLibrary& library, const std::string& spec, int top_k);
 
 // How one slot or request used the library: per adapter, the (token, map) updates that chose
@@ -54,6 +57,13 @@ class RoutedLora : public LinearAdapter {
   const std::shared_ptr<const LoraRouter>& shared_router() const { return router_; }
   const LoraUsage& usage() const { return usage_; }
   void reset_usage();
+  // The sequence's prior for glider / global routing: bias[a] = alpha * log p(a) [n_adapter];
+  // empty: none (glider then routes as arrow, global applies no adapter).
+  void set_prior(std::vector<float> bias) { bias_ = std::move(bias); }
+  const std::vector<float>& prior() const { return bias_; }
+  // The description embeddings a sequence's prior comes from (glider / global routing).
+  void set_global_index(std::shared_ptr<const GlobalIndex> index) { index_ = std::move(index); }
+  const std::shared_ptr<const GlobalIndex>& global_index() const { return index_; }
 
  private:
   std::shared_ptr<const LoraLibrary> lib_;
@@ -71,6 +81,9 @@ class RoutedLora : public LinearAdapter {
   std::array<std::vector<LoraFactors>, 4> factors_;  // per map of a call
   std::vector<Scratch> scratch_;
   LoraUsage usage_;
+  std::vector<float> bias_;
+  std::shared_ptr<const GlobalIndex> index_;
+  const float* bias() const { return bias_.empty() ? nullptr : bias_.data(); }
 };
 
 // {"route", "adapters": [{"name", "rank", "bytes", "picks", "share"}], "bytes"}: the library and how

@@ -11,7 +11,7 @@
 namespace mf {
 
 void FixedRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
-                        std::vector<float>&, ThreadPool*) const {
+                        std::vector<float>&, ThreadPool*, const float*) const {
   for (int64_t t = 0; t < n; ++t)
     for (size_t a = 0; a < w_.size(); ++a) {
       if (w_[a] == 0.0f) continue;
@@ -43,8 +43,8 @@ std::vector<float> lora_top_right_singular_vector(const LoraModule& m) {
   return out;
 }
 
-ArrowRouter::ArrowRouter(const std::vector<LoraAdapter>& library, int top_k, float temperature)
-    : n_adapter_(int(library.size())), top_k_(top_k), temperature_(temperature) {
+ArrowRouter::ArrowRouter(const std::vector<LoraAdapter>& library, int top_k, float temperature, bool glider)
+    : n_adapter_(int(library.size())), top_k_(top_k), temperature_(temperature), glider_(glider) {
   if (library.empty()) fail("arrow routing needs at least one adapter");
   if (top_k < 1) fail("arrow routing: top-k must be at least 1, got ", top_k);
   if (!(temperature > 0)) fail("arrow routing: temperature must be positive");
@@ -72,7 +72,7 @@ const float* ArrowRouter::prototype(int il, int target, int a) const {
 }
 
 void ArrowRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
-                        std::vector<float>& scratch, ThreadPool* pool) const {
+                        std::vector<float>& scratch, ThreadPool* pool, const float* bias) const {
   const Prototypes& p = proto_[size_t(il) * kNumLoraTargets + size_t(target)];
   const int64_t n_proto = int64_t(p.adapter.size());
   if (n_proto == 0) return;
@@ -85,18 +85,34 @@ void ArrowRouter::route(int il, int target, const float* x, int64_t n, int64_t n
   std::vector<int> order(static_cast<size_t>(n_proto));
   std::vector<float> e(k);
   for (int64_t t = 0; t < n; ++t) {
-    const float* s = scratch.data() + t * n_proto;  // [n_proto]
-    for (int64_t i = 0; i < n_proto; ++i) order[size_t(i)] = int(i);
-    // Highest |v . x| first; ties go to the lower index (deterministic).
-    std::partial_sort(order.begin(), order.begin() + int64_t(k), order.end(), [&](int i, int j) {
-      const float a = std::fabs(s[i]), b = std::fabs(s[j]);
-      return a > b || (a == b && i < j);
-    });
-    const float top = std::fabs(s[order[0]]);
+    float* s = scratch.data() + t * n_proto;  // [n_proto] token scores |v . x| (+ the sequence's bias)
+    for (int64_t i = 0; i < n_proto; ++i) {
+      s[i] = std::fabs(s[i]) / temperature_ + (bias ? bias[p.adapter[size_t(i)]] : 0.0f);
+      order[size_t(i)] = int(i);
+    }
+    // Highest score first; ties go to the lower index (deterministic).
+    std::partial_sort(order.begin(), order.begin() + int64_t(k), order.end(),
+                      [&](int i, int j) { return s[i] > s[j] || (s[i] == s[j] && i < j); });
+    const float top = s[order[0]];
     float sum = 0.0f;
-    for (size_t j = 0; j < k; ++j) sum += e[j] = std::exp((std::fabs(s[order[j]]) - top) / temperature_);
+    for (size_t j = 0; j < k; ++j) sum += e[j] = std::exp(s[order[j]] - top);
     for (size_t j = 0; j < k; ++j) terms.push_back(LoraTerm{int32_t(t), int32_t(p.adapter[size_t(order[j])]), e[j] / sum});
   }
+}
+
+void GlobalRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+                         std::vector<float>& scratch, ThreadPool*, const float* bias) const {
+  if (!bias) return;  // no prior set: the base model
+  std::vector<int> order(static_cast<size_t>(n_adapter_));
+  for (int i = 0; i < n_adapter_; ++i) order[size_t(i)] = i;
+  const size_t k = std::min(size_t(top_k_), order.size());
+  std::partial_sort(order.begin(), order.begin() + int64_t(k), order.end(),
+                    [&](int i, int j) { return bias[i] > bias[j] || (bias[i] == bias[j] && i < j); });
+  scratch.resize(k);
+  float sum = 0.0f;
+  for (size_t j = 0; j < k; ++j) sum += scratch[j] = std::exp(bias[order[j]] - bias[order[0]]);
+  for (int64_t t = 0; t < n; ++t)
+    for (size_t j = 0; j < k; ++j) terms.push_back(LoraTerm{int32_t(t), int32_t(order[j]), scratch[j] / sum});
 }
 
 }  // namespace mf

@@ -8,7 +8,11 @@
 namespace mf::serve {
 
 // base: the library and router the server starts with (its router is the default for requests
-// that name no adapter); top_k: Arrow's adapters per token for "auto" and "arrow".
-AdapterLibrary lora_adapter_library(const RoutedLora& base, int top_k = 2);
+// that name no adapter); top_k: adapters per token for "auto", "arrow", "glider" and "global";
+// glider / global priors use the base's global index, or one built from the adapters'
+// descriptions on first use (temperature, alpha), embedding prompts with `model` on a
+// one-thread pool of the seam's own.
+AdapterLibrary lora_adapter_library(const Model& model, const RoutedLora& base, int top_k = 2,
+                                    float temperature = 0.1f, float alpha = 1.0f);
 
 }  // namespace mf::serve

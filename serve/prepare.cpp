@@ -136,7 +136,7 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
     if (!spec.empty() && spec != "none") {
       try {
         std::lock_guard<std::mutex> lock(*ctx.route_mu);
-        p.job.adapter = ctx.adapters->make(spec);
+        p.job.adapter = ctx.adapters->make(spec, p.job.prompt);
       } catch (const Error& e) {
         throw ApiError(400, e.what(), "moeforge.adapters", "unknown_adapter");
       }

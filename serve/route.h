@@ -49,12 +49,13 @@ struct Router {
 };
 
 // The LoRA seam: a library of adapters the requests choose from ("moeforge": {"adapters": ...}).
-// make(spec) gives a fresh per-request update for a spec: an adapter name, a list "a,b" or
-// "a:0.7,b:0.3", "uniform", or "auto" (routed per token); it throws mf::Error naming an unknown
-// adapter (the server answers 400). report() describes how a finished request used it.
+// make(spec, prompt) gives a fresh per-request update for a spec: an adapter name, a list "a,b"
+// or "a:0.7,b:0.3", "uniform", "auto" (routed per token), "glider" or "global" (routed with the
+// prompt's prior); it throws mf::Error naming an unknown adapter (the server answers 400).
+// report() describes how a finished request used it.
 // Called from HTTP handler threads, one at a time (the server serialises them).
 struct AdapterLibrary {
-  std::function<std::shared_ptr<LinearAdapter>(const std::string& spec)> make;
+  std::function<std::shared_ptr<LinearAdapter>(const std::string& spec, std::span<const int32_t> prompt)> make;
   std::function<nlohmann::json(const LinearAdapter&)> report;
   std::vector<std::string> names;  // listed in /v1/models
   std::string default_spec;        // for requests that name none ("": the base model)

@@ -63,6 +63,7 @@ void run_generate(const GenerateOptions& o) {
   Session session(*model, n_ctx, pool);
   Sampler sampler(o.sampler);
   Routing routing = resolve_routing(lm, o.domain, prompt, pool);
+  lora_query(*model, pool, prompt);
   session.set_layers(routed_layers(lm, routing));
   nlohmann::json routes = nlohmann::json::array({routing_json(lm, routing)});
   if (lm.moe && !o.json)

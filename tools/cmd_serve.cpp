@@ -94,7 +94,8 @@ void run_serve(ServeOptions o) {
   ThreadPool route_pool(1);
   serve::Router router = moe ? moe_router(*moe, route_pool) : serve::Router{};
   const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get());
-  serve::Server server(model, pool, o.server, router, lora ? serve::lora_adapter_library(*lora) : serve::AdapterLibrary{});
+  serve::Server server(model, pool, o.server, router, lora ? serve::lora_adapter_library(model, *lora, o.model.lora_top_k, o.model.glider_temperature, o.model.glider_alpha)
+                                    : serve::AdapterLibrary{});
   const int port = server.bind();
   const auto& so = server.options();
   const double kv_mib = double(model.hp.n_layer) * 2.0 * server.scheduler().n_parallel() * double(server.scheduler().n_ctx()) *

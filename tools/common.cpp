@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "adapters/glider.h"
 #include "adapters/lora_library.h"
 #include "core/error.h"
 #include "formats/atomic_file.h"
@@ -31,12 +32,17 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
                 "never merged");
   l->add_option("--lora-route", o.lora_route,
                 "How tokens pick adapters: arrow (per token and layer, training-free; the default for several), "
-                "uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
+                "glider (arrow plus the prompt's prior from the adapters' descriptions), global (the prior's top-k "
+                "for every token), uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
   l->add_option("--lora-top-k", o.lora_top_k, "Adapters per token and map under arrow routing (default 2)")
       ->check(CLI::PositiveNumber);
   l->add_option("--lora-type", o.lora_type,
                 "Precision of the factors the forward reads: f32 (exact, default) or f16 (half the bytes per token)")
       ->check(CLI::IsMember({"f32", "f16"}));
+  l->add_option("--glider-alpha", o.glider_alpha,
+                "glider: weight of the global prior against the token scores (0: arrow alone; default 1)");
+  l->add_option("--glider-temperature", o.glider_temperature,
+                "glider, global: temperature of the prior softmax over description similarities (default 0.1)");
 }
 
 RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts) {
@@ -84,11 +90,20 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
   if (!o.lora.empty()) {
     auto lib = std::make_shared<LoraLibrary>(load_lora_library(o.lora, *m, o.lora_type == "f16"));
     const std::string route = !o.lora_route.empty() ? o.lora_route : lib->adapters.size() == 1 ? lib->adapters[0].name : "arrow";
-    m->adapter = std::make_shared<RoutedLora>(lib, make_lora_router(*lib, route, o.lora_top_k));
+    auto lora = std::make_shared<RoutedLora>(lib, make_lora_router(*lib, route, o.lora_top_k));
+    if (lora->router().needs_prior()) {
+      ThreadPool pool(o.threads);
+      lora->set_global_index(std::make_shared<GlobalIndex>(build_global_index(*m, pool, *lib, o.glider_temperature, o.glider_alpha)));
+    }
+    m->adapter = lora;
   } else if (!o.lora_route.empty()) {
     fail("--lora-route needs adapters (--lora)");
   }
   return m;
+}
+
+void lora_query(const Model& model, ThreadPool& pool, std::span<const int32_t> prompt) {
+  if (auto* lora = dynamic_cast<RoutedLora*>(model.adapter.get())) set_query(*lora, model, pool, prompt);
 }
 
 nlohmann::json lora_json(const Model& model) {

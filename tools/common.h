@@ -1,6 +1,7 @@
 // Options and helpers shared by the CLI subcommands.
 #pragma once
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/text_file.h"
+#include "core/thread_pool.h"
 #include "model/model.h"
 
 namespace mf::cli {
@@ -25,6 +27,7 @@ struct ModelOptions {
   std::string lora_route;  // "" -> the single adapter, or arrow for a library
   int lora_top_k = 2;
   std::string lora_type = "f32";  // what the forward reads: f32 or f16
+  float glider_alpha = 1.0f, glider_temperature = 0.1f;  // GLIDER's global router
 };
 
 // Adds --model/-m, --tokenizer, --threads/-t, the expert-routing and the LoRA options to a subcommand.
@@ -47,6 +50,10 @@ inline constexpr const char* kExportTypeHelp =
     "llama.cpp chooses, e.g. q6_K output and some attn_v/ffn_down in q4_K_M; rows that are not a\n"
     "multiple of 256 fall back to q5_0/q5_1/q8_0), or one type for every matrix: f32, bf16, q4_0,\n"
     "q4_1, q5_0, q5_1 (default f16)";
+
+// Sets the prior of a sequence starting with `prompt` when the model's LoRA routing takes one
+// (glider, global); else nothing.
+void lora_query(const Model& model, ThreadPool& pool, std::span<const int32_t> prompt);
 
 // The model's LoRA library, its router and how it has been used so far; null without --lora.
 nlohmann::json lora_json(const Model& model);

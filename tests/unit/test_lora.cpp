@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "adapters/glider.h"
 #include "adapters/lora_io.h"
 #include "adapters/lora_library.h"
 #include "core/error.h"
@@ -241,7 +242,7 @@ TEST(LoraRouter, ArrowChoosesTheTopKByAbsoluteProjectionWithSoftmaxWeights) {
   std::vector<LoraTerm> terms;
   std::vector<float> scratch;
   ThreadPool pool(2);
-  router.route(1, 0, x.data(), 6, E, terms, scratch, &pool);
+  router.route(1, 0, x.data(), 6, E, terms, scratch, &pool, nullptr);
   ASSERT_EQ(terms.size(), 12u);
   for (int t = 0; t < 6; ++t) {
     std::vector<std::pair<double, int>> s;
@@ -257,6 +258,59 @@ TEST(LoraRouter, ArrowChoosesTheTopKByAbsoluteProjectionWithSoftmaxWeights) {
     EXPECT_NEAR(terms[size_t(2 * t)].coef, w0, 1e-5);
     EXPECT_NEAR(terms[size_t(2 * t)].coef + terms[size_t(2 * t + 1)].coef, 1.0, 1e-6);
   }
+}
+
+TEST(LoraGlider, PriorFavoursTheMatchingDescriptionAndBiasesArrow) {
+  auto m = load_model("models/default");
+  ThreadPool pool(2);
+  auto lib = std::make_shared<LoraLibrary>();
+  const std::vector<std::string> desc = {"Solve grade school math word problems step by step.",
+                                         "Continue Python source code.", "Write the next sentence of a novel."};
+  for (int a = 0; a < 3; ++a) {
+    lib->adapters.push_back(init_lora(*m, "t" + std::to_string(a), 4, 8.0f, {"all"}, true, 70 + a));
+    lib->adapters.back().description = desc[size_t(a)];
+  }
+  const std::vector<float> e = embed_text(*m, pool, desc[1]);
+  double norm = 0;
+  for (float v : e) norm += double(v) * v;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+  EXPECT_EQ(e, embed_text(*m, pool, desc[1]));  // deterministic
+  auto index = std::make_shared<GlobalIndex>(build_global_index(*m, pool, *lib, 0.1f, 1.0f));
+  const std::vector<float> lp = global_log_prior(*index, e);
+  double total = 0;
+  for (float v : lp) total += std::exp(double(v));
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  EXPECT_EQ(std::max_element(lp.begin(), lp.end()) - lp.begin(), 1) << "a description is closest to itself";
+
+  // Global routing: every token takes the prior's top adapter. GLIDER with a large alpha agrees;
+  // with alpha 0 it is Arrow.
+  const std::vector<int32_t> prompt = m->require_tokenizer().encode(desc[1], true);
+  RoutedLora global(lib, make_lora_router(*lib, "global", 1)), glider(lib, make_lora_router(*lib, "glider", 1)),
+      arrow(lib, make_lora_router(*lib, "arrow", 1));
+  EXPECT_THROW(set_query(global, *m, pool, prompt), Error);  // no index yet
+  for (RoutedLora* r : {&global, &glider}) r->set_global_index(index);
+  set_query(global, *m, pool, prompt);
+  Session s(*m, 64, pool);
+  s.set_adapter(0, &global);
+  s.eval(prompt, false);
+  EXPECT_EQ(global.usage().picks[0] + global.usage().picks[2], 0);
+  EXPECT_GT(global.usage().picks[1], 0);
+  auto strong = std::make_shared<GlobalIndex>(*index);
+  strong->alpha = 1000.0f;
+  glider.set_global_index(strong);
+  set_query(glider, *m, pool, prompt);
+  s.reset();
+  s.set_adapter(0, &glider);
+  s.eval(prompt, false);
+  EXPECT_EQ(glider.usage().picks, global.usage().picks);
+  glider.set_prior(std::vector<float>(3, 0.0f));  // alpha 0: arrow's choices
+  glider.reset_usage();
+  s.reset();
+  s.eval(prompt, false);
+  s.reset();
+  s.set_adapter(0, &arrow);
+  s.eval(prompt, false);
+  EXPECT_EQ(glider.usage().picks, arrow.usage().picks);
 }
 
 TEST(LoraIo, PeftWriteThenReadGivesTheSameFactors) {

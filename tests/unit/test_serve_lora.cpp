@@ -42,7 +42,7 @@ class LoraServer : public ::testing::Test {
     AdapterLibrary lib;
     if (with_library) {
       base_ = std::make_unique<RoutedLora>(lib_, make_lora_router(*lib_, default_route, 2));
-      lib = lora_adapter_library(*base_, 2);
+      lib = lora_adapter_library(*model_, *base_, 2);
     }
     server_ = std::make_unique<Server>(*model_, pool_, o, Router{}, lib);
     port_ = server_->bind();
