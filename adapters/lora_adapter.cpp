@@ -109,6 +109,8 @@ void bind_lora(LoraAdapter& a, const Model& model) {
       if (m.n_in != w.shape[1] || m.n_out != w.shape[0])
         fail(what, ": A [", m.rank, ", ", m.n_in, "] and B [", m.n_out, ", ", m.rank, "] do not fit the model's weight ",
              w.shape_str(), " (expected A [r, ", w.shape[1], "], B [", w.shape[0], ", r]): it was made for another base model");
+      if (!m.gate.empty() && int64_t(m.gate.size()) != m.n_in)
+        fail(what, ": gate of ", m.gate.size(), " values, the map's input has ", m.n_in);
       if (a.qk_neox != hp.rope_neox && (role == TensorRole::Wq || role == TensorRole::Wk))
         permute_outputs(m, rope_row_order(m.n_out, hp.head_dim, /*to_interleaved=*/!hp.rope_neox));
     }

@@ -28,6 +28,7 @@ struct LoraModule {
   std::vector<float> bt;  // [rank, n_out]: B transposed
   // f16 copies of a and bt that the forward reads instead when present (set_lora_f16).
   std::vector<uint16_t> a16, bt16;
+  std::vector<float> gate;  // [n_in] PHATGOOSE gate (gates.safetensors beside a PEFT adapter), or empty
   bool present() const { return rank > 0; }
   LoraFactors factors() const {
     return a16.empty() ? LoraFactors{a.data(), bt.data(), rank, false} : LoraFactors{a16.data(), bt16.data(), rank, true};

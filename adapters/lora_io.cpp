@@ -170,6 +170,20 @@ LoraAdapter read_peft_lora(const std::string& path, const std::string& arch) {
       alpha = v->get<float>();
     m.scale = scale_for(alpha, m.rank, a.rslora);
   }
+  // PHATGOOSE gates trained by moeforge (train's lora.gates_for), one [n_in] vector per map.
+  if (const std::string gates = (dir / "gates.safetensors").string(); fs::exists(gates)) {
+    const SafetensorsCheckpoint gk = SafetensorsCheckpoint::open(gates);
+    const std::string suffix = ".lora_gate.weight";
+    for (const auto& [name, t] : gk.tensors()) {
+      std::string rest = name.compare(0, prefix.size(), prefix) == 0 ? name.substr(prefix.size()) : name;
+      const bool ok = rest.size() > suffix.size() && rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0;
+      const ModuleRef ref = ok ? parse_module(arch, rest.substr(0, rest.size() - suffix.size()), false) : ModuleRef{};
+      if (ref.layer < 0 || size_t(ref.layer) >= a.layers.size() || !a.layers[size_t(ref.layer)][size_t(ref.target)].present())
+        fail(gates, ": tensor '", name, "' is not the gate of an adapted map");
+      if (t.view.n_dims != 1) fail(gates, ": gate '", name, "' must be a vector, got ", t.view.shape_str());
+      a.layers[size_t(ref.layer)][size_t(ref.target)].gate = to_f32(t.view);
+    }
+  }
   return a;
 }
 

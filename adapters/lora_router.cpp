@@ -100,6 +100,64 @@ void ArrowRouter::route(int il, int target, const float* x, int64_t n, int64_t n
   }
 }
 
+namespace {
+// v - mean(v), divided by its standard deviation (and by `extra`).
+void standardise(const float* v, int64_t n, float* out, double extra = 1.0) {
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < n; ++i) mean += v[i];
+  mean /= double(n);
+  for (int64_t i = 0; i < n; ++i) var += (v[i] - mean) * (v[i] - mean);
+  const double inv = 1.0 / (std::sqrt(var / double(n) + 1e-12) * extra);
+  for (int64_t i = 0; i < n; ++i) out[i] = float((v[i] - mean) * inv);
+}
+}  // namespace
+
+GateRouter::GateRouter(const std::vector<LoraAdapter>& library, int top_k) : top_k_(top_k) {
+  if (top_k < 1) fail("gate routing: top-k must be at least 1, got ", top_k);
+  const size_t n_layer = library.empty() ? 0 : library[0].layers.size();
+  gates_.resize(n_layer * kNumLoraTargets);
+  bool any = false;
+  for (size_t il = 0; il < n_layer; ++il)
+    for (int t = 0; t < kNumLoraTargets; ++t)
+      for (size_t a = 0; a < library.size(); ++a) {
+        const LoraModule& m = library[a].layers[il][size_t(t)];
+        if (!m.present() || m.gate.empty()) continue;
+        Gates& g = gates_[il * kNumLoraTargets + size_t(t)];
+        g.rows.resize(g.rows.size() + m.gate.size());
+        standardise(m.gate.data(), int64_t(m.gate.size()), g.rows.data() + g.rows.size() - m.gate.size(),
+                    std::sqrt(double(m.gate.size())));
+        g.adapter.push_back(int(a));
+        any = true;
+      }
+  if (!any) fail("gate routing: no adapter of the library has gates (train them with lora.gates_for)");
+}
+
+void GateRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+                       std::vector<float>& scratch, ThreadPool*, const float* bias) const {
+  const Gates& g = gates_[size_t(il) * kNumLoraTargets + size_t(target)];
+  const int64_t n_gate = int64_t(g.adapter.size());
+  if (n_gate == 0) return;
+  scratch.resize(size_t(n_in + n_gate));
+  float* xz = scratch.data();           // [n_in] standardised token
+  float* s = scratch.data() + n_in;     // [n_gate] scores
+  const size_t k = std::min(size_t(top_k_), size_t(n_gate));
+  std::vector<int> order(static_cast<size_t>(n_gate));
+  std::vector<float> e(k);
+  for (int64_t t = 0; t < n; ++t) {
+    standardise(x + t * n_in, n_in, xz);
+    ops::matvec_f32(g.rows.data(), n_gate, n_in, xz, s);  // [n_gate]
+    for (int64_t i = 0; i < n_gate; ++i) {
+      if (bias) s[i] += bias[g.adapter[size_t(i)]];
+      order[size_t(i)] = int(i);
+    }
+    std::partial_sort(order.begin(), order.begin() + int64_t(k), order.end(),
+                      [&](int i, int j) { return s[i] > s[j] || (s[i] == s[j] && i < j); });
+    float sum = 0.0f;
+    for (size_t j = 0; j < k; ++j) sum += e[j] = std::exp(s[order[j]] - s[order[0]]);
+    for (size_t j = 0; j < k; ++j) terms.push_back(LoraTerm{int32_t(t), int32_t(g.adapter[size_t(order[j])]), e[j] / sum});
+  }
+}
+
 void GlobalRouter::route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
                          std::vector<float>& scratch, ThreadPool*, const float* bias) const {
   if (!bias) return;  // no prior set: the base model

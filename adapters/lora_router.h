@@ -74,6 +74,26 @@ class ArrowRouter : public LoraRouter {
   std::vector<Prototypes> proto_;  // [n_layer * kNumLoraTargets]
 };
 
+// PHATGOOSE (Muqeeth et al. 2024): each adapter's gate vectors, trained after the adapter with
+// the adapter frozen. A token x scores z(g) . z(x) / sqrt(n_in) per adapter with a gate for the
+// map, z() standardising to zero mean and unit variance; top k, softmax over their scores.
+class GateRouter : public LoraRouter {
+ public:
+  // Throws mf::Error if no adapter of the library has gates.
+  GateRouter(const std::vector<LoraAdapter>& library, int top_k);
+  std::string name() const override { return "gates"; }
+  void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
+             std::vector<float>& scratch, ThreadPool* pool, const float* bias) const override;
+
+ private:
+  struct Gates {
+    std::vector<float> rows;  // [n_present, n_in] standardised and divided by sqrt(n_in)
+    std::vector<int> adapter;
+  };
+  int top_k_;
+  std::vector<Gates> gates_;  // [n_layer * kNumLoraTargets]
+};
+
 class GlobalRouter : public LoraRouter {
  public:
   explicit GlobalRouter(int n_adapter, int top_k) : n_adapter_(n_adapter), top_k_(top_k) {}

@@ -2,14 +2,19 @@
 //   lora inspect ADAPTER -m BASE   ranks, alpha, scale and targets, checked against the base
 //   lora convert ADAPTER -m BASE -o DIR   any adapter (e.g. a llama.cpp GGUF LoRA) to PEFT
 //   lora init -m BASE -o DIR --rank R   a fresh adapter (PEFT's initialisation)
+//   lora describe ADAPTER -m BASE --examples FILE | --text T   its task in words (GLIDER)
+//   lora eval -m BASE --lora ... --task NAME=FILE ...   routes compared on text tasks
 //   lora merge -m BASE --lora A [--lora B --lora-route A:0.5,B:0.5] -o OUT.gguf   merged dense model
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
+#include "adapters/glider.h"
 #include "adapters/lora_io.h"
 #include "adapters/lora_library.h"
 #include "core/error.h"
+#include "core/text_file.h"
 #include "model/gguf_export.h"
 #include "model/quant_types.h"
 #include "tools/commands.h"
@@ -27,6 +32,7 @@ struct LoraCmdOptions {
   std::vector<std::string> targets{"all"};
   bool random_b = false;
   uint64_t seed = 0;
+  int n_examples = 3;
 };
 
 nlohmann::json describe(const LoraAdapter& a) {
@@ -79,6 +85,43 @@ void run_init(const LoraCmdOptions& o) {
   write_peft_lora(o.out, a, m->hp.head_dim);
   std::fprintf(stderr, "wrote %s (PEFT, rank %lld, %lld parameters, B %s)\n", o.out.c_str(), (long long)o.rank,
                (long long)a.n_params(), o.random_b ? "random" : "zero");
+}
+
+// One example per line; a JSON object line gives its "question", "text" or "prompt" field.
+std::vector<std::string> read_examples(const std::string& path, size_t n) {
+  std::vector<std::string> out;
+  std::istringstream in(read_text_file(path));
+  for (std::string line; out.size() < n && std::getline(in, line);) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object()) {
+      for (const char* key : {"question", "text", "prompt"})
+        if (j.contains(key) && j[key].is_string()) {
+          line = j[key].get<std::string>();
+          break;
+        }
+    }
+    out.push_back(line.substr(0, 600));
+  }
+  if (out.empty()) fail(path, ": no examples");
+  return out;
+}
+
+void run_describe(const LoraCmdOptions& o) {
+  if (o.name.empty() == o.out.empty()) fail("lora describe: give --text or --examples (one of them)");
+  auto m = load(o.model);
+  const LoraAdapter a = load_lora(o.adapter, *m);
+  std::string text = o.name;
+  if (text.empty()) {
+    ThreadPool pool(o.model.threads);
+    text = describe_task(*m, pool, read_examples(o.out, size_t(o.n_examples)));
+    if (text.empty()) fail("the model wrote an empty description; give one with --text");
+  }
+  const bool dir = std::filesystem::is_directory(o.adapter);
+  const std::string path = dir ? (std::filesystem::path(o.adapter) / "description.txt").string() : o.adapter + ".description.txt";
+  write_text_atomic(path, text + "\n");
+  std::printf("%s\n", text.c_str());
+  std::fprintf(stderr, "wrote %s\n", path.c_str());
 }
 
 void run_merge(const LoraCmdOptions& o) {
@@ -154,6 +197,17 @@ void add_lora(CLI::App& app) {
                     std::string("keep (default): every weight in the base's own type, merged ones re-quantised to it; or\n") +
                         kExportTypeHelp);
   merge->callback([o] { run_merge(*o); });
+
+  CLI::App* describe = cmd->add_subcommand(
+      "describe", "Write an adapter's task description (description.txt beside it) for GLIDER's global router");
+  describe->add_option("adapter", o->adapter, "PEFT directory or GGUF LoRA")->required();
+  add_model_options(describe, o->model);
+  describe->add_option("--text", o->name, "The description, as given (else the base model writes it from --examples)");
+  describe->add_option("--examples", o->out, "Text file, one example per line (JSONL: its question/text/prompt field)");
+  describe->add_option("--n", o->n_examples, "Examples shown to the model (default 3)")->check(CLI::PositiveNumber);
+  describe->callback([o] { run_describe(*o); });
+
+  add_lora_eval(cmd);
 }
 
 }  // namespace mf::cli

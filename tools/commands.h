@@ -20,6 +20,7 @@ void add_eval_moe(CLI::App& app);
 void add_pull(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_eval(CLI::App& app);  // eval and eval-report
-void add_lora(CLI::App& app);  // lora inspect, convert, merge
+void add_lora(CLI::App& app);  // lora inspect, convert, init, describe, merge, eval
+void add_lora_eval(CLI::App* lora);
 
 }  // namespace mf::cli

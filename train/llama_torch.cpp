@@ -30,7 +30,9 @@ torch::Tensor linear_lora(torch::nn::Linear& w, const LoraPair& lora, const torc
   if (!lora.a) return y;
   auto xd = lora.dropout > 0 ? F::dropout(x, F::DropoutFuncOptions().p(lora.dropout).training(training)) : x;
   // F::linear: the pair is const here, and a const ModuleHolder yields a const module.
-  return y + lora.scale * F::linear(F::linear(xd, lora.a->weight), lora.b->weight);  // [..., n_out]
+  auto update = lora.scale * F::linear(F::linear(xd, lora.a->weight), lora.b->weight);  // [..., n_out]
+  if (lora.gate.defined()) update = update * torch::sigmoid(torch::matmul(x, lora.gate)).unsqueeze(-1);  // [..., 1] gate
+  return y + update;
 }
 
 AttentionImpl::AttentionImpl(const TrainModelConfig& c)

@@ -23,6 +23,7 @@ TORCH_MODULE(RMSNorm);
 struct LoraPair {
   torch::nn::Linear a{nullptr}, b{nullptr};  // [r, n_in], [n_out, r]
   double scale = 0.0, dropout = 0.0;
+  torch::Tensor gate;  // [n_in] PHATGOOSE gate (registered as lora_gate), or undefined: y = W x + sigmoid(g . x) scale B A x
 };
 // W x, plus the LoRA update when the pair is attached.
 torch::Tensor linear_lora(torch::nn::Linear& w, const LoraPair& lora, const torch::Tensor& x, bool training);

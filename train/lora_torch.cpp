@@ -109,9 +109,60 @@ std::vector<torch::Tensor> attach_lora(LlamaLM& model, const TrainLoraConfig& cf
   return trainable;
 }
 
+std::vector<torch::Tensor> attach_gated_lora(LlamaLM& model, TrainLoraConfig& cfg, uint64_t seed) {
+  const std::string dir = cfg.gates_for, config = dir + "/adapter_config.json";
+  std::ifstream f(config);
+  if (!f) fail(config, ": cannot open (lora.gates_for must be a trained PEFT adapter)");
+  const nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  if (j.is_discarded() || !j.contains("r") || !j.contains("lora_alpha") || !j.contains("target_modules"))
+    fail(config, ": not a LoRA adapter_config.json (r, lora_alpha, target_modules)");
+  cfg.rank = j["r"].get<int>();
+  cfg.alpha = j["lora_alpha"].get<double>();
+  cfg.rslora = j.value("use_rslora", false);
+  cfg.targets = j["target_modules"].get<std::vector<std::string>>();
+  attach_lora(model, cfg, seed);
+  SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir + "/adapter_model.safetensors");
+  torch::NoGradGuard guard;
+  int loaded = 0;
+  for (auto& p : model->named_parameters()) {
+    if (p.key().find(".lora_") == std::string::npos) continue;
+    const SafetensorsTensor* t = ck.find("base_model.model." + p.key());
+    if (!t) fail(dir, ": missing '", "base_model.model." + p.key(), "'");
+    const TensorView& v = t->view;
+    if (v.n_dims != 2 || v.shape[0] != p.value().size(0) || v.shape[1] != p.value().size(1))
+      fail(dir, ": '", p.key(), "' has shape ", v.shape_str(), ", the base needs ", p.value().sizes());
+    auto out = torch::empty(p.value().sizes(), torch::kFloat32);
+    for (int64_t r = 0; r < v.rows(); ++r) ref::dequantize_row(v.dtype, v.row(r), out.data_ptr<float>() + r * v.cols(), v.cols());
+    p.value().copy_(out);
+    p.value().set_requires_grad(false);
+    ++loaded;
+  }
+  if (loaded == 0) fail(dir, ": no LoRA factors matched the base");
+  std::vector<torch::Tensor> gates;
+  auto add_gate = [&](torch::nn::Linear& w, LoraPair& pair) {
+    if (!pair.a) return;
+    pair.gate = w->register_parameter("lora_gate", torch::zeros({w->weight.size(1)}));  // [n_in], sigmoid(0) = 1/2
+    gates.push_back(pair.gate);
+  };
+  for (auto& layer : *model->model->layers) {
+    auto* block = layer->as<Block>();
+    auto* at = block->self_attn.get();
+    add_gate(at->q_proj, at->q_lora);
+    add_gate(at->k_proj, at->k_lora);
+    add_gate(at->v_proj, at->v_lora);
+    add_gate(at->o_proj, at->o_lora);
+    if (!block->mlp) continue;
+    auto* mlp = block->mlp.get();
+    add_gate(mlp->gate_proj, mlp->gate_lora);
+    add_gate(mlp->up_proj, mlp->up_lora);
+    add_gate(mlp->down_proj, mlp->down_lora);
+  }
+  return gates;
+}
+
 void export_peft(LlamaLM& model, const TrainLoraConfig& cfg, const std::string& out_dir) {
   std::vector<torch::Tensor> keep;  // contiguous f32 copies the views point into
-  std::vector<std::pair<std::string, TensorView>> tensors;
+  std::vector<std::pair<std::string, TensorView>> tensors, gates;
   std::vector<std::string> modules;
   for (auto& p : model->named_parameters()) {
     const std::string& name = p.key();  // model.layers.0.self_attn.q_proj.lora_A.weight
@@ -119,6 +170,10 @@ void export_peft(LlamaLM& model, const TrainLoraConfig& cfg, const std::string& 
     if (at == std::string::npos) continue;
     keep.push_back(p.value().detach().to(torch::kFloat32).contiguous());
     const torch::Tensor& t = keep.back();
+    if (t.dim() == 1) {  // a PHATGOOSE gate
+      gates.emplace_back("base_model.model." + name + ".weight", make_view(DType::F32, {t.size(0)}, t.data_ptr<float>()));
+      continue;
+    }
     tensors.emplace_back("base_model.model." + name, make_view(DType::F32, {t.size(0), t.size(1)}, t.data_ptr<float>()));
     const std::string module = name.substr(0, at);
     const std::string short_name = module.substr(module.rfind('.') + 1);
@@ -134,6 +189,7 @@ void export_peft(LlamaLM& model, const TrainLoraConfig& cfg, const std::string& 
   pc.dropout = cfg.dropout;
   fs::create_directories(out_dir);
   write_safetensors(out_dir + "/adapter_model.safetensors", tensors);
+  if (!gates.empty()) write_safetensors(out_dir + "/gates.safetensors", gates);
   const std::string text = peft_lora_config_json(pc).dump(2) + "\n";
   AtomicFile f(out_dir + "/adapter_config.json");
   f.write(text.data(), text.size());

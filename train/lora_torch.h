@@ -22,7 +22,13 @@ void load_base_weights(LlamaLM& model, const std::string& dir);
 // Returns the trainable parameters (the A and B weights).
 std::vector<torch::Tensor> attach_lora(LlamaLM& model, const TrainLoraConfig& cfg, uint64_t seed);
 
-// Writes OUT/adapter_config.json and OUT/adapter_model.safetensors (f32, PEFT names).
+// PHATGOOSE's second stage: attach_lora with the trained adapter's rank, alpha and targets
+// (from its adapter_config.json), load its factors and freeze them, and add a zero gate vector
+// per adapted map. Returns the gates (the trainable parameters).
+std::vector<torch::Tensor> attach_gated_lora(LlamaLM& model, TrainLoraConfig& cfg, uint64_t seed);
+
+// Writes OUT/adapter_config.json and OUT/adapter_model.safetensors (f32, PEFT names), and with
+// gates OUT/gates.safetensors (each map's lora_gate [n_in]).
 void export_peft(LlamaLM& model, const TrainLoraConfig& cfg, const std::string& out_dir);
 
 }  // namespace mf

@@ -114,7 +114,7 @@ TrainConfig load_train_config(const std::string& path) {
   top.done();
   TrainLoraConfig& l = c.lora;
   Section(lora, "lora.", path).get("base", l.base).get("rank", l.rank).get("alpha", l.alpha).get("targets", l.targets)
-      .get("dropout", l.dropout).get("rslora", l.rslora).done();
+      .get("dropout", l.dropout).get("rslora", l.rslora).get("gates_for", l.gates_for).done();
   if (!lora.empty()) {
     if (l.base.empty()) fail(path, ": 'lora' needs 'base' (the Hugging Face directory of the model to adapt)");
     if (j.contains("model")) fail(path, ": 'model' and 'lora' exclude each other: a LoRA run takes the base's shape");

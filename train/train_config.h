@@ -59,6 +59,10 @@ struct TrainLoraConfig {
   std::vector<std::string> targets{"all"};  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj, or all
   double dropout = 0.0;
   bool rslora = false;
+  // PHATGOOSE: train only a gate vector per adapted map of this trained adapter (a PEFT
+  // directory, frozen; its rank, alpha and targets replace the ones above): y = W x +
+  // sigmoid(g . x) scale B A x. The run writes the adapter with its gates (gates.safetensors).
+  std::string gates_for;
   bool enabled() const { return !base.empty(); }
 };
 

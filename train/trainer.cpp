@@ -312,9 +312,10 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   model->init_weights(cfg.seed);
   if (!cfg.model.moe.upcycle_from.empty()) upcycle_from_dense(model, cfg.model.moe.upcycle_from);
   std::vector<torch::Tensor> trainable;  // the parameters the optimiser and the all-reduce see
+  TrainLoraConfig lora_cfg = cfg.lora;  // a gate run takes its adapter's rank, alpha and targets
   if (cfg.lora.enabled()) {
     load_base_weights(model, cfg.lora.base);
-    trainable = attach_lora(model, cfg.lora, cfg.seed);
+    trainable = cfg.lora.gates_for.empty() ? attach_lora(model, lora_cfg, cfg.seed) : attach_gated_lora(model, lora_cfg, cfg.seed);
   } else {
     trainable = model->parameters();
   }
@@ -414,7 +415,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   report({step, cfg.steps, 0, 0, 0, tokens_seen, {}, "export"});
   if (writer) {
     if (cfg.lora.enabled())
-      export_peft(model, cfg.lora, out_dir);
+      export_peft(model, lora_cfg, out_dir);
     else
       export_hf(model, cfg.tokenizer, out_dir);
   }

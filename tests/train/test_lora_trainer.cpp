@@ -3,7 +3,9 @@
 // the engine (--lora), and bad LoRA configs fail before any output.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "engine_logits.h"
@@ -102,6 +104,33 @@ TEST(LoraTrainer, RunExportsPeftThatTheEngineRunsWithTheTrainersLogits) {
   EXPECT_LT(test::engine_logit_error(kBase + " --lora " + dir + "/full", ids, ref), 1.0);
 }
 
+TEST(LoraTrainer, GateRunTrainsOnlyGatesAndTheEngineRoutesWithThem) {
+  const std::string dir = test::temp_dir();
+  TrainConfig cfg = lora_config(dir, R"({"base": "models/default", "rank": 4, "alpha": 8, "targets": ["q_proj", "down_proj"]})");
+  cfg.steps = 8;
+  ASSERT_TRUE(run_training(cfg, dir + "/adapter").finished);
+  TrainConfig gate_cfg = lora_config(dir, R"({"base": "models/default", "gates_for": ")" + dir + R"(/adapter"})");
+  gate_cfg.steps = 8;
+  ASSERT_TRUE(run_training(gate_cfg, dir + "/gated").finished);
+  // The factors are the adapter's, unchanged; gates were learned for its maps only.
+  SafetensorsCheckpoint a = SafetensorsCheckpoint::open(dir + "/adapter/adapter_model.safetensors");
+  SafetensorsCheckpoint b = SafetensorsCheckpoint::open(dir + "/gated/adapter_model.safetensors");
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  for (const auto& [name, t] : a.tensors())
+    EXPECT_EQ(0, std::memcmp(t.view.data, b.find(name)->view.data, t.view.nbytes())) << name;
+  SafetensorsCheckpoint g = SafetensorsCheckpoint::open(dir + "/gated/gates.safetensors");
+  EXPECT_EQ(g.tensors().size(), 4u * 2);  // 4 layers x (q_proj, down_proj)
+  float largest = 0;
+  for (const auto& [name, t] : g.tensors())
+    for (int64_t i = 0; i < t.view.numel(); ++i) largest = std::max(largest, std::abs(t.view.f32()[i]));
+  EXPECT_GT(largest, 0.0f) << "the gates should have moved from zero";
+  auto r = test::run_cli("generate -m models/default --lora one=" + dir + "/gated --lora two=" + dir +
+                         "/gated --lora-route gates --lora-top-k 1 -p 'Question: 2 + 3' -n 4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["lora"]["route"], "gates");
+}
+
 TEST(LoraTrainer, BadLoraConfigsFailBeforeWriting) {
   const std::string dir = test::temp_dir();
   auto expect_error = [&](const std::string& lora, const std::string& needle) {
@@ -118,6 +147,7 @@ TEST(LoraTrainer, BadLoraConfigsFailBeforeWriting) {
   expect_error(R"({"base": "/nonexistent/base"})", "cannot open");
   expect_error(R"({"rank": 4})", "needs 'base'");
   expect_error(R"({"base": "models/default", "rank": 0})", "lora.rank");
+  expect_error(R"({"base": "models/default", "gates_for": "/nonexistent/adapter"})", "cannot open");
 }
 
 }  // namespace

@@ -313,6 +313,53 @@ TEST(LoraGlider, PriorFavoursTheMatchingDescriptionAndBiasesArrow) {
   EXPECT_EQ(glider.usage().picks, arrow.usage().picks);
 }
 
+TEST(LoraRouter, GatesScoreStandardisedDotProductsAndPickTheTopK) {
+  auto m = load_model(kFixture);
+  std::vector<LoraAdapter> lib;
+  for (int a = 0; a < 3; ++a) {
+    lib.push_back(random_adapter(*m, "g" + std::to_string(a), 400 + 40 * a));
+    for (auto& layer : lib.back().layers)
+      for (LoraModule& mod : layer) mod.gate = test::random_floats(size_t(mod.n_in), 900 + a);
+  }
+  lib[2].layers[0][0].gate.clear();  // adapter 2 has no gate for layer 0's q_proj: never chosen there
+  GateRouter router(lib, 2);
+  const int64_t E = m->hp.n_embd;
+  const std::vector<float> x = test::random_floats(size_t(5 * E), 31, -2.0f, 3.0f);
+  auto z = [](const float* v, int64_t n) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < n; ++i) mean += v[i];
+    mean /= double(n);
+    for (int64_t i = 0; i < n; ++i) var += (v[i] - mean) * (v[i] - mean);
+    std::vector<double> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = (v[i] - mean) / std::sqrt(var / double(n));
+    return out;
+  };
+  for (int layer : {0, 1}) {
+    std::vector<LoraTerm> terms;
+    std::vector<float> scratch;
+    router.route(layer, 0, x.data(), 5, E, terms, scratch, nullptr, nullptr);
+    ASSERT_EQ(terms.size(), 10u);
+    for (int t = 0; t < 5; ++t) {
+      std::vector<std::pair<double, int>> s;
+      const std::vector<double> xz = z(x.data() + t * E, E);
+      for (int a = 0; a < 3; ++a) {
+        const auto& g = lib[size_t(a)].layers[size_t(layer)][0].gate;
+        if (g.empty()) continue;
+        const std::vector<double> gz = z(g.data(), E);
+        double d = 0;
+        for (int64_t i = 0; i < E; ++i) d += gz[size_t(i)] * xz[size_t(i)];
+        s.emplace_back(d / std::sqrt(double(E)), a);
+      }
+      std::sort(s.rbegin(), s.rend());
+      EXPECT_EQ(terms[size_t(2 * t)].adapter, s[0].second) << "layer " << layer;
+      EXPECT_EQ(terms[size_t(2 * t + 1)].adapter, s[1].second);
+      EXPECT_NEAR(terms[size_t(2 * t)].coef, 1.0 / (1.0 + std::exp(s[1].first - s[0].first)), 1e-4);
+    }
+  }
+  std::vector<LoraAdapter> none = {random_adapter(*m, "plain", 1)};
+  EXPECT_THROW(GateRouter(none, 1), Error);
+}
+
 TEST(LoraIo, PeftWriteThenReadGivesTheSameFactors) {
   auto m = load_model(kFixture);
   LoraAdapter a = random_adapter(*m, "rt", 7, 3);
