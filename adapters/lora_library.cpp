@@ -49,6 +49,7 @@ std::shared_ptr<LoraRouter> make_lora_router(const LoraLibrary& lib, const std::
   if (spec == "glider") return std::make_shared<ArrowRouter>(lib.adapters, top_k, 1.0f, /*glider=*/true);
   if (spec == "global") return std::make_shared<GlobalRouter>(int(n), top_k);
   if (spec == "gates") return std::make_shared<GateRouter>(lib.adapters, top_k);
+  if (spec == "glider-gates") return std::make_shared<GateRouter>(lib.adapters, top_k, /*glider=*/true);
   if (spec == "uniform") return std::make_shared<FixedRouter>(std::vector<float>(n, 1.0f / float(n)), "uniform");
   std::vector<float> w(n, 0.0f);
   std::vector<int> chosen;

@@ -31,7 +31,8 @@ LoraLibrary load_lora_library(const std::vector<std::string>& specs, const Model
 // A router from a user's choice: "arrow" (top_k of the library per token and map), "glider"
 // (arrow plus each sequence's prior from the global router), "global" (the prior's top_k for
 // every token), "uniform" (all adapters, 1/N each), "NAME", or a list "NAME[:WEIGHT],NAME[:WEIGHT]"
-// (equal weights summing to 1 unless given), "gates" (PHATGOOSE's learned gates, top_k).
+// (equal weights summing to 1 unless given), "gates" (PHATGOOSE's learned gates, top_k),
+// "glider-gates" (the gates plus the sequence's prior).
 // Throws mf::Error naming an unknown adapter.
 std::shared_ptr<LoraRouter> make_lora_router(const LoraLibrary& library, const std::string& spec, int top_k);
 

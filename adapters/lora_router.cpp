@@ -112,7 +112,7 @@ void standardise(const float* v, int64_t n, float* out, double extra = 1.0) {
 }
 }  // namespace
 
-GateRouter::GateRouter(const std::vector<LoraAdapter>& library, int top_k) : top_k_(top_k) {
+GateRouter::GateRouter(const std::vector<LoraAdapter>& library, int top_k, bool glider) : top_k_(top_k), glider_(glider) {
   if (top_k < 1) fail("gate routing: top-k must be at least 1, got ", top_k);
   const size_t n_layer = library.empty() ? 0 : library[0].layers.size();
   gates_.resize(n_layer * kNumLoraTargets);

@@ -79,9 +79,11 @@ class ArrowRouter : public LoraRouter {
 // map, z() standardising to zero mean and unit variance; top k, softmax over their scores.
 class GateRouter : public LoraRouter {
  public:
-  // Throws mf::Error if no adapter of the library has gates.
-  GateRouter(const std::vector<LoraAdapter>& library, int top_k);
-  std::string name() const override { return "gates"; }
+  // Throws mf::Error if no adapter of the library has gates. glider: takes a sequence prior
+  // (GLIDER with learned local gates, as in the paper, instead of Arrow).
+  GateRouter(const std::vector<LoraAdapter>& library, int top_k, bool glider = false);
+  std::string name() const override { return glider_ ? "glider-gates" : "gates"; }
+  bool needs_prior() const override { return glider_; }
   void route(int il, int target, const float* x, int64_t n, int64_t n_in, std::vector<LoraTerm>& terms,
              std::vector<float>& scratch, ThreadPool* pool, const float* bias) const override;
 
@@ -91,6 +93,7 @@ class GateRouter : public LoraRouter {
     std::vector<int> adapter;
   };
   int top_k_;
+  bool glider_;
   std::vector<Gates> gates_;  // [n_layer * kNumLoraTargets]
 };
 

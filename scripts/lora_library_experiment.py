@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The LoRA-library experiment on the default model (docs/lora.md): builds 12 text tasks, trains
-one adapter per held-in task, writes each adapter's description, and compares the routings with
+one adapter per held-in task and then its PHATGOOSE gates, writes each adapter's description, and compares the routings with
 `moeforge lora eval`. Standard library only; run from the repository root after `make`.
 
     python3 scripts/lora_library_experiment.py [--out build-ref/lora-exp] [--steps 200] [--rank 8]
@@ -107,9 +107,17 @@ def train_adapter(out, name, args):
     os.makedirs(os.path.join(out, "configs"), exist_ok=True)
     path = os.path.join(out, "configs", name + ".json")
     json.dump(cfg, open(path, "w"), indent=1)
-    subprocess.run([MF, "train", "--config", path, "--out", run, "--fresh"], check=True)
-    subprocess.run([MF, "lora", "describe", run, "-m", BASE, "--text", HELD_IN[name]], check=True, stdout=subprocess.DEVNULL)
-    return run
+    if args.retrain or not os.path.exists(os.path.join(run, "adapter_config.json")):
+        subprocess.run([MF, "train", "--config", path, "--out", run, "--fresh"], check=True)
+    # PHATGOOSE's second stage: the adapter frozen, one gate vector per map, on the same data.
+    gcfg = dict(cfg, lora={"base": BASE, "gates_for": run}, steps=args.gate_steps, eval_every=args.gate_steps,
+                checkpoint_every=args.gate_steps, optim=dict(cfg["optim"], lr=1e-2, min_lr=1e-3, warmup_steps=5))
+    gpath = os.path.join(out, "configs", name + "-gates.json")
+    json.dump(gcfg, open(gpath, "w"), indent=1)
+    gated = run + "-gated"
+    subprocess.run([MF, "train", "--config", gpath, "--out", gated, "--fresh"], check=True)
+    subprocess.run([MF, "lora", "describe", gated, "-m", BASE, "--text", HELD_IN[name]], check=True, stdout=subprocess.DEVNULL)
+    return gated
 
 
 def main():
@@ -118,13 +126,17 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--gate-steps", type=int, default=50)
     ap.add_argument("--windows", type=int, default=16)
-    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-training", action="store_true", help="evaluate the adapters (with gates) already in OUT")
+    ap.add_argument("--retrain", action="store_true", help="train adapters again even if OUT has them")
     ap.add_argument("--extra", nargs="*", default=[], help="more arguments for lora eval (e.g. --glider-alpha 2)")
     args = ap.parse_args()
     build_tasks(args.out)
-    runs = {n: (os.path.join(args.out, "adapters", n) if args.skip_training else train_adapter(args.out, n, args)) for n in HELD_IN}
-    cmd = [MF, "lora", "eval", "-m", BASE, "--windows", str(args.windows), "--json", "--report", os.path.join(args.out, "report.md")]
+    runs = {n: (os.path.join(args.out, "adapters", n + "-gated") if args.skip_training else train_adapter(args.out, n, args))
+            for n in HELD_IN}
+    cmd = [MF, "lora", "eval", "-m", BASE, "--windows", str(args.windows), "--json", "--report", os.path.join(args.out, "report.md"),
+           "--routes", "base,oracle,uniform,arrow,gates,global,glider,glider-gates"]
     for n, d in runs.items():
         cmd += ["--lora", f"{n}={d}"]
     for n in list(HELD_IN) + HELD_OUT:

@@ -69,7 +69,7 @@ void run_lora_eval(const LoraEvalOptions& o) {
   ThreadPool pool(o.model.threads);
   std::shared_ptr<const GlobalIndex> index;
   for (const std::string& r : o.routes)
-    if ((r == "global" || r == "glider") && !index)
+    if ((r == "global" || r == "glider" || r == "glider-gates") && !index)
       index = std::make_shared<GlobalIndex>(build_global_index(*m, pool, *lib, o.model.glider_temperature, o.model.glider_alpha));
 
   const int64_t V = m->hp.n_vocab;

@@ -33,7 +33,7 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
   l->add_option("--lora-route", o.lora_route,
                 "How tokens pick adapters: arrow (per token and layer, training-free; the default for several), "
                 "glider (arrow plus the prompt's prior from the adapters' descriptions), global (the prior's top-k "
-                "for every token), gates (PHATGOOSE's learned gates), uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
+                "for every token), gates (PHATGOOSE's learned gates), glider-gates (gates plus the prior), uniform (all, 1/N each), NAME, or NAME[:W],NAME[:W]");
   l->add_option("--lora-top-k", o.lora_top_k, "Adapters per token and map under arrow routing (default 2)")
       ->check(CLI::PositiveNumber);
   l->add_option("--lora-type", o.lora_type,
