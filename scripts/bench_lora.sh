@@ -35,7 +35,7 @@ tmp, names = sys.argv[1], sys.argv[2:]
 rows = [[json.loads(l) for l in open(f"{tmp}/{i}")] for i in range(len(names))]
 med = lambda rs, f: statistics.median(f(r) for r in rs)
 base_tg = med(rows[0], lambda r: r["decode_tps"]); base_pp = med(rows[0], lambda r: r["prefill_tps"])
-print("| configuration | adapter MB read | prefill tok/s | decode tok/s | decode time / base | prefill time / base |")
+print("| configuration | library MB (factors the forward reads) | prefill tok/s | decode tok/s | decode time / base | prefill time / base |")
 print("|---|---|---|---|---|---|")
 for name, rs in zip(names, rows):
     tg = med(rs, lambda r: r["decode_tps"]); pp = med(rs, lambda r: r["prefill_tps"])
