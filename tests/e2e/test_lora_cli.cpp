@@ -1,5 +1,6 @@
-// LoRA adapters end to end: --lora on generate / logits / bench, the lora inspect, convert and
-// merge commands (merged equals applied per token), and the errors for bad adapters and flags.
+// LoRA adapters end to end: --lora on generate / logits / bench, the lora inspect, convert,
+// init, describe, eval and merge commands (merged equals applied per token), and the errors
+// for bad adapters and flags.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -87,6 +88,54 @@ TEST(LoraCli, GenerateAndBenchReportTheLibraryAndItsRouting) {
   auto b = run_cli("bench -m " + kBase + " --lora " + kPeft + " --prompt-tokens 8 --gen-tokens 4 --reps 1 --json");
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(json::parse(b.out)["lora"]["adapters"][0]["name"], "llama-gqa4-untied-r4");
+}
+
+TEST(LoraCli, InitDescribeAndEvalCompareRoutesOnTasks) {
+  const std::string dir = test::temp_dir();
+  const std::string base = "models/default";
+  for (const char* name : {"math", "story"}) {
+    auto r = run_cli("lora init -m " + base + " -o " + dir + "/" + name + " --rank 4 --random-b --seed " +
+                     std::to_string(name[0]));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  auto d = run_cli("lora describe " + dir + "/math -m " + base + " --text 'Grade school math word problems.'");
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(test::read_file(dir + "/math/description.txt"), "Grade school math word problems.\n");
+  // The base model writes the other description from examples (any non-empty sentence).
+  test::write_file(dir + "/examples.jsonl", "{\"question\": \"Once upon a time there was a king.\"}\nThe end came at dawn.\n");
+  d = run_cli("lora describe " + dir + "/story -m " + base + " --examples " + dir + "/examples.jsonl --n 2");
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_FALSE(test::read_file(dir + "/story/description.txt").empty());
+
+  const std::string gsm = test::read_file(test::shared_dir() + "/data/eval/gsm8k/test.jsonl").substr(0, 20000);
+  test::write_file(dir + "/math.txt", gsm);
+  test::write_file(dir + "/novel.txt", test::read_file(test::shared_dir() + "/data/eval/prose/frankenstein.txt").substr(0, 20000));
+  auto e = run_cli("lora eval -m " + base + " --lora math=" + dir + "/math --lora story=" + dir + "/story --task math=" + dir +
+                   "/math.txt --task novel=" + dir + "/novel.txt --windows 2 --window-tokens 64 --json --report " + dir +
+                   "/report.md");
+  ASSERT_EQ(e.code, 0) << e.err;
+  json j = json::parse(e.out);
+  for (const char* route : {"base", "oracle", "uniform", "arrow", "global", "glider"}) ASSERT_TRUE(j["routes"].contains(route)) << route;
+  EXPECT_TRUE(j["routes"]["oracle"].contains("math"));
+  EXPECT_FALSE(j["routes"]["oracle"].contains("novel"));  // held out: no adapter of its own
+  EXPECT_EQ(j["routes"]["base"]["math"]["tokens"], 2 * 63);
+  EXPECT_NE(j["routes"]["base"]["math"]["loss"], j["routes"]["oracle"]["math"]["loss"]);
+  const double own = j["routes"]["global"]["math"]["prior_top1_is_own"].get<double>();
+  EXPECT_GE(own, 0.0);
+  EXPECT_LE(own, 1.0);
+  EXPECT_NE(test::read_file(dir + "/report.md").find("| glider |"), std::string::npos);
+
+  auto bad = run_cli("lora eval -m " + base + " --lora math=" + dir + "/math --task math=" + dir + "/missing.txt");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("missing.txt"), std::string::npos) << bad.err;
+  bad = run_cli("lora describe " + dir + "/math -m " + base);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("--text or --examples"), std::string::npos) << bad.err;
+  ASSERT_EQ(run_cli("lora init -m " + base + " -o " + dir + "/plain --rank 2").code, 0);
+  bad = run_cli("lora eval -m " + base + " --lora math=" + dir + "/math --lora " + dir + "/plain --task math=" + dir +
+                "/math.txt --routes glider");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("no description"), std::string::npos) << bad.err;
 }
 
 TEST(LoraCli, BadAdaptersAndFlagsFailWithTheReason) {
