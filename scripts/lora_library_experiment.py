@@ -12,7 +12,7 @@ score the choices above chance, so the measure is the loss on the task's text); 
 halves are split by a recorded seed. The descriptions are written here by hand, one sentence
 per task: GLIDER's "given by the user" option (the 3M default model cannot write them).
 """
-import argparse, csv, glob, json, os, random, subprocess, sys
+import argparse, csv, glob, json, os, random, shlex, subprocess, sys
 
 SHARED = os.environ.get("MOEFORGE_SHARED", "../shared")
 EVAL = os.path.join(SHARED, "data/eval")
@@ -130,18 +130,19 @@ def main():
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--skip-training", action="store_true", help="evaluate the adapters (with gates) already in OUT")
     ap.add_argument("--retrain", action="store_true", help="train adapters again even if OUT has them")
-    ap.add_argument("--extra", nargs="*", default=[], help="more arguments for lora eval (e.g. --glider-alpha 2)")
+    ap.add_argument("--routes", default="base,oracle,uniform,arrow,gates,global,glider,glider-gates")
+    ap.add_argument("--extra", default="", help='more arguments for lora eval, one string (e.g. "--glider-alpha 2")')
     args = ap.parse_args()
     build_tasks(args.out)
     runs = {n: (os.path.join(args.out, "adapters", n + "-gated") if args.skip_training else train_adapter(args.out, n, args))
             for n in HELD_IN}
     cmd = [MF, "lora", "eval", "-m", BASE, "--windows", str(args.windows), "--json", "--report", os.path.join(args.out, "report.md"),
-           "--routes", "base,oracle,uniform,arrow,gates,global,glider,glider-gates"]
+           "--routes", args.routes]
     for n, d in runs.items():
         cmd += ["--lora", f"{n}={d}"]
     for n in list(HELD_IN) + HELD_OUT:
         cmd += ["--task", f"{n}={os.path.join(args.out, 'tasks', n, 'test.txt')}"]
-    cmd += args.extra
+    cmd += shlex.split(args.extra)
     print(" ".join(cmd), file=sys.stderr)
     res = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     open(os.path.join(args.out, "results.json"), "w").write(res)
