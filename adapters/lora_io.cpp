@@ -1,6 +1,7 @@
 #include "adapters/lora_io.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -245,6 +246,42 @@ LoraAdapter load_lora(const std::string& path, const Model& model, const std::st
   while (!a.description.empty() && (a.description.back() == '\n' || a.description.back() == ' ')) a.description.pop_back();
   bind_lora(a, model);
   return a;
+}
+
+void write_gguf_lora(const std::string& path, const LoraAdapter& a, int head_dim) {
+  const bool gguf_neox = arch_from_gguf(a.arch, path).gguf_rope_neox;
+  const float alpha = a.alpha > 0 ? a.alpha : float(a.rank);
+  GgufWriter w;
+  w.set_string("general.architecture", a.arch);
+  w.set_string("general.type", "adapter");
+  w.set_string("general.name", a.name);
+  w.set_string("adapter.type", "lora");
+  w.set_f32("adapter.lora.alpha", alpha);
+  int n = 0;
+  for (size_t il = 0; il < a.layers.size(); ++il)
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      const LoraModule& m = a.layers[il][size_t(t)];
+      if (!m.present()) continue;
+      const TensorRole role = kLoraTargets[size_t(t)];
+      std::vector<int64_t> order;
+      if (a.qk_neox != gguf_neox && (role == TensorRole::Wq || role == TensorRole::Wk))
+        order = rope_row_order(m.n_out, head_dim, /*to_interleaved=*/!gguf_neox);
+      const float fold = m.scale * float(m.rank) / alpha;  // llama.cpp scales by alpha / r
+      std::vector<uint8_t> abuf(m.a.size() * sizeof(float)), bbuf(m.bt.size() * sizeof(float));
+      std::memcpy(abuf.data(), m.a.data(), abuf.size());
+      float* b = reinterpret_cast<float*>(bbuf.data());  // [n_out, r]
+      for (int64_t o = 0; o < m.n_out; ++o)
+        for (int64_t j = 0; j < m.rank; ++j)
+          b[o * m.rank + j] = fold * m.bt[size_t(j * m.n_out + (order.empty() ? o : order[size_t(o)]))];
+      const std::string name = format_name(tensor_name(a.arch, role).gguf, int(il));
+      w.keep(std::move(abuf));
+      w.add_tensor(name + ".lora_a", make_view(DType::F32, {m.rank, m.n_in}, w.last_kept().data()));
+      w.keep(std::move(bbuf));
+      w.add_tensor(name + ".lora_b", make_view(DType::F32, {m.n_out, m.rank}, w.last_kept().data()));
+      ++n;
+    }
+  if (n == 0) fail("adapter '", a.name, "' holds no LoRA weights to write");
+  w.write(path);
 }
 
 void write_peft_lora(const std::string& dir, const LoraAdapter& a, int head_dim) {

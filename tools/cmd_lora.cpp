@@ -1,6 +1,6 @@
 // moeforge lora: adapters for a base model.
 //   lora inspect ADAPTER -m BASE   ranks, alpha, scale and targets, checked against the base
-//   lora convert ADAPTER -m BASE -o DIR   any adapter (e.g. a llama.cpp GGUF LoRA) to PEFT
+//   lora convert ADAPTER -m BASE -o DIR|F.gguf   any adapter to PEFT or to a llama.cpp GGUF LoRA
 //   lora init -m BASE -o DIR --rank R   a fresh adapter (PEFT's initialisation)
 //   lora describe ADAPTER -m BASE --examples FILE | --text T   its task in words (GLIDER)
 //   lora eval -m BASE --lora ... --task NAME=FILE ...   routes compared on text tasks
@@ -72,9 +72,13 @@ void run_inspect(const LoraCmdOptions& o) {
 void run_convert(const LoraCmdOptions& o) {
   auto m = load(o.model);
   const LoraAdapter a = load_lora(o.adapter, *m);
-  write_peft_lora(o.out, a, m->hp.head_dim);
-  std::fprintf(stderr, "wrote %s (PEFT, rank %lld, %lld parameters)\n", o.out.c_str(), (long long)a.rank,
-               (long long)a.n_params());
+  const bool gguf = o.out.size() > 5 && o.out.compare(o.out.size() - 5, 5, ".gguf") == 0;
+  if (gguf)
+    write_gguf_lora(o.out, a, m->hp.head_dim);
+  else
+    write_peft_lora(o.out, a, m->hp.head_dim);
+  std::fprintf(stderr, "wrote %s (%s, rank %lld, %lld parameters)\n", o.out.c_str(), gguf ? "llama.cpp GGUF LoRA" : "PEFT",
+               (long long)a.rank, (long long)a.n_params());
 }
 
 void run_init(const LoraCmdOptions& o) {
@@ -171,10 +175,10 @@ void add_lora(CLI::App& app) {
   inspect->add_flag("--json", o->json, "Print the description as JSON");
   inspect->callback([o] { run_inspect(*o); });
 
-  CLI::App* convert = cmd->add_subcommand("convert", "Write an adapter (PEFT or GGUF LoRA) as a PEFT directory");
+  CLI::App* convert = cmd->add_subcommand("convert", "Write an adapter (PEFT or GGUF LoRA) as a PEFT directory or, to a .gguf, a llama.cpp GGUF LoRA");
   convert->add_option("adapter", o->adapter, "PEFT directory or GGUF LoRA")->required();
   add_model_options(convert, o->model);
-  convert->add_option("-o,--output", o->out, "Output PEFT directory")->required();
+  convert->add_option("-o,--output", o->out, "Output: a PEFT directory, or FILE.gguf for llama.cpp")->required();
   convert->callback([o] { run_convert(*o); });
 
   CLI::App* init = cmd->add_subcommand("init", "Write a fresh adapter for a base model (PEFT layout)");

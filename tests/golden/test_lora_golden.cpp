@@ -4,7 +4,8 @@
 // - llama.cpp's GGUF conversion of an adapter gives them too, on the Hugging Face base and on a
 //   GGUF base (whose q/k rows are interleaved, so the adapter's B rows are permuted);
 // - the PEFT directory moeforge writes from that GGUF adapter is the one PEFT was checked on
-//   (same bytes), and PEFT's logits on it equal moeforge's.
+//   (same bytes), and PEFT's logits on it equal moeforge's;
+// - llama.cpp runs the GGUF LoRA moeforge writes with moeforge's greedy text.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "adapters/lora_library.h"
 #include "model/gguf_export.h"
 #include "model/session.h"
+#include "ops/ops.h"
 #include "test_util.h"
 
 namespace mf {
@@ -110,6 +112,49 @@ TEST(LoraRoundTrip, PeftLoadsTheAdapterMoeforgeWritesWithTheSameLogits) {
             rec["written_sha256"].get<std::string>())
       << "the writer changed since PEFT checked its output: rerun scripts/make_lora_goldens.sh";
   expect_peft_logits(*m, out, rec);
+}
+
+// llama.cpp (llama-completion --lora) on the GGUF LoRA moeforge writes gives the greedy text
+// moeforge gives (scripts/check_lora_llamacpp.sh recorded it with both files' sha256).
+TEST(LoraRoundTrip, LlamaCppAppliesTheGgufLoraMoeforgeWritesAsMoeforgeDoes) {
+  const json rec = read_json(kDir + "/llamacpp_greedy.json");
+  auto hf = load_model("tests/golden/data/models/llama-gqa4-untied");
+  const std::string dir = test::temp_dir();
+  export_gguf(*hf, dir + "/base.gguf", DType::F32);
+  const std::string base_bytes = test::read_file(dir + "/base.gguf");
+  ASSERT_EQ(test::sha256_hex(reinterpret_cast<const uint8_t*>(base_bytes.data()), base_bytes.size()),
+            rec["base_sha256"].get<std::string>())
+      << "the GGUF export changed since llama.cpp ran: rerun scripts/check_lora_llamacpp.sh";
+  auto base = load_model(dir + "/base.gguf");
+  const Tokenizer& tok = base->require_tokenizer();
+  for (const json& r : rec["records"]) {
+    const std::string name = r["adapter"];
+    const LoraAdapter a = load_lora(kDir + "/" + name, *base);
+    write_gguf_lora(dir + "/" + name + ".gguf", a, base->hp.head_dim);
+    const std::string bytes = test::read_file(dir + "/" + name + ".gguf");
+    ASSERT_EQ(test::sha256_hex(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), r["lora_sha256"].get<std::string>())
+        << name << ": the GGUF LoRA writer changed since llama.cpp ran";
+    // moeforge's greedy text with the GGUF adapter it wrote (llama.cpp numerics, as generate).
+    auto lib = std::make_shared<LoraLibrary>(load_lora_library({dir + "/" + name + ".gguf"}, *base));
+    RoutedLora lora(lib, make_lora_router(*lib, lib->adapters[0].name, 1));
+    ThreadPool pool(1);
+    std::vector<int32_t> prompt = tok.encode(rec["prompt"].get<std::string>(), true);
+    const int n = rec["n_predict"].get<int>();
+    Session s(*base, int(prompt.size()) + n, pool);
+    s.set_adapter(0, &lora);
+    const float* logits = s.eval(prompt, false);
+    std::string text;
+    for (int i = 0; i < n; ++i) {
+      int32_t t = int32_t(ops::argmax(logits, base->hp.n_vocab));
+      if (t == tok.spec().eos_id) break;
+      text += tok.token_to_piece(t);
+      if (i + 1 < n) logits = s.eval({&t, 1}, false);
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string got;
+    for (unsigned char c : text) got += std::string{hex[c >> 4], hex[c & 15]};
+    EXPECT_EQ(got, r["text_hex"].get<std::string>()) << name << ": moeforge wrote '" << text << "'";
+  }
 }
 
 }  // namespace
