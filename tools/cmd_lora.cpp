@@ -33,6 +33,7 @@ struct LoraCmdOptions {
   bool random_b = false;
   uint64_t seed = 0;
   int n_examples = 3;
+  std::string text, examples;  // lora describe
 };
 
 nlohmann::json describe(const LoraAdapter& a) {
@@ -112,13 +113,13 @@ std::vector<std::string> read_examples(const std::string& path, size_t n) {
 }
 
 void run_describe(const LoraCmdOptions& o) {
-  if (o.name.empty() == o.out.empty()) fail("lora describe: give --text or --examples (one of them)");
+  if (o.text.empty() == o.examples.empty()) fail("lora describe: give --text or --examples (one of them)");
   auto m = load(o.model);
   const LoraAdapter a = load_lora(o.adapter, *m);
-  std::string text = o.name;
+  std::string text = o.text;
   if (text.empty()) {
     ThreadPool pool(o.model.threads);
-    text = describe_task(*m, pool, read_examples(o.out, size_t(o.n_examples)));
+    text = describe_task(*m, pool, read_examples(o.examples, size_t(o.n_examples)));
     if (text.empty()) fail("the model wrote an empty description; give one with --text");
   }
   const bool dir = std::filesystem::is_directory(o.adapter);
@@ -206,8 +207,8 @@ void add_lora(CLI::App& app) {
       "describe", "Write an adapter's task description (description.txt beside it) for GLIDER's global router");
   describe->add_option("adapter", o->adapter, "PEFT directory or GGUF LoRA")->required();
   add_model_options(describe, o->model);
-  describe->add_option("--text", o->name, "The description, as given (else the base model writes it from --examples)");
-  describe->add_option("--examples", o->out, "Text file, one example per line (JSONL: its question/text/prompt field)");
+  describe->add_option("--text", o->text, "The description, as given (else the base model writes it from --examples)");
+  describe->add_option("--examples", o->examples, "Text file, one example per line (JSONL: its question/text/prompt field)");
   describe->add_option("--n", o->n_examples, "Examples shown to the model (default 3)")->check(CLI::PositiveNumber);
   describe->callback([o] { run_describe(*o); });
 

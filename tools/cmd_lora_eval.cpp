@@ -67,10 +67,7 @@ void run_lora_eval(const LoraEvalOptions& o) {
   std::shared_ptr<const LoraLibrary> lib = loaded->shared_library();
   const std::vector<Task> tasks = read_tasks(o, *m, *lib);
   ThreadPool pool(o.model.threads);
-  std::shared_ptr<const GlobalIndex> index;
-  for (const std::string& r : o.routes)
-    if ((r == "global" || r == "glider" || r == "glider-gates") && !index)
-      index = std::make_shared<GlobalIndex>(build_global_index(*m, pool, *lib, o.model.glider_temperature, o.model.glider_alpha));
+  std::shared_ptr<const GlobalIndex> index;  // built when a route first needs a prior
 
   const int64_t V = m->hp.n_vocab;
   Session s(*m, o.window_tokens, pool);
@@ -94,6 +91,8 @@ void run_lora_eval(const LoraEvalOptions& o) {
         auto it = routers.find(spec);
         if (it == routers.end()) it = routers.emplace(spec, make_lora_router(*lib, spec, o.model.lora_top_k)).first;
         router = it->second;
+        if (router->needs_prior() && !index)
+          index = std::make_shared<GlobalIndex>(build_global_index(*m, pool, *lib, o.model.glider_temperature, o.model.glider_alpha));
       }
       double nll = 0;
       int64_t scored = 0, prior_hits = 0;

@@ -8,7 +8,7 @@
 #include "formats/atomic_file.h"
 #include "formats/peft_config.h"
 #include "formats/safetensors.h"
-#include "ops/ops.h"
+#include "train/checkpoint_tensor.h"
 
 namespace mf {
 namespace fs = std::filesystem;
@@ -47,18 +47,7 @@ TrainModelConfig model_config_from_hf(const std::string& dir, int64_t* n_vocab) 
 void load_base_weights(LlamaLM& model, const std::string& dir) {
   SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir);
   torch::NoGradGuard guard;
-  for (auto& p : model->named_parameters()) {
-    const SafetensorsTensor* t = ck.find(p.key());
-    if (!t) fail(dir, ": missing tensor '", p.key(), "'");
-    const TensorView& v = t->view;
-    std::vector<int64_t> shape(v.shape.begin(), v.shape.begin() + v.n_dims);
-    if (shape != p.value().sizes().vec())
-      fail(dir, ": tensor '", p.key(), "' has shape ", v.shape_str(), ", config.json implies ", p.value().sizes());
-    auto out = torch::empty(shape, torch::kFloat32);
-    for (int64_t r = 0; r < v.rows(); ++r)
-      ref::dequantize_row(v.dtype, v.row(r), out.data_ptr<float>() + r * v.cols(), v.cols());
-    p.value().copy_(out);
-  }
+  for (auto& p : model->named_parameters()) p.value().copy_(checkpoint_tensor(ck, p.key(), p.value(), dir, "the base's config.json"));
 }
 
 namespace {
@@ -126,14 +115,7 @@ std::vector<torch::Tensor> attach_gated_lora(LlamaLM& model, TrainLoraConfig& cf
   int loaded = 0;
   for (auto& p : model->named_parameters()) {
     if (p.key().find(".lora_") == std::string::npos) continue;
-    const SafetensorsTensor* t = ck.find("base_model.model." + p.key());
-    if (!t) fail(dir, ": missing '", "base_model.model." + p.key(), "'");
-    const TensorView& v = t->view;
-    if (v.n_dims != 2 || v.shape[0] != p.value().size(0) || v.shape[1] != p.value().size(1))
-      fail(dir, ": '", p.key(), "' has shape ", v.shape_str(), ", the base needs ", p.value().sizes());
-    auto out = torch::empty(p.value().sizes(), torch::kFloat32);
-    for (int64_t r = 0; r < v.rows(); ++r) ref::dequantize_row(v.dtype, v.row(r), out.data_ptr<float>() + r * v.cols(), v.cols());
-    p.value().copy_(out);
+    p.value().copy_(checkpoint_tensor(ck, "base_model.model." + p.key(), p.value(), dir, "the base"));
     p.value().set_requires_grad(false);
     ++loaded;
   }

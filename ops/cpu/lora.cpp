@@ -1,6 +1,7 @@
 // Fast LoRA update (ops/lora.h): per term, rank dot products over x (four at a time) and rank
 // axpys of bt's rows into y. Rows go to threads only when the batch is large enough to pay for
-// the hand-off (a decode step's few rows run on the caller).
+// the hand-off; a decode step's update is split by output columns by its caller instead
+// (lora_add_columns, adapters/lora_library.cpp).
 #include <algorithm>
 #include <vector>
 
@@ -93,38 +94,6 @@ void run_terms(std::span<const LoraFactors> adapters, std::span<const LoraTerm> 
   }
 }
 
-// Few rows (decode): both products split across threads. Projections t = A x go by (term, rank
-// row); the expansion goes by column blocks of y, each thread adding every term's B t to its
-// columns, so no two threads write the same float.
-void lora_add_few_rows(std::span<const LoraFactors> adapters, std::span<const LoraTerm> terms, const float* x,
-                       int64_t n_in, float* y, int64_t n_out, ThreadPool& pool) {
-  std::vector<int64_t> t_off(terms.size() + 1, 0);  // where each term's projection starts in t
-  for (size_t i = 0; i < terms.size(); ++i) t_off[i + 1] = t_off[i] + adapters[size_t(terms[i].adapter)].rank;
-  std::vector<float> t(size_t(t_off.back()));
-  std::vector<std::pair<int32_t, int32_t>> items;  // (term, first rank row), 4 rank rows each
-  for (size_t i = 0; i < terms.size(); ++i)
-    for (int64_t j = 0; j < adapters[size_t(terms[i].adapter)].rank; j += 4) items.emplace_back(int32_t(i), int32_t(j));
-  pool.parallel_for(int64_t(items.size()), 1, [&](int, int64_t b, int64_t e) {
-    for (int64_t it = b; it < e; ++it) {
-      const auto [i, j0] = items[size_t(it)];
-      const LoraTerm& term = terms[size_t(i)];
-      const LoraFactors& f = adapters[size_t(term.adapter)];
-      const int64_t nj = std::min<int64_t>(4, f.rank - j0);
-      float* ti = t.data() + t_off[size_t(i)] + j0;
-      project(f, j0, nj, x + int64_t(term.row) * n_in, n_in, ti);  // [nj] = A x
-      for (int64_t j = 0; j < nj; ++j) ti[j] *= term.coef;
-    }
-  });
-  constexpr int64_t kBlock = 64;
-  pool.parallel_for((n_out + kBlock - 1) / kBlock, 1, [&](int, int64_t b, int64_t e) {
-    const int64_t o0 = b * kBlock, o1 = std::min(n_out, e * kBlock);
-    for (size_t i = 0; i < terms.size(); ++i) {
-      // y[o0..o1) += B[o0..o1) t
-      expand(adapters[size_t(terms[i].adapter)], t.data() + t_off[i], y + int64_t(terms[i].row) * n_out, n_out, o0, o1);
-    }
-  });
-}
-
 }  // namespace
 
 void lora_add(std::span<const LoraFactors> adapters, std::span<const LoraTerm> terms, const float* x, int64_t n_in,
@@ -138,12 +107,11 @@ void lora_add(std::span<const LoraFactors> adapters, std::span<const LoraTerm> t
   const int64_t n_rows = int64_t(row_start.size()) - 1;
   int64_t flops = 0;
   for (const LoraTerm& term : terms) flops += adapters[size_t(term.adapter)].rank * (n_in + n_out);
-  if (flops < (1 << 14) || pool.size() == 1) {
+  if (n_rows < 2 || flops < (1 << 14) || pool.size() == 1) {
     std::vector<float> t;
     run_terms(adapters, terms, x, n_in, y, n_out, t);
     return;
   }
-  if (n_rows < pool.size()) return lora_add_few_rows(adapters, terms, x, n_in, y, n_out, pool);
   pool.parallel_for(n_rows, 1, [&](int, int64_t r0, int64_t r1) {
     std::vector<float> t;
     const size_t b = row_start[size_t(r0)], e = row_start[size_t(r1)];
