@@ -418,6 +418,16 @@ TEST(LoraIo, BadAdaptersAreRefusedWithTheReason) {
                        {"base_model.model.lm_head.lora_B.weight", make_view(DType::F32, {m->hp.n_vocab, 4}, b.data())}});
   }
   expect_error(dir + "/lm", "unknown target module");
+  // A truncated weights file, and a config that is not JSON.
+  write_peft_lora(dir + "/cut", a, m->hp.head_dim);
+  {
+    const std::string bytes = test::read_file(dir + "/cut/adapter_model.safetensors");
+    test::write_file(dir + "/cut/adapter_model.safetensors", bytes.substr(0, bytes.size() / 2));
+  }
+  expect_error(dir + "/cut", "adapter_model.safetensors");
+  write_peft_lora(dir + "/badjson", a, m->hp.head_dim);
+  test::write_file(dir + "/badjson/adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": ");
+  expect_error(dir + "/badjson", "invalid JSON");
   // Not LoRA at all.
   std::filesystem::create_directories(dir + "/ia3");
   test::write_file(dir + "/ia3/adapter_config.json", R"({"peft_type": "IA3"})");
