@@ -83,6 +83,26 @@ void read_moe_config(const json& cfg, const std::string& model_type, HParams& hp
   hp.n_expert_clusters = get_or<int>(cfg, "moeforge_expert_clusters", 0, label);
 }
 
+// MoDE (moeforge-trained): config.json's moeforge_mode describes the expert layers that follow
+// the backbone's num_hidden_layers; hp.n_layer grows to count them.
+void read_mode_config(const json& cfg, HParams& hp, ModeLayout& mode, const std::string& label) {
+  if (!cfg.contains("moeforge_mode")) return;
+  const json& m = cfg["moeforge_mode"];
+  if (!m.is_object()) fail(label, ": moeforge_mode is not an object");
+  const std::string where = label + ": moeforge_mode";
+  mode.experts = get_req<std::vector<std::string>>(m, "experts", where);
+  mode.n_block = get_req<int>(m, "blocks", where);
+  mode.layers_per_expert = get_req<int>(m, "layers_per_expert", where);
+  mode.gate_top_k = get_or<int>(m, "gate_top_k", 0, where);
+  mode.n_layer_backbone = hp.n_layer;
+  if (mode.experts.empty()) fail(where, ": no experts");
+  if (mode.n_block < 1 || hp.n_layer % mode.n_block != 0)
+    fail(where, ": blocks ", mode.n_block, " does not divide the backbone's ", hp.n_layer, " layers");
+  if (mode.layers_per_expert < 1 || mode.gate_top_k < 0) fail(where, ": layers_per_expert and gate_top_k must be positive");
+  if (hp.sliding_window > 0 || hp.n_expert > 0) fail(where, ": MoDE needs a dense backbone with full attention");
+  hp.n_layer += mode.n_layer_extra();
+}
+
 }  // namespace
 
 HParams hparams_from_hf_config(const json& cfg, ArchInfo* arch, const std::string& label) {
@@ -165,6 +185,7 @@ void load_hf(Model& m, const std::string& dir) {
   json cfg = json::parse(f, nullptr, false);
   if (cfg.is_discarded()) fail(cfg_path, ": malformed JSON");
   m.hp = hparams_from_hf_config(cfg, &m.arch, cfg_path);
+  read_mode_config(cfg, m.hp, m.mode, cfg_path);
   m.format = "safetensors";
   auto ck = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(dir));
   m.storage.push_back(ck);
@@ -175,6 +196,7 @@ void load_hf(Model& m, const std::string& dir) {
   // Some checkpoints tie embeddings without saying so: a missing lm_head means tied.
   if (!ck->find("lm_head.weight")) m.hp.tied_embeddings = true;
   bind_weights(m, lookup, /*use_gguf_names=*/false, dir);
+  bind_mode_gates(m, lookup, /*use_gguf_names=*/false, dir);
 }
 
 }  // namespace mf

@@ -7,6 +7,7 @@
 #include "core/tensor.h"
 #include "model/arch.h"
 #include "model/hparams.h"
+#include "model/mode_layout.h"
 #include "ops/moe_routing.h"
 #include "tokenizer/tokenizer.h"
 
@@ -63,6 +64,11 @@ struct Model {
   // Expert routing of a token-routed MoE (the checkpoint's top-k, or what --experts-used /
   // --expert-top-p set); each Session slot starts with it. n_expert == 0: a dense model.
   RouteParams routing;
+  // MoDE experts beside the backbone (their layers follow the backbone's in w.layers, and
+  // hp.n_layer counts them); mode_expert is what every Session slot starts running (kModeGated,
+  // kModeBackbone or an expert's index).
+  ModeLayout mode;
+  int mode_expert = kModeGated;
   // LoRA adapter (or routed library) every Session slot starts with (--lora); null: none. It is
   // shared by the sessions of the model, which must not run at the same time.
   std::shared_ptr<LinearAdapter> adapter;

@@ -21,6 +21,7 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   for (Slot& sl : slots_) {
     sl.routing = model.routing;
     sl.adapter = model.adapter.get();
+    sl.mode_expert = model.mode_expert;
   }
   routing_stats_.resize(size_t(hp.n_layer));
   inv_freq_ = model.inv_freq();
@@ -38,6 +39,19 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
   gate_.resize(B * hp.n_ff);
   up_.resize(B * hp.n_ff);
   pos_.resize(B);
+  if (model.mode.enabled()) {
+    mode_in_.resize(B * hp.n_embd);
+    mode_acc_.resize(B * hp.n_embd);
+    mode_gate_.resize(B * size_t(1 + model.mode.n_expert()));
+  }
+}
+
+void Session::set_mode_expert(int slot, int choice) {
+  if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
+  const ModeLayout& md = model_.mode;
+  if (!md.enabled()) fail("choosing a MoDE expert needs a MoDE model; this one has no experts beside its layers");
+  if (choice < kModeGated || choice >= md.n_expert()) fail("MoDE expert ", choice, " is outside the model's ", md.n_expert());
+  slots_[size_t(slot)].mode_expert = choice;
 }
 
 void Session::copy_prefix(int src, int dst, int64_t n) {
@@ -98,6 +112,7 @@ void Session::reset_routing_stats() {
 
 void Session::set_layers(int slot, const std::vector<LayerWeights>* layers) {
   if (slot < 0 || slot >= n_slots()) fail("slot ", slot, " is outside the session's ", n_slots(), " slots");
+  if (layers && model_.mode.enabled()) fail("a MoDE model takes no expert layer override (.moe experts)");
   if (layers) {
     if (int64_t(layers->size()) != model_.hp.n_layer) fail("expert has ", layers->size(), " layers, the model ", model_.hp.n_layer);
     const int64_t E = model_.hp.n_embd;
@@ -155,6 +170,7 @@ void Session::run_blocks(float* x, int64_t n_tokens, int first, int last) {
   const HParams& hp = model_.hp;
   if (first < 0 || first > last || last >= hp.n_layer)
     fail("run_blocks: blocks ", first, "..", last, " are outside the model's ", hp.n_layer);
+  if (model_.mode.enabled()) fail("run_blocks: a MoDE model's blocks run beside their experts, not one by one");
   if (n_tokens < 1 || n_tokens > kMaxBatch || n_tokens > n_ctx_)
     fail("run_blocks: ", n_tokens, " tokens (at most ", std::min(kMaxBatch, n_ctx_), ")");
   slots_[0].n_past = 0;
@@ -243,7 +259,7 @@ void Session::forward(std::span<const SeqInput> batch, float* logits_out) {
     embed({p.tokens, size_t(p.n)}, x + p.row0 * E);  // [n, E]
     for (int64_t t = 0; t < p.n; ++t) pos_[size_t(p.row0 + t)] = int32_t(n_past + t);
   }
-  for (int il = 0; il < hp.n_layer; ++il) run_layer(il);
+  run_body();
   for (const Placed& p : placed_) slots_[size_t(p.slot)].n_past += p.n;
 
   if (!logits_out) return;
@@ -261,6 +277,82 @@ void Session::forward(std::span<const SeqInput> batch, float* logits_out) {
   if (n_out == 0) return;
   ops::rmsnorm(sel, w.output_norm.f32(), sel, n_out, E, hp.rms_eps);  // [n_out, E]
   matmul(w.output, sel, logits_out, n_out);                           // [n_out, n_vocab]
+}
+
+void Session::run_body() {
+  const ModeLayout& md = model_.mode;
+  if (!md.enabled()) {
+    for (int il = 0; il < model_.hp.n_layer; ++il) run_layer(il);
+    return;
+  }
+  for (int b = 0; b < md.n_block; ++b) run_mode_block(b);
+}
+
+void Session::run_mode_block(int b) {
+  const ModeLayout& md = model_.mode;
+  const int64_t E = model_.hp.n_embd, n = n_rows_, C = 1 + md.n_expert();
+  float* x = x_.data();            // [n, E] residual stream
+  float* x_in = mode_in_.data();   // [n, E] the block's input
+  float* acc = mode_acc_.data();   // [n, E] the gated sum
+  float* a = mode_gate_.data();    // [n, C] gate weights, column 0 the backbone
+  std::copy_n(x, n * E, x_in);
+  // Gate per row over the candidates its slot allows; the experts any row needs run below.
+  std::vector<bool> runs(size_t(md.n_expert()), false);
+  const float* w = md.gate_w[size_t(b)].f32();  // [C, E]
+  const float* bias = md.gate_b[size_t(b)].f32();  // [C]
+  std::vector<float> logits(static_cast<size_t>(C));
+  for (const Placed& p : placed_) {
+    const int choice = slots_[size_t(p.slot)].mode_expert;
+    for (int j = 0; j < md.n_expert(); ++j) runs[size_t(j)] = runs[size_t(j)] || choice == kModeGated || choice == j;
+    for (int64_t r = p.row0; r < p.row0 + p.n; ++r) {
+      const float* xr = x_in + r * E;
+      float* ar = a + r * C;
+      int n_cand = 0;
+      float top = -INFINITY;
+      for (int64_t c = 0; c < C; ++c) {
+        const bool allowed = c == 0 || choice == kModeGated || choice == c - 1;
+        float z = -INFINITY;
+        if (allowed) {
+          double dot = bias[c];
+          for (int64_t i = 0; i < E; ++i) dot += double(w[c * E + i]) * xr[i];
+          z = float(dot);
+          ++n_cand;
+        }
+        logits[size_t(c)] = z;
+        top = std::max(top, z);
+      }
+      double sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += ar[c] = std::isfinite(logits[size_t(c)]) ? std::exp(logits[size_t(c)] - top) : 0.0f;
+      for (int64_t c = 0; c < C; ++c) ar[c] = float(ar[c] / sum);
+      if (md.gate_top_k > 0 && md.gate_top_k < n_cand) {  // keep the top k weights, renormalised
+        std::vector<float> sorted(ar, ar + C);
+        std::nth_element(sorted.begin(), sorted.begin() + (md.gate_top_k - 1), sorted.end(), std::greater<float>());
+        const float kth = sorted[size_t(md.gate_top_k - 1)];
+        int ties = md.gate_top_k;  // weights equal to the k-th kept in index order, as many as fit
+        for (int64_t c = 0; c < C; ++c) ties -= ar[c] > kth;
+        double kept = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          if (ar[c] > kth || (ar[c] == kth && ties-- > 0))
+            kept += ar[c];
+          else
+            ar[c] = 0;
+        }
+        for (int64_t c = 0; c < C; ++c) ar[c] = float(ar[c] / kept);
+      }
+    }
+  }
+  emit("mode_gate", b, a, n, C);
+  for (int il = md.first_layer(b); il < md.first_layer(b + 1); ++il) run_layer(il);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < E; ++i) acc[r * E + i] = a[r * C] * x[r * E + i];  // [n, E]
+  for (int j = 0; j < md.n_expert(); ++j) {
+    if (!runs[size_t(j)]) continue;
+    std::copy_n(x_in, n * E, x);
+    for (int l = 0; l < md.layers_per_expert; ++l) run_layer(md.expert_layer(j, b, l));
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < E; ++i) acc[r * E + i] += a[r * C + j + 1] * x[r * E + i];  // [n, E]
+  }
+  std::copy_n(acc, n * E, x);
 }
 
 void Session::run_layer(int il) {

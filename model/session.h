@@ -21,6 +21,8 @@ namespace mf {
 // "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
 // expert's width), "block_out" [n_tokens, n_embd]; token-routed MoE layers instead of
 // "ffn_gate_act": "moe_weights" [n_tokens, n_expert] (each chosen expert's combine weight, 0 elsewhere).
+// MoDE models: "mode_gate" [n_tokens, 1 + n_expert] with layer = the block (the gate weights,
+// column 0 the backbone), and the expert layers report under their own layer indices.
 // A step over several slots reports each point once per group of slots sharing a layer
 // override (the rows of those slots, in step order); a single sequence gives one event.
 struct HookEvent {
@@ -128,6 +130,14 @@ class Session {
     for (int s = 0; s < n_slots(); ++s) set_routing(s, p);
   }
   const RouteParams& routing(int slot = 0) const { return slots_.at(slot).routing; }
+  // What a slot of a MoDE model runs (each starts with model().mode_expert): kModeGated (the
+  // gate over the backbone and every expert), kModeBackbone (the backbone alone: the original
+  // model) or an expert's index (that expert beside the backbone, the gate restricted to the
+  // two). Experts a step's slots do not use are not computed, so their caches miss those rows:
+  // reset the slot when changing it mid-sequence. Throws mf::Error on a model without MoDE or a
+  // choice outside it.
+  void set_mode_expert(int slot, int choice);
+  int mode_expert(int slot = 0) const { return slots_.at(slot).mode_expert; }
   // Adapter of a slot (each starts with model().adapter; nullptr: the base model). Not owned:
   // it must outlive its use. A slot with an expert override (set_layers) takes no FFN update,
   // since the expert's FFN is narrower than the one the adapter was made for.
@@ -149,6 +159,7 @@ class Session {
     const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the model's own
     RouteParams routing;
     LinearAdapter* adapter = nullptr;
+    int mode_expert = kModeGated;
   };
   // Rows [row0, row0 + n) of the step belong to one sequence.
   struct Placed {
@@ -171,6 +182,11 @@ class Session {
   // order, as step() documents) to logits_out when it is not null.
   void forward(std::span<const SeqInput> batch, float* logits_out);
   void run_layer(int il);
+  // All layers of a step: in order, or MoDE's blocks with their experts and gates.
+  void run_body();
+  void run_mode_block(int b);
+  // MoDE scratch: the block's input, the gated sum, the gate weights [n_rows, 1 + n_expert].
+  std::vector<float> mode_in_, mode_acc_, mode_gate_;
   const LayerWeights& layer(const Group& g, int il) const {
     return g.layers ? (*g.layers)[il] : model_.w.layers[il];
   }

@@ -179,4 +179,20 @@ void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names,
   }
 }
 
+void bind_mode_gates(Model& m, const TensorLookup& lookup, bool use_gguf_names, const std::string& label) {
+  ModeLayout& mode = m.mode;
+  if (!mode.enabled()) return;
+  for (int b = 0; b < mode.n_block; ++b) {
+    const std::string name = (use_gguf_names ? "mode_gate." : "model.mode_gates.") + std::to_string(b);
+    TensorView w = lookup(name + ".weight"), bias = lookup(name + ".bias");
+    if (!w.data || !bias.data) fail(label, ": missing MoDE gate tensor '", name, !w.data ? ".weight'" : ".bias'");
+    if (w.n_dims != 2 || w.shape[0] != 1 + mode.n_expert() || w.shape[1] != m.hp.n_embd)
+      fail(label, ": '", name, ".weight' has shape ", w.shape_str(), ", expected [", 1 + mode.n_expert(), ", ", m.hp.n_embd, "]");
+    if (bias.numel() != 1 + mode.n_expert())
+      fail(label, ": '", name, ".bias' has ", bias.numel(), " values, expected ", 1 + mode.n_expert());
+    mode.gate_w.push_back(to_f32(m, w));
+    mode.gate_b.push_back(to_f32(m, bias));
+  }
+}
+
 }  // namespace mf

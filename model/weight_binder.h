@@ -15,6 +15,10 @@ using TensorLookup = std::function<TensorView(const std::string& name)>;
 // Norms and biases are converted to f32 (owned by model.storage). `label` prefixes errors.
 void bind_weights(Model& model, const TensorLookup& lookup, bool use_gguf_names, const std::string& label);
 
+// The MoDE gates (model.mode_gates.B.weight / .bias, GGUF mode_gate.B.weight / .bias) when
+// model.mode is enabled.
+void bind_mode_gates(Model& model, const TensorLookup& lookup, bool use_gguf_names, const std::string& label);
+
 // A copy of `v` converted to f32, owned by model.storage.
 TensorView to_f32(Model& model, const TensorView& v);
 

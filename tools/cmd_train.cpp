@@ -20,7 +20,7 @@ namespace mf::cli {
 namespace {
 
 struct TrainOptions {
-  std::string config, out;
+  std::string config, out, expert;
   bool fresh = false;
   int nproc = 1, threads = 0;
   DistOptions dist;  // one rank of a group started elsewhere
@@ -55,7 +55,8 @@ pid_t spawn(const std::vector<std::string>& args) {
 }
 
 void run_train(const TrainOptions& o) {
-  load_train_config(o.config);  // fail fast, with the same message, before starting torch
+  TrainConfig cfg = load_train_config(o.config);  // fail fast, with the same message, before starting torch
+  if (!o.expert.empty()) select_mode_expert(cfg, o.expert);
   check_dist_options(o.dist);
   if (o.nproc < 1) fail("--nproc ", o.nproc, " must be at least 1");
   if (o.nproc > 1 && o.dist.enabled()) fail("--nproc starts a whole group; it cannot be combined with --world-size");
@@ -65,6 +66,7 @@ void run_train(const TrainOptions& o) {
     fail(trainer, ": not found; this moeforge was built without libtorch (install libtorch-dev and rebuild)");
   std::vector<std::string> args = {trainer, "--config", o.config, "--out", o.out};
   if (o.fresh) args.push_back("--fresh");
+  if (!o.expert.empty()) args.insert(args.end(), {"--expert", o.expert});
   if (o.nproc == 1) {
     if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
     if (o.dist.enabled())
@@ -108,10 +110,11 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* cmd = app.add_subcommand("train",
                                      "Train a Llama-architecture LM (AdamW, warm-up + cosine, clipping, accumulation,\n"
-                                     "checkpoint/resume, CSV log) and write a Hugging Face directory, or with a \"lora\" section\na PEFT adapter of a frozen base (docs/lora.md)");
+                                     "checkpoint/resume, CSV log) and write a Hugging Face directory; with a \"lora\" section\na PEFT adapter of a frozen base (docs/lora.md); with a \"mode\" section MoDE domain experts\nbeside a frozen backbone (docs/mode.md)");
   cmd->add_option("-c,--config", o->config, "JSON training config (see configs/)")->required();
   cmd->add_option("-o,--out", o->out, "Output directory (checkpoint.pt, train_log.csv, then the model)")->required();
   cmd->add_flag("--fresh", o->fresh, "Ignore an existing checkpoint in OUT and start over");
+  cmd->add_option("--expert", o->expert, "MoDE stage 1: the expert (a name in mode.experts) this run trains on its domain");
   cmd->add_option("--threads", o->threads, "Torch threads per process (default: the config's; with --nproc, cores / N)");
   auto* dp = cmd->add_option_group("Data-parallel", "Gradients all-reduced over torch's c10d (Gloo)");
   dp->add_option("--nproc", o->nproc, "Start N processes on this machine as one group (loopback)");

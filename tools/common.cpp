@@ -20,12 +20,15 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
       ->required();
   cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer file overriding the one found beside the model");
   cmd->add_option("-t,--threads", o.threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  auto* g = cmd->add_option_group("Expert routing", "Token-routed MoE models (Mixtral, Qwen2-MoE, OLMoE)");
+  auto* g = cmd->add_option_group("Expert routing", "Token-routed MoE models (Mixtral, Qwen2-MoE, OLMoE) and MoDE models");
   g->add_option("--experts-used", o.experts_used, "Experts per token (default: the checkpoint's top-k)");
   g->add_option("--expert-top-p", o.expert_top_p,
                 "Dynamic top-p routing: per token, the fewest experts whose router probability reaches P (0 < P <= 1)");
   g->add_option("--min-experts", o.min_experts, "Top-p floor: at least this many experts per token (default 1)");
   g->add_option("--max-experts", o.max_experts, "Top-p ceiling: at most this many experts per token (default: all)");
+  g->add_option("--mode-expert", o.mode_expert,
+                "MoDE models (docs/mode.md): auto (the gate over the backbone and every expert; default), backbone "
+                "(the original model alone), or an expert's name (it beside the backbone)");
   auto* l = cmd->add_option_group("LoRA", "LoRA adapters and libraries (PEFT directories, llama.cpp GGUF adapters)");
   l->add_option("--lora", o.lora,
                 "Adapter [NAME=]PATH (repeat for a library): a PEFT directory or a GGUF LoRA; applied per token, "
@@ -87,7 +90,12 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
     fail("--expert-top-p ", o.expert_top_p, " is outside (0, 1]");  // before a long load
   auto m = load_model(resolve_model_path(o.model), lo);
   m->routing = routing_from_options(*m, o.experts_used, o.expert_top_p, o.min_experts, o.max_experts);
+  if (!o.mode_expert.empty()) {
+    if (!m->mode.enabled()) fail("--mode-expert needs a MoDE model; ", o.model, " has no experts beside its layers");
+    m->mode_expert = m->mode.choice(o.mode_expert);
+  }
   if (!o.lora.empty()) {
+    if (m->mode.enabled()) fail("--lora: LoRA adapters on a MoDE model are not supported (adapt its backbone instead)");
     auto lib = std::make_shared<LoraLibrary>(load_lora_library(o.lora, *m, o.lora_type == "f16"));
     const std::string route = !o.lora_route.empty() ? o.lora_route : lib->adapters.size() == 1 ? lib->adapters[0].name : "arrow";
     auto lora = std::make_shared<RoutedLora>(lib, make_lora_router(*lib, route, o.lora_top_k));

@@ -22,6 +22,7 @@ struct ModelOptions {
   int experts_used = 0;
   float expert_top_p = 0.0f;
   int min_experts = 1, max_experts = 0;
+  std::string mode_expert;  // MoDE: "" or auto (gated), backbone, or an expert's name
   // LoRA adapters (PEFT directories or GGUF files, [NAME=]PATH) and how they are routed.
   std::vector<std::string> lora;
   std::string lora_route;  // "" -> the single adapter, or arrow for a library

@@ -8,14 +8,15 @@
 #include "train/trainer.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"moeforge train: train a Llama-architecture LM and write a Hugging Face directory (or, with a lora section, a PEFT adapter of a frozen base)"};
-  std::string config, out;
+  CLI::App app{"moeforge train: train a Llama-architecture LM and write a Hugging Face directory (or, with a lora section, a PEFT adapter of a frozen base; with a mode section, MoDE experts)"};
+  std::string config, out, expert;
   bool fresh = false;
   int threads = 0;
   mf::DistOptions dist;
   app.add_option("-c,--config", config, "JSON training config (see configs/)")->required();
   app.add_option("-o,--out", out, "Output directory (checkpoint.pt, train_log.csv, then the model)")->required();
   app.add_flag("--fresh", fresh, "Ignore an existing checkpoint in OUT and start over");
+  app.add_option("--expert", expert, "MoDE stage 1: the expert this run trains (a name in mode.experts)");
   app.add_option("--threads", threads, "Torch threads (overrides the config's threads)");
   app.add_option("--rank", dist.rank, "Data-parallel: this process's rank");
   app.add_option("--world-size", dist.world_size, "Data-parallel: number of processes");
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     mf::check_dist_options(dist);
     mf::TrainConfig cfg = mf::load_train_config(config);
     if (threads > 0) cfg.threads = threads;
+    if (!expert.empty()) mf::select_mode_expert(cfg, expert);
     std::optional<mf::cli::Progress> bar;  // rank 0 speaks for the group
     if (dist.rank == 0) bar.emplace("train", cfg.steps);
     mf::TrainRunOptions run;

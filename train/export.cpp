@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
+#include "train/mode_torch.h"
 
 namespace mf {
 namespace fs = std::filesystem;
@@ -50,7 +51,7 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
     v.n_dims = int(t.dim());
     for (int i = 0; i < v.n_dims; ++i) v.shape[i] = t.size(i);
     v.data = t.data_ptr<float>();
-    tensors.emplace_back(p.key(), v);
+    tensors.emplace_back(mode_export_name(model, p.key()), v);
   }
   write_safetensors(dir + "/model.safetensors", tensors);
 
@@ -102,6 +103,16 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
       cfg["moeforge_expert_top_p"] = e.top_p;
       cfg["moeforge_max_experts"] = e.max_experts;
     }
+  }
+  if (model->mode) {
+    // MoDE: the expert layers follow the backbone's as model.layers.(n_layer + I), I = (expert *
+    // blocks + block) * layers_per_expert + layer; transformers has no equivalent (docs/mode.md).
+    const ModeImpl& m = *model->mode;
+    cfg["moeforge_mode"] = {{"experts", m.experts},
+                            {"blocks", m.n_block},
+                            {"layers_per_expert", m.k},
+                            {"gate_top_k", m.gate_top_k},
+                            {"backbone_fingerprint", backbone_fingerprint(model)}};
   }
   write_text_atomic(dir + "/config.json", cfg.dump(2) + "\n");
   fs::path src = fs::path(tokenizer_json).parent_path();

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "train/mode_torch.h"
+
 namespace mf {
 
 namespace F = torch::nn::functional;
@@ -112,7 +114,16 @@ torch::Tensor LlamaLMImpl::forward(const torch::Tensor& tokens) {
   auto emb = torch::cat({freqs, freqs}, -1);                     // [T, D]
   auto cos = emb.cos(), sin = emb.sin();
   auto x = model->embed_tokens(tokens);                          // [B, T, E]
-  for (auto& layer : *model->layers) x = layer->as<Block>()->forward(x, cos, sin);
+  if (!mode) {
+    for (auto& layer : *model->layers) x = layer->as<Block>()->forward(x, cos, sin);
+  } else {
+    for (int b = 0; b < mode->n_block; ++b) {  // MoDE: each block's backbone layers, then the gated mix
+      auto block_in = x;                                                              // [B, T, E]
+      for (int il = mode->first_layer(b); il < mode->first_layer(b + 1); ++il)
+        x = model->layers[size_t(il)]->as<Block>()->forward(x, cos, sin);            // [B, T, E]
+      x = mode->mix(b, block_in, x, cos, sin);                                        // [B, T, E]
+    }
+  }
   x = model->norm(x);                                            // [B, T, E]
   if (lm_head) return lm_head(x);                                // [B, T, V]
   return torch::matmul(x, model->embed_tokens->weight.t());      // [B, T, V]

@@ -9,6 +9,8 @@
 
 namespace mf {
 
+struct ModeImpl;  // train/mode_torch.h
+
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t n, double eps);
   torch::Tensor forward(const torch::Tensor& x);
@@ -79,6 +81,7 @@ struct LlamaLMImpl : torch::nn::Module {
   LlamaBody model{nullptr};
   torch::nn::Linear lm_head{nullptr};  // null when tied to model.embed_tokens
   torch::Tensor inv_freq;              // [head_dim/2], buffer
+  std::shared_ptr<ModeImpl> mode;      // MoDE experts and gates beside the layers (attach_mode), or null
 };
 TORCH_MODULE(LlamaLM);
 

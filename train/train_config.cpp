@@ -98,6 +98,51 @@ void check_dist_options(const DistOptions& o) {
   if (o.enabled()) split_master(o.master);
 }
 
+namespace {
+
+// The MoDE section alone (the layer split against the backbone is checked when it is loaded).
+void check_mode(TrainConfig& c, const json& j, const std::string& path) {
+  const TrainModeConfig& d = c.mode;
+  if (d.backbone.empty()) fail(path, ": 'mode' needs 'backbone' (the Hugging Face directory of the frozen model)");
+  if (j.contains("model") || j.contains("lora")) fail(path, ": 'mode' excludes 'model' and 'lora': a MoDE run takes the backbone's shape");
+  if (d.experts.empty()) fail(path, ": 'mode.experts' must name at least one domain");
+  for (size_t i = 0; i < d.experts.size(); ++i) {
+    if (!c.train.count(d.experts[i])) fail(path, ": mode.experts names '", d.experts[i], "', which 'train' has no file for");
+    if (std::find(d.experts.begin(), d.experts.begin() + long(i), d.experts[i]) != d.experts.begin() + long(i))
+      fail(path, ": mode.experts names '", d.experts[i], "' twice");
+    if (d.experts[i] == "backbone" || d.experts[i] == "auto")
+      fail(path, ": mode.experts may not use the reserved name '", d.experts[i], "'");
+  }
+  if (d.blocks < 1) fail(path, ": 'mode.blocks' must be at least 1");
+  if (d.layers_per_expert < 1) fail(path, ": 'mode.layers_per_expert' must be at least 1");
+  if (d.gate != "dense" && d.gate != "top_k") fail(path, ": 'mode.gate' must be \"dense\" or \"top_k\" (got \"", d.gate, "\")");
+  if (d.gate == "top_k" && d.gate_top_k < 1) fail(path, ": 'mode.gate_top_k' must be at least 1");
+  if (d.init != "copy" && d.init != "random") fail(path, ": 'mode.init' must be \"copy\" or \"random\"");
+  if (d.stage == 2) {
+    for (const std::string& e : d.experts)
+      if (!d.expert_dirs.count(e)) fail(path, ": stage 2 needs mode.expert_dirs.", e, " (the expert's stage-1 output)");
+    if (d.expert_dirs.size() != d.experts.size()) fail(path, ": mode.expert_dirs names an expert that mode.experts does not");
+  } else if (d.stage != 1) {
+    fail(path, ": 'mode.stage' must be 1 or 2");
+  }
+  if (c.tokenizer.empty()) c.tokenizer = d.backbone + "/tokenizer.json";
+}
+
+}  // namespace
+
+void select_mode_expert(TrainConfig& cfg, const std::string& expert) {
+  TrainModeConfig& d = cfg.mode;
+  if (!d.enabled()) fail(cfg.path, ": --expert needs a 'mode' section");
+  if (d.stage != 1) fail(cfg.path, ": --expert selects a stage-1 run; this config is stage ", d.stage);
+  if (std::find(d.experts.begin(), d.experts.end(), expert) == d.experts.end()) {
+    std::string known;
+    for (const std::string& e : d.experts) known += (known.empty() ? "" : ", ") + e;
+    fail(cfg.path, ": --expert '", expert, "' is not in mode.experts (", known, ")");
+  }
+  d.expert = expert;
+  cfg.train = {{expert, cfg.train.at(expert)}};
+}
+
 TrainConfig load_train_config(const std::string& path) {
   std::ifstream f(path);
   if (!f) fail(path, ": cannot open");
@@ -106,11 +151,13 @@ TrainConfig load_train_config(const std::string& path) {
   TrainConfig c;
   c.path = path;
   Section top(j, "", path);
-  json model = j.value("model", json::object()), optim = j.value("optim", json::object()), lora = json::object();
+  json model = j.value("model", json::object()), optim = j.value("optim", json::object()), lora = json::object(),
+       mode = json::object();
   top.get("tokenizer", c.tokenizer).get("train", c.train).get("valid", c.valid).get("batch_size", c.batch_size)
       .get("seq_len", c.seq_len).get("grad_accum", c.grad_accum).get("steps", c.steps).get("eval_every", c.eval_every)
       .get("eval_batches", c.eval_batches).get("checkpoint_every", c.checkpoint_every).get("log_every", c.log_every)
-      .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim).get("lora", lora);
+      .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim).get("lora", lora)
+      .get("mode", mode);
   top.done();
   TrainLoraConfig& l = c.lora;
   Section(lora, "lora.", path).get("base", l.base).get("rank", l.rank).get("alpha", l.alpha).get("targets", l.targets)
@@ -129,6 +176,12 @@ TrainConfig load_train_config(const std::string& path) {
              "down_proj or all)");
     if (c.tokenizer.empty()) c.tokenizer = l.base + "/tokenizer.json";
   }
+  TrainModeConfig& d = c.mode;
+  Section(mode, "mode.", path).get("backbone", d.backbone).get("experts", d.experts).get("blocks", d.blocks)
+      .get("layers_per_expert", d.layers_per_expert).get("gate", d.gate).get("gate_top_k", d.gate_top_k)
+      .get("stage", d.stage).get("expert_dirs", d.expert_dirs).get("train_experts", d.train_experts)
+      .get("init", d.init).done();
+  if (!mode.empty()) check_mode(c, j, path);
   TrainModelConfig& m = c.model;
   json moe = json::object();
   Section(model, "model.", path).get("n_embd", m.n_embd).get("n_layer", m.n_layer).get("n_head", m.n_head)
@@ -167,7 +220,7 @@ TrainConfig load_train_config(const std::string& path) {
   if (m.n_embd % m.n_head) fail(path, ": model.n_embd ", m.n_embd, " is not a multiple of model.n_head ", m.n_head);
   if (m.n_head % m.n_head_kv) fail(path, ": model.n_head ", m.n_head, " is not a multiple of model.n_head_kv ", m.n_head_kv);
   if ((m.n_embd / m.n_head) % 2) fail(path, ": head size ", m.n_embd / m.n_head, " must be even for RoPE");
-  if (!c.lora.enabled() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
+  if (!c.lora.enabled() && !c.mode.enabled() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
   if (o.min_lr > o.lr || o.min_lr < 0) fail(path, ": optim.min_lr must lie in [0, optim.lr]");
   if (c.tokenizer.empty()) fail(path, ": missing 'tokenizer'");
   if (c.train.empty()) fail(path, ": 'train' must name at least one domain file");

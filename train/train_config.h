@@ -66,6 +66,29 @@ struct TrainLoraConfig {
   bool enabled() const { return !base.empty(); }
 };
 
+// MoDE (modular domain experts): a frozen backbone (a Hugging Face Llama directory) whose layers
+// are split into `blocks` equal groups. Beside each group, every domain expert has
+// `layers_per_expert` transformer layers of the backbone's width, fed the group's input; a gate
+// per group (linear + softmax over the backbone and the experts, or its top gate_top_k
+// renormalised) mixes their outputs. Stage 1 trains one expert (with a two-way gate) on its own
+// domain; stage 2 loads the stage-1 experts and trains the composed gates (and the experts with
+// train_experts) on the mixed domains. The run exports a Hugging Face directory the engine runs.
+struct TrainModeConfig {
+  std::string backbone;
+  std::vector<std::string> experts;  // domain names (keys of "train"), in gate order
+  int blocks = 2, layers_per_expert = 1;
+  std::string gate = "dense";  // "dense" or "top_k"
+  int gate_top_k = 1;
+  int stage = 1;
+  std::string expert;  // stage 1: the expert this run trains (moeforge train --expert NAME)
+  std::map<std::string, std::string> expert_dirs;  // stage 2: each expert's stage-1 output directory
+  bool train_experts = false;  // stage 2: the experts train beside the gates
+  std::string init = "copy";   // expert layers start as copies of backbone layers of their block ("copy"), or "random"
+  bool enabled() const { return !backbone.empty(); }
+  // The expert names of this run: stage 1 the one it trains, stage 2 all.
+  std::vector<std::string> run_experts() const { return stage == 1 ? std::vector<std::string>{expert} : experts; }
+};
+
 struct TrainOptimConfig {
   double lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
   int warmup_steps = 100;
@@ -83,10 +106,14 @@ struct TrainConfig {
   uint64_t seed = 1234;
   int threads = 0;  // 0: all cores
   TrainLoraConfig lora;
+  TrainModeConfig mode;
 };
 
 // Throws mf::Error for unknown keys, wrong types or impossible values.
 TrainConfig load_train_config(const std::string& path);
+// A MoDE stage-1 run for one expert (moeforge train --expert NAME): checks the name against
+// mode.experts and keeps that domain's training file only (mf::Error naming the problem).
+void select_mode_expert(TrainConfig& cfg, const std::string& expert);
 
 // Data-parallel training (train/distributed.h): this process's place in the group.
 struct DistOptions {

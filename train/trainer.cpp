@@ -17,6 +17,7 @@
 #include "train/llama_torch.h"
 #include "train/trainability.h"
 #include "train/lora_torch.h"
+#include "train/mode_torch.h"
 #include "train/upcycle.h"
 
 namespace mf {
@@ -288,6 +289,13 @@ double check_trainability(LlamaLM& model, const std::vector<DomainTokens>& train
 }  // namespace
 
 TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, const TrainRunOptions& opts) {
+  if (cfg.mode.enabled() && cfg.mode.stage == 1 && cfg.mode.expert.empty()) {
+    if (cfg.mode.experts.size() != 1)
+      fail(cfg.path, ": a stage-1 MoDE run trains one expert: pass --expert NAME (one of mode.experts)");
+    TrainConfig one = cfg;
+    select_mode_expert(one, cfg.mode.experts[0]);
+    return run_training(one, out_dir, opts);
+  }
   auto report = [&](TrainProgress p) {
     if (opts.on_progress) opts.on_progress(p);
   };
@@ -302,11 +310,12 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   check_dist_options(opts.dist);
   const int rank = opts.dist.rank, world = opts.dist.world_size;
   const bool writer = rank == 0;
-  // A LoRA run adapts a frozen base of its own shape; other runs train the configured model.
+  // LoRA and MoDE runs adapt a frozen base of its own shape; other runs train the configured model.
   int64_t n_vocab = tok->n_vocab();
-  const TrainModelConfig model_cfg = cfg.lora.enabled() ? model_config_from_hf(cfg.lora.base, &n_vocab) : cfg.model;
-  if (cfg.lora.enabled() && n_vocab < tok->n_vocab())
-    fail(cfg.lora.base, ": vocab_size ", n_vocab, " is smaller than the tokenizer's ", tok->n_vocab());
+  const std::string& base = cfg.lora.enabled() ? cfg.lora.base : cfg.mode.backbone;
+  const TrainModelConfig model_cfg = base.empty() ? cfg.model : model_config_from_hf(base, &n_vocab);
+  if (!base.empty() && n_vocab < tok->n_vocab())
+    fail(base, ": vocab_size ", n_vocab, " is smaller than the tokenizer's ", tok->n_vocab());
   if (cfg.seq_len > model_cfg.n_ctx) fail(cfg.path, ": seq_len ", cfg.seq_len, " exceeds the model's context ", model_cfg.n_ctx);
   LlamaLM model(model_cfg, n_vocab);
   model->init_weights(cfg.seed);
@@ -316,6 +325,9 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   if (cfg.lora.enabled()) {
     load_base_weights(model, cfg.lora.base);
     trainable = cfg.lora.gates_for.empty() ? attach_lora(model, lora_cfg, cfg.seed) : attach_gated_lora(model, lora_cfg, cfg.seed);
+  } else if (cfg.mode.enabled()) {
+    load_base_weights(model, cfg.mode.backbone);
+    trainable = attach_mode(model, cfg.mode, cfg.seed);
   } else {
     trainable = model->parameters();
   }
@@ -413,6 +425,13 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     if (step == opts.stop_after) return result;
   }
   report({step, cfg.steps, 0, 0, 0, tokens_seen, {}, "export"});
+  if (writer && cfg.mode.enabled()) {  // the report's gate weights per domain of input
+    std::vector<std::pair<std::string, torch::Tensor>> batches;
+    for (size_t d = 0; d < valid.size(); ++d)
+      batches.emplace_back(valid[d].name, sample_domain_batch(valid[d], cfg.batch_size, cfg.seq_len, cfg.seed,
+                                                              (1ull << 40) + d * 1000).narrow(1, 0, cfg.seq_len));
+    write_gate_report(model, batches, out_dir + "/gates_by_domain.csv");
+  }
   if (writer) {
     if (cfg.lora.enabled())
       export_peft(model, lora_cfg, out_dir);
