@@ -124,6 +124,22 @@ class Exporter {
     if (hp.expert_weights_norm != (m_.arch.name == "llama")) w_.set_bool(a + "expert_weights_norm", hp.expert_weights_norm);
   }
 
+  // MoDE: the expert layers are blocks after the backbone's (block_count counts them), the
+  // layout in moeforge.mode.*, the gates f32 (docs/mode.md). llama.cpp refuses such a file
+  // (the gate tensors are not its own), rather than running the experts as extra layers.
+  void write_mode() {
+    const ModeLayout& md = m_.mode;
+    w_.set_array("moeforge.mode.experts", GgufType::STRING, nlohmann::json(md.experts));
+    w_.set_u32("moeforge.mode.backbone_block_count", uint32_t(md.n_layer_backbone));
+    w_.set_u32("moeforge.mode.blocks", uint32_t(md.n_block));
+    w_.set_u32("moeforge.mode.layers_per_expert", uint32_t(md.layers_per_expert));
+    w_.set_u32("moeforge.mode.gate_top_k", uint32_t(md.gate_top_k));
+    for (int b = 0; b < md.n_block; ++b) {
+      w_.add_tensor("mode_gate." + std::to_string(b) + ".weight", md.gate_w[size_t(b)]);
+      w_.add_tensor("mode_gate." + std::to_string(b) + ".bias", md.gate_b[size_t(b)]);
+    }
+  }
+
   void write(const std::string& path, const GgufExtra& extra) {
     const HParams& hp = m_.hp;
     const std::string a = m_.arch.name + ".";
@@ -225,6 +241,7 @@ class Exporter {
         put(TensorRole::FfnClusterGateB, l.ffn_cluster_gate_b);
       }
     }
+    if (m_.mode.enabled()) write_mode();
     if (extra) extra(w_);
     w_.write(path);
   }

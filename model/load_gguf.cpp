@@ -19,6 +19,25 @@ int get_dim(const GgufFile& g, const std::string& key) {
 
 }  // namespace
 
+// MoDE (moeforge-trained): block_count counts the expert layers after the backbone's.
+static void read_mode_metadata(const GgufFile& g, Model& m, const std::string& path) {
+  ModeLayout& md = m.mode;
+  md.n_layer_backbone = int(g.get_int("moeforge.mode.backbone_block_count", 0));
+  md.n_block = int(g.get_int("moeforge.mode.blocks", 0));
+  md.layers_per_expert = int(g.get_int("moeforge.mode.layers_per_expert", 0));
+  md.gate_top_k = int(g.get_int("moeforge.mode.gate_top_k", 0));
+  try {
+    for (auto& e : g.get_array("moeforge.mode.experts")) md.experts.push_back(e.get<std::string>());
+  } catch (const std::exception&) {
+    fail(path, ": moeforge.mode.experts must be an array of strings");
+  }
+  if (md.experts.empty() || md.n_block < 1 || md.layers_per_expert < 1 || md.gate_top_k < 0 || md.n_layer_backbone < 1 ||
+      md.n_layer_backbone % md.n_block != 0 || md.n_layer_backbone + md.n_layer_extra() != m.hp.n_layer)
+    fail(path, ": moeforge.mode.* does not fit the ", m.hp.n_layer, " blocks (", md.n_layer_backbone, " backbone, ",
+         md.experts.size(), " experts x ", md.n_block, " blocks x ", md.layers_per_expert, " layers)");
+  if (m.hp.sliding_window > 0 || m.hp.n_expert > 0) fail(path, ": MoDE needs a dense backbone with full attention");
+}
+
 void load_gguf(Model& m, const std::string& path) {
   auto g = std::shared_ptr<GgufFile>(GgufFile::open(path));
   m.storage.push_back(g);
@@ -85,7 +104,9 @@ void load_gguf(Model& m, const std::string& path) {
     const GgufTensorInfo* t = g->find_tensor(name);
     return t ? t->view : TensorView{};
   };
+  if (g->has("moeforge.mode.blocks")) read_mode_metadata(*g, m, path);
   bind_weights(m, lookup, /*use_gguf_names=*/true, path);
+  bind_mode_gates(m, lookup, /*use_gguf_names=*/true, path);
 
   if (g->has("tokenizer.ggml.model")) {
     TokenizerSpec spec = tokenizer_spec_from_gguf(*g);

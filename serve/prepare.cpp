@@ -118,6 +118,7 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
     }
     info.forced = !r.expert.empty();
     p.job.layers = info.layers;
+    p.job.mode_expert = info.mode_expert;
     p.meta.route = info;
   } else if (!r.expert.empty() && r.expert != "dense") {
     throw ApiError(400, "this server runs a dense model without experts; 'moeforge.expert' can only be \"dense\"",

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
@@ -24,6 +25,9 @@ struct RouteInfo {
   // nullptr for the dense model. Must stay valid while the server runs.
   const std::vector<LayerWeights>* layers = nullptr;
   bool forced = false;  // the request chose the expert (set by the server)
+  // MoDE models: what the sequence runs (kModeGated, kModeBackbone or an expert's index), or
+  // unset for other models.
+  std::optional<int> mode_expert;
   // Name of the weights that run, e.g. "code/1" or "dense" (a router may report a domain yet
   // fall back to the dense model when unsure); "" derives it from domain and subdomain.
   std::string expert_name;

@@ -160,6 +160,7 @@ void Scheduler::admit() {
       session_.set_layers(int(slot), job.layers);
       if (model_.hp.n_expert > 0) session_.set_routing(int(slot), job.routing.value_or(model_.routing));
       session_.set_adapter(int(slot), job.adapter.get());
+      if (model_.mode.enabled()) session_.set_mode_expert(int(slot), job.mode_expert.value_or(model_.mode_expert));
       session_.reset(int(slot));
       slots_[slot] = std::make_unique<Sequence>(std::move(job), gen, int(slot));
     } catch (const std::exception& e) {

@@ -26,6 +26,7 @@ struct Job {
   const std::vector<LayerWeights>* layers = nullptr;  // expert weights, nullptr: dense
   std::optional<RouteParams> routing;  // token-routed MoE: this request's expert routing (else the model's)
   std::shared_ptr<LinearAdapter> adapter;  // LoRA update of this request (kept alive by the job), or none
+  std::optional<int> mode_expert;          // MoDE: what this request runs (else the model's mode_expert)
 };
 
 struct SchedulerOptions {

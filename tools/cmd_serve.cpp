@@ -46,6 +46,22 @@ double expert_density(const Model& model, const std::vector<LayerWeights>& layer
 
 // The server's routing seam over a .moe file's multi-level router. Routing runs part of the
 // model, so it gets its own thread pool (the scheduler owns the other one).
+// The seam over a MoDE model: no prompt-level routing (its gates mix per token), but a request
+// may force the backbone alone ("backbone" or "dense") or one expert beside it.
+serve::Router mode_router(const Model& model) {
+  serve::Router r;
+  r.experts = {"auto", "backbone"};
+  for (const std::string& e : model.mode.experts) r.experts.push_back(e);
+  r.route = [&model](std::span<const int32_t>, const std::string& forced) {
+    serve::RouteInfo info;
+    const int choice = forced.empty() ? model.mode_expert : model.mode.choice(forced == "dense" ? "backbone" : forced);
+    info.domain = info.expert_name = model.mode.choice_name(choice);
+    info.mode_expert = choice;
+    return info;
+  };
+  return r;
+}
+
 serve::Router moe_router(const MoeModel& moe, ThreadPool& route_pool) {
   serve::Router r;
   r.experts.push_back("dense");
@@ -92,7 +108,7 @@ void run_serve(ServeOptions o) {
   o.server.log_requests = !o.quiet;
   ThreadPool pool(o.model.threads);
   ThreadPool route_pool(1);
-  serve::Router router = moe ? moe_router(*moe, route_pool) : serve::Router{};
+  serve::Router router = moe ? moe_router(*moe, route_pool) : model.mode.enabled() ? mode_router(model) : serve::Router{};
   const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get());
   serve::Server server(model, pool, o.server, router, lora ? serve::lora_adapter_library(model, *lora, o.model.lora_top_k, o.model.glider_temperature, o.model.glider_alpha)
                                     : serve::AdapterLibrary{});
@@ -139,7 +155,8 @@ void add_serve(CLI::App& app) {
       "  POST /v1/completions, POST /v1/chat/completions (stream: true for Server-Sent Events),\n"
       "  GET /v1/models, /health (never needs the key), /metrics (Prometheus). See docs/serving.md.\n"
       "  A .moe model routes each prompt to an expert, reports it in the response's \"moeforge\" field\n"
-      "  and accepts {\"moeforge\": {\"expert\": NAME|\"dense\"}} in requests.\n"
+      "  and accepts {\"moeforge\": {\"expert\": NAME|\"dense\"}} in requests. A MoDE model (docs/mode.md)\n"
+      "  mixes its experts per token and accepts {\"moeforge\": {\"expert\": \"auto\"|\"backbone\"|NAME}}.\n"
       "  SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.");
   add_model_options(cmd, o->model);
   cmd->add_option("--host", s.host, "Address to listen on (default loopback; 0.0.0.0 exposes the server)")->capture_default_str();

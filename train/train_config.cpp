@@ -157,8 +157,13 @@ TrainConfig load_train_config(const std::string& path) {
       .get("seq_len", c.seq_len).get("grad_accum", c.grad_accum).get("steps", c.steps).get("eval_every", c.eval_every)
       .get("eval_batches", c.eval_batches).get("checkpoint_every", c.checkpoint_every).get("log_every", c.log_every)
       .get("seed", c.seed).get("threads", c.threads).get("model", model).get("optim", optim).get("lora", lora)
-      .get("mode", mode);
+      .get("mode", mode).get("init_from", c.init_from);
   top.done();
+  if (!c.init_from.empty()) {
+    if (j.contains("model") || j.contains("lora") || j.contains("mode"))
+      fail(path, ": 'init_from' excludes 'model', 'lora' and 'mode': a fine-tuning run takes the checkpoint's shape");
+    if (c.tokenizer.empty()) c.tokenizer = c.init_from + "/tokenizer.json";
+  }
   TrainLoraConfig& l = c.lora;
   Section(lora, "lora.", path).get("base", l.base).get("rank", l.rank).get("alpha", l.alpha).get("targets", l.targets)
       .get("dropout", l.dropout).get("rslora", l.rslora).get("gates_for", l.gates_for).done();
@@ -220,7 +225,7 @@ TrainConfig load_train_config(const std::string& path) {
   if (m.n_embd % m.n_head) fail(path, ": model.n_embd ", m.n_embd, " is not a multiple of model.n_head ", m.n_head);
   if (m.n_head % m.n_head_kv) fail(path, ": model.n_head ", m.n_head, " is not a multiple of model.n_head_kv ", m.n_head_kv);
   if ((m.n_embd / m.n_head) % 2) fail(path, ": head size ", m.n_embd / m.n_head, " must be even for RoPE");
-  if (!c.lora.enabled() && !c.mode.enabled() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
+  if (!c.lora.enabled() && !c.mode.enabled() && c.init_from.empty() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
   if (o.min_lr > o.lr || o.min_lr < 0) fail(path, ": optim.min_lr must lie in [0, optim.lr]");
   if (c.tokenizer.empty()) fail(path, ": missing 'tokenizer'");
   if (c.train.empty()) fail(path, ": 'train' must name at least one domain file");

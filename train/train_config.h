@@ -107,6 +107,9 @@ struct TrainConfig {
   int threads = 0;  // 0: all cores
   TrainLoraConfig lora;
   TrainModeConfig mode;
+  // Full fine-tuning: start from this Hugging Face directory's weights (and shape) instead of a
+  // random initialisation; every parameter trains.
+  std::string init_from;
 };
 
 // Throws mf::Error for unknown keys, wrong types or impossible values.

@@ -312,7 +312,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   const bool writer = rank == 0;
   // LoRA and MoDE runs adapt a frozen base of its own shape; other runs train the configured model.
   int64_t n_vocab = tok->n_vocab();
-  const std::string& base = cfg.lora.enabled() ? cfg.lora.base : cfg.mode.backbone;
+  const std::string& base = cfg.lora.enabled() ? cfg.lora.base : cfg.mode.enabled() ? cfg.mode.backbone : cfg.init_from;
   const TrainModelConfig model_cfg = base.empty() ? cfg.model : model_config_from_hf(base, &n_vocab);
   if (!base.empty() && n_vocab < tok->n_vocab())
     fail(base, ": vocab_size ", n_vocab, " is smaller than the tokenizer's ", tok->n_vocab());
@@ -329,6 +329,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     load_base_weights(model, cfg.mode.backbone);
     trainable = attach_mode(model, cfg.mode, cfg.seed);
   } else {
+    if (!cfg.init_from.empty()) load_base_weights(model, cfg.init_from);
     trainable = model->parameters();
   }
   std::vector<torch::Tensor> decay, no_decay;
