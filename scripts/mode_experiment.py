@@ -182,6 +182,32 @@ def main():
     run, s = train(out, "full-ft-mixed", cfg)
     rows["full fine-tuning, mixed"] = {"model": ["-m", run], "seconds": s,
                                        "params": safetensors_params(os.path.join(run, "model.safetensors"))}
+    # Sparse upcycling (4 experts, top-2, every parameter trains) and Branch-Train-Mix (a full
+    # fine-tune per domain, their FFNs as 2 experts of a top-1 MoE, the rest averaged, then
+    # everything trained on the mix): the same total steps.
+    shape = json.load(open(os.path.join(BACKBONE, "config.json")))
+    model = {"n_embd": shape["hidden_size"], "n_layer": shape["num_hidden_layers"], "n_head": shape["num_attention_heads"],
+             "n_head_kv": shape["num_key_value_heads"], "n_ff": shape["intermediate_size"],
+             "n_ctx": shape["max_position_embeddings"], "rope_theta": shape["rope_theta"], "tied_embeddings": True}
+    cfg = base_config(args, total, args.lr_full, ADAPTED)
+    cfg.update(tokenizer=os.path.join(BACKBONE, "tokenizer.json"),
+               model=dict(model, moe={"n_expert": 4, "top_k": 2, "upcycle_from": BACKBONE}))
+    run, s = train(out, "upcycled-mixed", cfg)
+    rows["sparse upcycling (4 experts, top-2), mixed"] = {"model": ["-m", run], "seconds": s,
+                                                         "params": safetensors_params(os.path.join(run, "model.safetensors"))}
+    branches, seconds = [], 0.0
+    for e in ADAPTED:
+        cfg = base_config(args, S, args.lr_full, [e])
+        cfg["init_from"] = BACKBONE
+        run, s = train(out, f"btx-branch-{e}", cfg)
+        branches.append(run)
+        seconds += s
+    cfg = base_config(args, C, args.lr_full, ADAPTED)
+    cfg.update(tokenizer=os.path.join(BACKBONE, "tokenizer.json"),
+               model=dict(model, moe={"n_expert": len(ADAPTED), "top_k": 1, "branch_from": branches}))
+    run, s = train(out, "btx-mix", cfg)
+    rows["Branch-Train-Mix (2 experts, top-1)"] = {"model": ["-m", run], "seconds": seconds + s,
+                                                   "params": safetensors_params(os.path.join(run, "model.safetensors"))}
     rows["backbone"] = {"model": ["-m", BACKBONE], "seconds": 0, "params": 0}
 
     slices = eval_slices(out, args.eval_bytes)

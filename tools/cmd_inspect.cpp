@@ -66,6 +66,12 @@ void run_inspect(const InspectOptions& o) {
                     {"n_ff_exp", hp.n_ff_exp},       {"n_ff_shexp", hp.n_ff_shexp},
                     {"renormalize", hp.expert_weights_norm}, {"moe_layers", moe_layers}};
   }
+  if (const ModeLayout& md = m->mode; md.enabled())  // MoDE: n_layer counts the expert layers too
+    j["mode"] = {{"experts", md.experts},
+                 {"n_layer_backbone", md.n_layer_backbone},
+                 {"blocks", md.n_block},
+                 {"layers_per_expert", md.layers_per_expert},
+                 {"gate", md.gate_top_k > 0 ? "top_" + std::to_string(md.gate_top_k) : std::string("dense")}};
   if (m->tokenizer) {
     const TokenizerSpec& s = m->tokenizer->spec();
     j["tokenizer"] = {{"source", m->tokenizer_source}, {"model", s.model}, {"pre", s.pre},

@@ -197,7 +197,7 @@ TrainConfig load_train_config(const std::string& path) {
       .get("max_experts", e.max_experts).get("n_ff_expert", e.n_ff_expert).get("n_ff_shared", e.n_ff_shared)
       .get("renormalize", e.renormalize).get("aux_loss_coef", e.aux_loss_coef).get("z_loss_coef", e.z_loss_coef)
       .get("dynamic_loss_coef", e.dynamic_loss_coef).get("capacity_factor", e.capacity_factor)
-      .get("upcycle_from", e.upcycle_from).get("trainability_every", e.trainability_every)
+      .get("upcycle_from", e.upcycle_from).get("branch_from", e.branch_from).get("trainability_every", e.trainability_every)
       .get("trainability_iterations", e.trainability_iterations).get("trainability_tokens", e.trainability_tokens)
       .get("freeze_threshold", e.freeze_threshold).get("freeze_window", e.freeze_window).get("clusters", e.clusters)
       .get("cluster_every", e.cluster_every).get("cluster_rank", e.cluster_rank).get("cluster_tokens", e.cluster_tokens)

@@ -23,6 +23,7 @@ struct TrainMoeConfig {
   double dynamic_loss_coef = 1e-4;  // top-p only: mean router entropy, kept low so p selects few experts
   double capacity_factor = 0.0;     // > 0: each expert takes at most ceil(cf * tokens * k / n_expert) tokens; 0: dropless
   std::string upcycle_from;         // a dense Hugging Face directory of the same shape: its FFN starts every expert
+  std::vector<std::string> branch_from;  // Branch-Train-Mix: one dense directory per expert (its FFN), the rest averaged
   // Trainability (MO-CTE): every trainability_every steps (0: never), the top singular value
   // of each expert's Jacobian on up to trainability_tokens of its tokens (power iteration,
   // trainability_iterations steps); an expert below freeze_threshold times its peak value so far

@@ -320,6 +320,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
   LlamaLM model(model_cfg, n_vocab);
   model->init_weights(cfg.seed);
   if (!cfg.model.moe.upcycle_from.empty()) upcycle_from_dense(model, cfg.model.moe.upcycle_from);
+  if (!cfg.model.moe.branch_from.empty()) branch_train_mix(model, cfg.model.moe.branch_from);
   std::vector<torch::Tensor> trainable;  // the parameters the optimiser and the all-reduce see
   TrainLoraConfig lora_cfg = cfg.lora;  // a gate run takes its adapter's rank, alpha and targets
   if (cfg.lora.enabled()) {

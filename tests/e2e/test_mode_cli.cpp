@@ -116,8 +116,10 @@ TEST(ModeCli, BackboneAloneIsTheOriginalModelAndTheChoicesDiffer) {
   ASSERT_EQ(c.code, 0) << c.err;
   auto g = test::run_cli("generate -m " + dir + "/mode-q8.gguf --mode-expert code -p 'def main(' -n 6");
   EXPECT_EQ(g.code, 0) << g.err;
-  auto i = test::run_cli("inspect " + dir + "/mode-q8.gguf");
-  EXPECT_EQ(i.code, 0) << i.err;
+  auto i = test::run_cli("inspect " + dir + "/mode-q8.gguf --json");
+  ASSERT_EQ(i.code, 0) << i.err;
+  EXPECT_EQ(json::parse(i.out)["mode"]["experts"], json({"code", "math"}));
+  EXPECT_EQ(json::parse(i.out)["mode"]["n_layer_backbone"], 4);
 }
 
 TEST(ModeCli, SlotsWithDifferentChoicesBatchAsTheyRunAlone) {

@@ -187,6 +187,42 @@ TEST(MoeTrainer, UpcycledModelStartsAsTheDenseModel) {
   }
 }
 
+// Branch-Train-Mix: expert e takes branch e's FFN, the shared tensors the branches' mean; with
+// two identical branches the model computes what one branch computes.
+TEST(MoeTrainer, BranchTrainMixTakesEachBranchsFfnAndAveragesTheRest) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(tiny_moe_config(dir, R"({"n_expert": 2, "top_k": 1})"));
+  TrainModelConfig dense_cfg = cfg.model;
+  dense_cfg.moe = TrainMoeConfig{};
+  LlamaLM a(dense_cfg, 1500), b(dense_cfg, 1500);
+  a->init_weights(5);
+  b->init_weights(6);
+  export_hf(a, cfg.tokenizer, dir + "/a");
+  export_hf(b, cfg.tokenizer, dir + "/b");
+  LlamaLM moe(cfg.model, 1500);
+  moe->init_weights(7);
+  branch_train_mix(moe, {dir + "/a", dir + "/b"});
+  auto* layer = moe->model->layers[1]->as<Block>();
+  auto* ma = a->model->layers[1]->as<Block>();
+  auto* mb = b->model->layers[1]->as<Block>();
+  EXPECT_TRUE(torch::equal(layer->moe->experts[0]->as<ExpertMlp>()->down->weight, ma->mlp->down_proj->weight));
+  EXPECT_TRUE(torch::equal(layer->moe->experts[1]->as<ExpertMlp>()->gate->weight, mb->mlp->gate_proj->weight));
+  EXPECT_TRUE(torch::allclose(layer->self_attn->q_proj->weight,
+                              (ma->self_attn->q_proj->weight + mb->self_attn->q_proj->weight) / 2));
+  LlamaLM same(cfg.model, 1500);
+  same->init_weights(8);
+  branch_train_mix(same, {dir + "/a", dir + "/a"});
+  torch::NoGradGuard guard;
+  auto ids = torch::tensor(std::vector<int64_t>{3, 99, 1400, 7, 7, 250}).unsqueeze(0);
+  EXPECT_TRUE(torch::allclose(same->forward(ids), a->forward(ids), 1e-4, 1e-5));
+  try {
+    branch_train_mix(same, {dir + "/a"});
+    ADD_FAILURE() << "accepted one branch for two experts";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("names 1 branches for 2 experts"), std::string::npos) << e.what();
+  }
+}
+
 TEST(MoeTrainer, BadMoeConfigIsNamed) {
   std::string dir = test::temp_dir();
   auto expect_error = [&](const std::string& moe, const std::string& needle) {
