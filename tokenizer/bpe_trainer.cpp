@@ -157,7 +157,8 @@ void write_hf_tokenizer(const TokenizerSpec& spec, const std::string& dir) {
   using json = nlohmann::ordered_json;
   if (spec.model != "gpt2") fail("write_hf_tokenizer: only byte-level BPE vocabularies can be written");
   const char* regex = spec.pre == "qwen2" ? kQwen2Regex : spec.pre == "llama-bpe" ? kLlama3Regex : spec.pre == "gpt-2" ? kGpt2Regex : nullptr;
-  if (!regex) fail("write_hf_tokenizer: cannot write pre-tokenizer '", spec.pre, "'");
+  const bool smollm = spec.pre == "smollm";  // digits split one by one, then ByteLevel's own GPT-2 regex
+  if (!regex && !smollm) fail("write_hf_tokenizer: cannot write pre-tokenizer '", spec.pre, "'");
   json added = json::array(), vocab = json::object(), merges = json::array();
   for (int32_t id = 0; id < int32_t(spec.tokens.size()); ++id) {
     TokenType t = spec.types.empty() ? TokenType::Normal : spec.types[id];
@@ -188,7 +189,10 @@ void write_hf_tokenizer(const TokenizerSpec& spec, const std::string& dir) {
               {"pre_tokenizer",
                {{"type", "Sequence"},
                 {"pretokenizers",
-                 {{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}}, byte_level}}}},
+                 smollm ? json::array({json{{"type", "Digits"}, {"individual_digits", true}},
+                                       json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}})
+                        : json::array({json{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}},
+                                       byte_level})}}},
               {"post_processor", post},
               {"decoder", byte_level},
               {"model",
