@@ -10,7 +10,7 @@ maps of rank chosen to match them; the oracle LoRA per domain matches one expert
 Each model is scored by the engine (moeforge perplexity, f32, windows of 256 tokens) on the
 first --eval-bytes of each domain's valid file; the figure is the mean NLL per token (ln ppl).
 
-  scripts/mode_experiment.py OUT [--expert-steps 300] [--compose-steps 100] [--ablations]
+  scripts/mode_experiment.py OUT [--expert-steps 300] [--compose-steps 100] [--ablations k2,B1,B4,top1,even]
 """
 import argparse
 import json
@@ -123,7 +123,8 @@ def main():
     ap.add_argument("--lr-mode", type=float, default=1e-3)
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-full", type=float, default=3e-4)
-    ap.add_argument("--ablations", action="store_true", help="also k = 2, B = 1 and 4, a top-1 gate")
+    ap.add_argument("--ablations", default="", help="comma list of MoDE ablations: k2 (2 layers per expert), B1, B4 "
+                    "(blocks), top1 (a top-1 gate), even (gate_init 0.5: an even starting mix)")
     args = ap.parse_args()
     os.chdir(ROOT)
     out = os.path.abspath(args.out)
@@ -131,9 +132,9 @@ def main():
     total = 2 * S + C
     rows = {}  # name -> {"model": args, "seconds": .., "params": ..}
 
-    def mode_variant(tag, blocks=2, k=1, gate="dense", top_k=1):
+    def mode_variant(tag, blocks=2, k=1, gate="dense", top_k=1, gate_init=0.9):
         layout = {"backbone": BACKBONE, "experts": ADAPTED, "blocks": blocks, "layers_per_expert": k, "gate": gate,
-                  "gate_top_k": top_k}
+                  "gate_top_k": top_k, "gate_init": gate_init}
         dirs, seconds = {}, 0.0
         for e in ADAPTED:
             cfg = base_config(args, S, args.lr_mode, ADAPTED)
@@ -154,11 +155,12 @@ def main():
         return mode_params(dirs[ADAPTED[0]])
 
     per_expert = mode_variant("mode")
-    if args.ablations:
-        mode_variant("mode-k2", k=2)
-        mode_variant("mode-B1", blocks=1)
-        mode_variant("mode-B4", blocks=4)
-        mode_variant("mode-top1", gate="top_k", top_k=1)
+    ablations = {"k2": dict(k=2), "B1": dict(blocks=1), "B4": dict(blocks=4), "top1": dict(gate="top_k", top_k=1),
+                 "even": dict(gate_init=0.5)}
+    for a in filter(None, args.ablations.split(",")):
+        if a not in ablations:
+            sys.exit(f"--ablations: unknown '{a}' ({', '.join(ablations)})")
+        mode_variant("mode-" + a, **ablations[a])
 
     # LoRA on all seven maps: r (192+192 + 2 (192+64) + 192+192 + 3 (192+512)) per layer, 4 layers.
     per_rank = 4 * (384 + 2 * 256 + 384 + 3 * 704)

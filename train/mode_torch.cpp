@@ -27,7 +27,7 @@ ModeImpl::ModeImpl(const TrainModelConfig& c, const TrainModeConfig& m, std::vec
   torch::NoGradGuard guard;
   for (int b = 0; b < n_block; ++b) {
     torch::nn::Linear g(torch::nn::LinearOptions(c.n_embd, 1 + n_expert()).bias(true));
-    g->weight.zero_();  // a uniform mix until the gate learns
+    g->weight.zero_();  // a constant mix (attach_mode sets the bias) until the gate learns
     g->bias.zero_();
     gates->push_back(g);
   }
@@ -176,6 +176,10 @@ std::vector<torch::Tensor> attach_mode(LlamaLM& model, const TrainModeConfig& cf
   auto mode = model->register_module("mode", std::make_shared<ModeImpl>(model->cfg, cfg, cfg.run_experts()));
   model->mode = mode;
   if (cfg.stage == 1) {
+    // The gate starts at weight gate_init on the backbone: an even mix of a deep backbone with
+    // a layer that is not its block sends the first loss far above the backbone's.
+    torch::NoGradGuard guard;
+    for (auto& g : *mode->gates) g->as<torch::nn::Linear>()->bias[0].fill_(std::log(cfg.gate_init / (1 - cfg.gate_init)));
     if (cfg.init == "copy")
       copy_backbone_layers(model, *mode);
     else

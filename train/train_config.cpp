@@ -118,6 +118,7 @@ void check_mode(TrainConfig& c, const json& j, const std::string& path) {
   if (d.gate != "dense" && d.gate != "top_k") fail(path, ": 'mode.gate' must be \"dense\" or \"top_k\" (got \"", d.gate, "\")");
   if (d.gate == "top_k" && d.gate_top_k < 1) fail(path, ": 'mode.gate_top_k' must be at least 1");
   if (d.init != "copy" && d.init != "random") fail(path, ": 'mode.init' must be \"copy\" or \"random\"");
+  if (!(d.gate_init > 0 && d.gate_init < 1)) fail(path, ": 'mode.gate_init' must lie in (0, 1)");
   if (d.stage == 2) {
     for (const std::string& e : d.experts)
       if (!d.expert_dirs.count(e)) fail(path, ": stage 2 needs mode.expert_dirs.", e, " (the expert's stage-1 output)");
@@ -185,7 +186,7 @@ TrainConfig load_train_config(const std::string& path) {
   Section(mode, "mode.", path).get("backbone", d.backbone).get("experts", d.experts).get("blocks", d.blocks)
       .get("layers_per_expert", d.layers_per_expert).get("gate", d.gate).get("gate_top_k", d.gate_top_k)
       .get("stage", d.stage).get("expert_dirs", d.expert_dirs).get("train_experts", d.train_experts)
-      .get("init", d.init).done();
+      .get("init", d.init).get("gate_init", d.gate_init).done();
   if (!mode.empty()) check_mode(c, j, path);
   TrainModelConfig& m = c.model;
   json moe = json::object();

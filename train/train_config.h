@@ -85,6 +85,7 @@ struct TrainModeConfig {
   std::map<std::string, std::string> expert_dirs;  // stage 2: each expert's stage-1 output directory
   bool train_experts = false;  // stage 2: the experts train beside the gates
   std::string init = "copy";   // expert layers start as copies of backbone layers of their block ("copy"), or "random"
+  double gate_init = 0.9;      // stage 1: the backbone's starting gate weight (the expert has the rest)
   bool enabled() const { return !backbone.empty(); }
   // The expert names of this run: stage 1 the one it trains, stage 2 all.
   std::vector<std::string> run_experts() const { return stage == 1 ? std::vector<std::string>{expert} : experts; }

@@ -187,6 +187,7 @@ TEST(ModeTrainer, BadModeConfigsFailNamingTheProblemBeforeWriting) {
   };
   expect_error(R"({"backbone": "models/default", "experts": ["prose"], "blocks": 3})", "mode.blocks 3 does not divide the backbone's 4 layers");
   expect_error(R"({"backbone": "models/default", "experts": ["prose", "math"]})", "pass --expert NAME");
+  expect_error(R"({"backbone": "models/default", "experts": ["prose"], "gate_init": 1.0})", "'mode.gate_init' must lie in (0, 1)");
   expect_error(R"({"backbone": "models/default", "experts": ["prose", "math"]})", "--expert 'code' is not in mode.experts", "code");
   expect_error(R"({"backbone": "models/default", "experts": ["code"]})", "mode.experts names 'code', which 'train' has no file for");
   expect_error(R"({"backbone": "models/default", "experts": ["prose", "math"], "stage": 2, "expert_dirs": {"prose": ")" + dir +
