@@ -43,6 +43,7 @@ void run_build_moe(BuildMoeOptions o) {
   o.moe.build.sequential = neurons && parse_refit(o.quality.refit_name(), o.moe.build.compensation, stats);
   apply_refit_rows(o.quality, o.moe.build);
   auto model = load(o.model);
+  refuse_mode_model(*model, "Free-MoE domain experts");
   ThreadPool pool(o.model.threads);
   o.moe.pool = &pool;
   auto t0 = std::chrono::steady_clock::now();

@@ -53,6 +53,7 @@ void run_calibrate(const CalibrateOptions& o) {
   if (o.sampling == "head") calib.sampling = CalibSampling::Head;
   else if (o.sampling != "spread") fail("--sampling must be head or spread");
   auto model = load(o.model);
+  refuse_mode_model(*model, "Free-MoE domain experts");
   ThreadPool pool(o.model.threads);
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Progress> progress;

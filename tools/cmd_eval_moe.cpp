@@ -81,6 +81,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   if (task_mode) tasks = load_tasks(o.tasks);  // bad task input fails before any model work
   CalibStats stats = load_calib_stats(o.stats);
   auto model = load(o.model);
+  refuse_mode_model(*model, "Free-MoE domain experts");
   stats.check_model(*model);
   MethodContext ctx;
   ctx.compensation = parse_compensation(o.compensation, stats);

@@ -110,6 +110,12 @@ std::unique_ptr<Model> load(const ModelOptions& o) {
   return m;
 }
 
+void refuse_mode_model(const Model& model, const std::string& what) {
+  if (model.mode.enabled())
+    fail(model.path, ": ", what, " of a MoDE model is not supported (its experts run beside the backbone's layers); "
+         "use its backbone");
+}
+
 void lora_query(const Model& model, ThreadPool& pool, std::span<const int32_t> prompt) {
   if (auto* lora = dynamic_cast<RoutedLora*>(model.adapter.get())) set_query(*lora, model, pool, prompt);
 }

@@ -38,6 +38,9 @@ void add_model_options(CLI::App* cmd, ModelOptions& o);
 std::unique_ptr<Model> load(const ModelOptions& o);
 // The routing of `model` with these options applied (mf::Error naming the flag if they do not fit).
 RouteParams routing_from_options(const Model& model, int experts_used, float top_p, int min_experts, int max_experts);
+// mf::Error "WHAT of a MoDE model is not supported" when the model has MoDE experts (their
+// layers run beside the backbone's, not in sequence, so per-layer carving does not apply).
+void refuse_mode_model(const Model& model, const std::string& what);
 // A path as given if it exists; else a registry model's name (moeforge pull) becomes its cached
 // file (mf::Error if it is not downloaded yet).
 std::string resolve_model_path(const std::string& path);

@@ -163,6 +163,9 @@ TEST(ModeCli, BadChoicesAndFilesAreRefusedNamingTheProblem) {
   EXPECT_NE(r.err.find("--mode-expert needs a MoDE model"), std::string::npos) << r.err;
   r = test::run_cli("generate -m " + mode + " --lora tests/golden/data/lora/trained-default-r4 -p x -n 2");
   EXPECT_NE(r.err.find("LoRA adapters on a MoDE model are not supported"), std::string::npos) << r.err;
+  r = test::run_cli("calibrate -m " + mode + " --domain code=models/default/MODEL_CARD.md --out " + dir + "/stats.gguf");
+  EXPECT_NE(r.err.find("Free-MoE domain experts of a MoDE model is not supported"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/stats.gguf"));
   // Blocks that do not divide the backbone, a missing gate.
   json cfg = json::parse(test::read_file(mode + "/config.json"));
   cfg["moeforge_mode"]["blocks"] = 3;
