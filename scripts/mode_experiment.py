@@ -155,13 +155,6 @@ def main():
         return mode_params(dirs[ADAPTED[0]])
 
     per_expert = mode_variant("mode")
-    ablations = {"k2": dict(k=2), "B1": dict(blocks=1), "B4": dict(blocks=4), "top1": dict(gate="top_k", top_k=1),
-                 "even": dict(gate_init=0.5)}
-    for a in filter(None, args.ablations.split(",")):
-        if a not in ablations:
-            sys.exit(f"--ablations: unknown '{a}' ({', '.join(ablations)})")
-        mode_variant("mode-" + a, **ablations[a])
-
     # LoRA on all seven maps: r (192+192 + 2 (192+64) + 192+192 + 3 (192+512)) per layer, 4 layers.
     per_rank = 4 * (384 + 2 * 256 + 384 + 3 * 704)
     r_one = max(1, round(per_expert / per_rank))
@@ -211,6 +204,13 @@ def main():
     rows["Branch-Train-Mix (2 experts, top-1)"] = {"model": ["-m", run], "seconds": seconds + s,
                                                    "params": safetensors_params(os.path.join(run, "model.safetensors"))}
     rows["backbone"] = {"model": ["-m", BACKBONE], "seconds": 0, "params": 0}
+    ablations = {"k2": dict(k=2), "B1": dict(blocks=1), "B4": dict(blocks=4), "top1": dict(gate="top_k", top_k=1),
+                 "even": dict(gate_init=0.5)}
+    for a in filter(None, args.ablations.split(",")):
+        if a not in ablations:
+            sys.exit(f"--ablations: unknown '{a}' ({', '.join(ablations)})")
+        mode_variant("mode-" + a, **ablations[a])
+
 
     slices = eval_slices(out, args.eval_bytes)
     results = {"expert_steps": S, "compose_steps": C, "tokens_per_step": args.batch * args.seq_len,
