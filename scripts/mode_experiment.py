@@ -124,7 +124,7 @@ def main():
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-full", type=float, default=3e-4)
     ap.add_argument("--ablations", default="", help="comma list of MoDE ablations: k2 (2 layers per expert), B1, B4 "
-                    "(blocks), top1 (a top-1 gate), even (gate_init 0.5: an even starting mix)")
+                    "(blocks), top1 (a top-1 composed gate over the main experts), even (gate_init 0.5: an even starting mix)")
     args = ap.parse_args()
     os.chdir(ROOT)
     out = os.path.abspath(args.out)
@@ -132,15 +132,17 @@ def main():
     total = 2 * S + C
     rows = {}  # name -> {"model": args, "seconds": .., "params": ..}
 
-    def mode_variant(tag, blocks=2, k=1, gate="dense", top_k=1, gate_init=0.9):
+    def mode_variant(tag, blocks=2, k=1, gate="dense", top_k=1, gate_init=0.9, experts_of=None):
         layout = {"backbone": BACKBONE, "experts": ADAPTED, "blocks": blocks, "layers_per_expert": k, "gate": gate,
                   "gate_top_k": top_k, "gate_init": gate_init}
         dirs, seconds = {}, 0.0
-        for e in ADAPTED:
+        for e in ADAPTED if experts_of is None else []:
             cfg = base_config(args, S, args.lr_mode, ADAPTED)
             cfg["mode"] = dict(layout)
             dirs[e], s = train(out, f"{tag}-expert-{e}", cfg, ["--expert", e])
             seconds += s
+        if experts_of is not None:  # stage 2 only, over another variant's stage-1 experts
+            dirs = {e: os.path.join(out, "runs", f"{experts_of}-expert-{e}") for e in ADAPTED}
         variants = [("gates", False)] + ([("gates+experts", True)] if tag == "mode" else [])
         for label, train_experts in variants:
             cfg = base_config(args, C, args.lr_mode, ADAPTED)
@@ -204,7 +206,7 @@ def main():
     rows["Branch-Train-Mix (2 experts, top-1)"] = {"model": ["-m", run], "seconds": seconds + s,
                                                    "params": safetensors_params(os.path.join(run, "model.safetensors"))}
     rows["backbone"] = {"model": ["-m", BACKBONE], "seconds": 0, "params": 0}
-    ablations = {"k2": dict(k=2), "B1": dict(blocks=1), "B4": dict(blocks=4), "top1": dict(gate="top_k", top_k=1),
+    ablations = {"k2": dict(k=2), "B1": dict(blocks=1), "B4": dict(blocks=4), "top1": dict(gate="top_k", top_k=1, experts_of="mode"),
                  "even": dict(gate_init=0.5)}
     for a in filter(None, args.ablations.split(",")):
         if a not in ablations:

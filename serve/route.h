@@ -25,12 +25,12 @@ struct RouteInfo {
   // nullptr for the dense model. Must stay valid while the server runs.
   const std::vector<LayerWeights>* layers = nullptr;
   bool forced = false;  // the request chose the expert (set by the server)
-  // MoDE models: what the sequence runs (kModeGated, kModeBackbone or an expert's index), or
-  // unset for other models.
-  std::optional<int> mode_expert;
   // Name of the weights that run, e.g. "code/1" or "dense" (a router may report a domain yet
   // fall back to the dense model when unsure); "" derives it from domain and subdomain.
   std::string expert_name;
+  // MoDE models: what the sequence runs (kModeGated, kModeBackbone or an expert's index), or
+  // unset for other models.
+  std::optional<int> mode_expert;
 
   // The expert's name in responses and metrics: expert_name, else "domain" or "domain/subdomain".
   std::string expert() const {

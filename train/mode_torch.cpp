@@ -18,7 +18,9 @@ ModeImpl::ModeImpl(const TrainModelConfig& c, const TrainModeConfig& m, std::vec
       n_block(m.blocks),
       k(m.layers_per_expert),
       n_layer_backbone(c.n_layer),
-      gate_top_k(m.gate == "top_k" ? m.gate_top_k : 0) {
+      // Stage 1's two-way gate is always dense: a top-1 of backbone-or-expert would never pick
+      // (nor train) an expert that starts behind the backbone.
+      gate_top_k(m.gate == "top_k" && m.stage == 2 ? m.gate_top_k : 0) {
   TrainModelConfig dense = c;
   dense.moe = TrainMoeConfig{};
   layers = register_module("layers", torch::nn::ModuleList());
