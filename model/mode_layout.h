@@ -5,6 +5,7 @@
 // (or its top gate_top_k, renormalised). The expert layers are ordinary layers of Weights::layers
 // after the backbone's, so the loaders, the KV cache and run_layer treat them like any other.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,15 @@ struct ModeLayout {
   // mf::Error naming the known choices otherwise.
   int choice(const std::string& name) const;
   std::string choice_name(int choice) const;
+};
+
+// The gate weights a sequence's tokens received (Session::mode_gates): per block b and column c
+// (0 the backbone, j + 1 expert j), the sum over its tokens, so that sum / tokens is the mean.
+struct ModeGateTally {
+  int n_block = 0, width = 0;  // width = 1 + n_expert
+  std::vector<double> sum;     // [n_block, width]
+  int64_t tokens = 0;
+  double mean(int b, int c) const { return tokens > 0 ? sum[size_t(b * width + c)] / double(tokens) : 0.0; }
 };
 
 }  // namespace mf

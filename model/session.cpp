@@ -22,6 +22,11 @@ Session::Session(const Model& model, int n_ctx, ThreadPool& pool, int n_slots)
     sl.routing = model.routing;
     sl.adapter = model.adapter.get();
     sl.mode_expert = model.mode_expert;
+    if (model.mode.enabled()) {
+      sl.gates.n_block = model.mode.n_block;
+      sl.gates.width = 1 + model.mode.n_expert();
+      sl.gates.sum.assign(size_t(sl.gates.n_block * sl.gates.width), 0.0);
+    }
   }
   routing_stats_.resize(size_t(hp.n_layer));
   inv_freq_ = model.inv_freq();
@@ -52,6 +57,13 @@ void Session::set_mode_expert(int slot, int choice) {
   if (!md.enabled()) fail("choosing a MoDE expert needs a MoDE model; this one has no experts beside its layers");
   if (choice < kModeGated || choice >= md.n_expert()) fail("MoDE expert ", choice, " is outside the model's ", md.n_expert());
   slots_[size_t(slot)].mode_expert = choice;
+}
+
+void Session::reset(int slot) {
+  Slot& sl = slots_.at(size_t(slot));
+  sl.n_past = 0;
+  std::fill(sl.gates.sum.begin(), sl.gates.sum.end(), 0.0);
+  sl.gates.tokens = 0;
 }
 
 void Session::copy_prefix(int src, int dst, int64_t n) {
@@ -340,6 +352,12 @@ void Session::run_mode_block(int b) {
         for (int64_t c = 0; c < C; ++c) ar[c] = float(ar[c] / kept);
       }
     }
+  }
+  for (const Placed& p : placed_) {  // the slots' tallies
+    ModeGateTally& t = slots_[size_t(p.slot)].gates;
+    if (b == 0) t.tokens += p.n;
+    for (int64_t r = p.row0; r < p.row0 + p.n; ++r)
+      for (int64_t c = 0; c < C; ++c) t.sum[size_t(b * C + c)] += a[r * C + c];
   }
   emit("mode_gate", b, a, n, C);
   for (int il = md.first_layer(b); il < md.first_layer(b + 1); ++il) run_layer(il);

@@ -105,8 +105,8 @@ class Session {
   int n_slots() const { return int(slots_.size()); }
   int64_t n_past(int slot = 0) const { return slots_.at(slot).n_past; }
   int64_t n_ctx() const { return n_ctx_; }
-  // Empties a slot's cache (its layer override stays).
-  void reset(int slot = 0) { slots_.at(slot).n_past = 0; }
+  // Empties a slot's cache and its MoDE gate tally (its layer override stays).
+  void reset(int slot = 0);
   // Makes slot dst hold the first n cached tokens of slot src (their K and V in every layer),
   // so a shared prompt prefix is computed once and continued in several slots. The caller
   // keeps dst's layer override equal to the one src's prefix ran with. Throws mf::Error on a
@@ -138,6 +138,9 @@ class Session {
   // choice outside it.
   void set_mode_expert(int slot, int choice);
   int mode_expert(int slot = 0) const { return slots_.at(slot).mode_expert; }
+  // MoDE: the gate weights of the tokens the slot computed since its last reset (empty sums on
+  // other models). Tokens a prefix copy brought in were tallied in their own slot.
+  const ModeGateTally& mode_gates(int slot = 0) const { return slots_.at(slot).gates; }
   // Adapter of a slot (each starts with model().adapter; nullptr: the base model). Not owned:
   // it must outlive its use. A slot with an expert override (set_layers) takes no FFN update,
   // since the expert's FFN is narrower than the one the adapter was made for.
@@ -160,6 +163,7 @@ class Session {
     RouteParams routing;
     LinearAdapter* adapter = nullptr;
     int mode_expert = kModeGated;
+    ModeGateTally gates;
   };
   // Rows [row0, row0 + n) of the step belong to one sequence.
   struct Placed {

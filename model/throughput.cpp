@@ -20,7 +20,15 @@ double median(std::vector<double> v) {
 int64_t decode_weight_bytes(const Model& m, const std::vector<LayerWeights>* layers, double experts_per_token) {
   if (experts_per_token < 0) experts_per_token = m.routing.top_k;
   double b = double(m.w.output.nbytes()) + double(m.w.tok_embd.row_stride());
-  for (auto& l : layers ? *layers : m.w.layers) {
+  const ModeLayout& md = m.mode;
+  for (int b_ = 0; b_ < md.n_block; ++b_) b += double(md.gate_w[size_t(b_)].nbytes() + md.gate_b[size_t(b_)].nbytes());
+  const std::vector<LayerWeights>& all = layers ? *layers : m.w.layers;
+  for (size_t il = 0; il < all.size(); ++il) {
+    const LayerWeights& l = all[il];
+    if (md.enabled() && int(il) >= md.n_layer_backbone) {  // MoDE: only the experts the model's choice runs
+      const int j = (int(il) - md.n_layer_backbone) / (md.n_block * md.layers_per_expert);
+      if (m.mode_expert != kModeGated && m.mode_expert != j) continue;
+    }
     for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp,
                                 &l.shared.gate, &l.shared.up, &l.shared.down})
       if (t->data) b += double(t->nbytes());

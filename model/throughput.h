@@ -33,7 +33,8 @@ std::vector<Throughput> measure_throughput(const Model& model, const std::vector
 
 // Bytes of weights one decode step reads: every matrix once, plus one embedding row; of a
 // token-routed MoE layer, the router, the shared expert and experts_per_token experts
-// (< 0: the model's routing top-k).
+// (< 0: the model's routing top-k). Of a MoDE model, the gates and the expert layers that
+// model.mode_expert runs.
 int64_t decode_weight_bytes(const Model& model, const std::vector<LayerWeights>* layers = nullptr,
                             double experts_per_token = -1);
 

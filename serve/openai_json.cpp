@@ -1,5 +1,7 @@
 #include "serve/openai_json.h"
 
+#include <cmath>
+
 #include "model/routing_report.h"
 
 namespace mf::serve {
@@ -31,6 +33,16 @@ json route_extension(const RouteInfo& r) {
             {"forced", r.forced}}}};
 }
 
+json mode_gates_json(const ModeGateTally& t, const std::vector<std::string>& columns) {
+  json blocks = json::array();
+  for (int b = 0; b < t.n_block; ++b) {
+    json row = json::array();
+    for (int c = 0; c < t.width; ++c) row.push_back(std::round(t.mean(b, c) * 1e4) / 1e4);
+    blocks.push_back(row);
+  }
+  return {{"tokens", t.tokens}, {"columns", columns}, {"mean_by_block", blocks}};
+}
+
 json usage_json(int prompt_tokens, int completion_tokens) {
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
@@ -48,6 +60,7 @@ json completion_body(const ResponseMeta& m, const std::string& text, const std::
   if (m.route) j["moeforge"] = route_extension(*m.route);
   if (m.token_routing) j["moeforge"]["expert_routing"] = routing_params_json(*m.token_routing);
   if (m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
+  if (m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, m.mode_columns);
   return j;
 }
 
@@ -66,6 +79,7 @@ json stream_chunk(const ResponseMeta& m, const std::string& text, const std::str
   if (first && m.route) j["moeforge"] = route_extension(*m.route);
   // The adapters' use is known once the request has finished: on the chunk with finish_reason.
   if (!finish_reason.empty() && m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
+  if (!finish_reason.empty() && m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, m.mode_columns);
   return j;
 }
 

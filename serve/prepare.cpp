@@ -120,6 +120,12 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
     p.job.layers = info.layers;
     p.job.mode_expert = info.mode_expert;
     p.meta.route = info;
+    if (ctx.model->mode.enabled()) {
+      p.job.mode_gates = std::make_shared<ModeGateTally>();
+      p.meta.mode_gates = p.job.mode_gates;
+      p.meta.mode_columns = {"backbone"};
+      for (const std::string& e : ctx.model->mode.experts) p.meta.mode_columns.push_back(e);
+    }
   } else if (!r.expert.empty() && r.expert != "dense") {
     throw ApiError(400, "this server runs a dense model without experts; 'moeforge.expert' can only be \"dense\"",
                    "moeforge.expert", "unknown_expert");

@@ -277,6 +277,7 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
     metrics_->tokens(int64_t(s.job.prompt.size()), s.n_generated);
   }
   std::shared_ptr<Generation> gen = s.gen;
+  if (s.job.mode_gates) *s.job.mode_gates = session_.mode_gates(s.slot);  // read by the response after gen->finish
   slots_[size_t(s.slot)].reset();  // s is gone from here on
   {
     std::lock_guard<std::mutex> lock(mu_);

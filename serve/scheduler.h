@@ -27,6 +27,7 @@ struct Job {
   std::optional<RouteParams> routing;  // token-routed MoE: this request's expert routing (else the model's)
   std::shared_ptr<LinearAdapter> adapter;  // LoRA update of this request (kept alive by the job), or none
   std::optional<int> mode_expert;          // MoDE: what this request runs (else the model's mode_expert)
+  std::shared_ptr<ModeGateTally> mode_gates;  // MoDE: filled with the sequence's gate weights when it ends, or none
 };
 
 struct SchedulerOptions {

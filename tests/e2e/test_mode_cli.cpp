@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "model/throughput.h"
 #include "test_serve_util.h"
 #include "test_util.h"
 
@@ -154,6 +155,31 @@ TEST(ModeCli, SlotsWithDifferentChoicesBatchAsTheyRunAlone) {
   EXPECT_THROW(s.set_layers(0, &layers), Error);
 }
 
+// bench's weights read per decode token count the gates and only the experts the choice runs.
+TEST(ModeCli, DecodeBytesCountOnlyTheExpertsThatRun) {
+  const std::string dir = test::temp_dir();
+  auto model = load_model(write_mode_fixture(dir));
+  auto original = load_model("models/default");
+  const ModeLayout& md = model->mode;
+  int64_t gates = 0;
+  for (int b = 0; b < md.n_block; ++b) gates += md.gate_w[size_t(b)].nbytes() + md.gate_b[size_t(b)].nbytes();
+  auto expert_bytes = [&](int j) {
+    int64_t n = 0;
+    for (int b = 0; b < md.n_block; ++b) {
+      const LayerWeights& l = model->w.layers[size_t(md.expert_layer(j, b, 0))];
+      for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) n += t->nbytes();
+    }
+    return n;
+  };
+  model->mode_expert = kModeBackbone;
+  const int64_t backbone = decode_weight_bytes(*model);
+  EXPECT_EQ(backbone, decode_weight_bytes(*original) + gates);
+  model->mode_expert = 1;
+  EXPECT_EQ(decode_weight_bytes(*model), backbone + expert_bytes(1));
+  model->mode_expert = kModeGated;
+  EXPECT_EQ(decode_weight_bytes(*model), backbone + expert_bytes(0) + expert_bytes(1));
+}
+
 TEST(ModeCli, BadChoicesAndFilesAreRefusedNamingTheProblem) {
   const std::string dir = test::temp_dir(), mode = write_mode_fixture(dir);
   auto r = test::run_cli("generate -m " + mode + " --mode-expert cooking -p x -n 2");
@@ -201,6 +227,32 @@ TEST(ModeServe, RequestsForceTheBackboneOrAnExpertAndTheResponseSaysWhich) {
   EXPECT_EQ(math["choices"][0]["text"].get<std::string>() + "\n", g.out);
   json backbone = post({{"prompt", "def main("}, {"max_tokens", 6}, {"temperature", 0}, {"moeforge", {{"expert", "dense"}}}}, 200);
   EXPECT_EQ(backbone["moeforge"]["route"]["expert"], "backbone");
+  // The gate weights the tokens received: prompt and generated tokens fed back (the last one is
+  // sampled, not fed), per block a distribution over the backbone and the experts.
+  auto expect_gates = [](const json& r, const std::string& what) -> json {
+    SCOPED_TRACE(what);
+    const json& g = r["moeforge"]["mode_gates"];
+    const json failed = {{-1.0, -1.0, -1.0}, {-1.0, -1.0, -1.0}};
+    EXPECT_TRUE(g.is_object()) << r.dump();
+    if (!g.is_object()) return failed;
+    EXPECT_EQ(g["mean_by_block"].size(), 2u);
+    if (g["mean_by_block"].size() != 2u) return failed;
+    EXPECT_EQ(g["columns"], json({"backbone", "code", "math"}));
+    EXPECT_EQ(g["tokens"].get<int>(), r["usage"]["total_tokens"].get<int>() - 1);
+    for (const json& row : g["mean_by_block"]) {
+      double sum = 0;
+      for (const json& w : row) sum += w.get<double>();
+      EXPECT_NEAR(sum, 1.0, 1e-3);
+    }
+    return g["mean_by_block"];
+  };
+  json gated_w = expect_gates(gated, "gated");
+  EXPECT_GT(gated_w[0][1].get<double>(), 0.0);  // every expert has a share under the gate
+  EXPECT_GT(gated_w[0][2].get<double>(), 0.0);
+  json math_w = expect_gates(math, "math");
+  EXPECT_EQ(math_w[0][1].get<double>(), 0.0);  // the code expert is outside the forced gate
+  EXPECT_EQ(math_w[1][1].get<double>(), 0.0);
+  EXPECT_EQ(expect_gates(backbone, "backbone"), json({{1.0, 0.0, 0.0}, {1.0, 0.0, 0.0}}));
   json err = post({{"prompt", "x"}, {"moeforge", {{"expert", "cooking"}}}}, 400);
   EXPECT_EQ(err["error"]["code"], "unknown_expert");
   auto models = json::parse(s.client().Get("/v1/models")->body);
