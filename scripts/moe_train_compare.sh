@@ -3,19 +3,22 @@
 # default model's shape and 4-domain corpus: dense (n_ff 512); top-2 of 8 experts of width 256
 # with the load-balancing and z-losses; dynamic top-p (p 0.4, at most 4) of the same experts;
 # and sparse upcycling (dense for half the steps, then its FFN copied into 8 experts, top-1 so
-# that the active FFN stays the dense one, for the other half). Writes OUT/<variant>/.
+# that the active FFN stays the dense one, for the other half; both halves are one learning-rate
+# schedule of STEPS, so the MoE half continues where the dense half stopped). Writes OUT/<variant>/.
 # Usage: scripts/moe_train_compare.sh [STEPS] [OUT]   (needs data/corpus; runs one after another)
 set -euo pipefail
 BIN=${BIN:-build/bin/moeforge}
 STEPS=${1:-300}; OUT=${2:-build-ref/moe-compare}
 mkdir -p "$OUT"
-cfg() {  # name steps moe_json [upcycle_dir]
-  python3 - "$2" "$3" "${4:-}" > "$OUT/$1.json" <<'PY'
+cfg() {  # name steps moe_json [upcycle_dir] [schedule_start]: every run is part of one STEPS-long schedule
+  python3 - "$2" "$3" "${4:-}" "$STEPS" "${5:-0}" > "$OUT/$1.json" <<'PY'
 import json, sys
 c = json.load(open("configs/default.json"))
 c["tokenizer"] = "models/default/tokenizer.json"
-c["steps"] = int(sys.argv[1]); c["eval_every"] = max(25, c["steps"] // 6); c["eval_batches"] = 4
-c["checkpoint_every"] = 50; c["log_every"] = 10; c["optim"]["warmup_steps"] = max(10, c["steps"] // 10)
+total = int(sys.argv[4])
+c["steps"] = int(sys.argv[1]); c["eval_every"] = max(25, total // 6); c["eval_batches"] = 4
+c["checkpoint_every"] = 50; c["log_every"] = 10; c["optim"]["warmup_steps"] = max(10, total // 10)
+c["optim"]["schedule_steps"] = total; c["optim"]["schedule_start"] = int(sys.argv[5])
 moe = json.loads(sys.argv[2])
 if sys.argv[3]: moe["upcycle_from"] = sys.argv[3]
 if moe: c["model"]["moe"] = moe
@@ -27,7 +30,7 @@ cfg dense "$STEPS" '{}'
 cfg top2 "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256}'
 cfg topp "$STEPS" '{"n_expert": 8, "top_p": 0.4, "max_experts": 4, "n_ff_expert": 256}'
 cfg dense-half "$HALF" '{}'
-cfg upcycled "$HALF" '{"n_expert": 8, "top_k": 1, "n_ff_expert": 512}' "$OUT/dense-half"
+cfg upcycled "$HALF" '{"n_expert": 8, "top_k": 1, "n_ff_expert": 512}' "$OUT/dense-half" "$HALF"
 # MO-CTE, each part alone and both: 2 clusters of 4 experts (top-2 inside), re-clustered every
 # 50 steps when the silhouette reaches 0.2; trainability every 25 steps, freezing an expert
 # below 0.3 of its peak value for 3 checks.

@@ -207,7 +207,8 @@ TrainConfig load_train_config(const std::string& path) {
   check_moe(e, path);
   TrainOptimConfig& o = c.optim;
   Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)
-      .get("beta1", o.beta1).get("beta2", o.beta2).get("grad_clip", o.grad_clip).get("warmup_steps", o.warmup_steps).done();
+      .get("beta1", o.beta1).get("beta2", o.beta2).get("grad_clip", o.grad_clip).get("warmup_steps", o.warmup_steps)
+      .get("schedule_start", o.schedule_start).get("schedule_steps", o.schedule_steps).done();
 
   auto positive = [&](const char* what, double v) {
     if (!(v > 0)) fail(path, ": '", what, "' must be positive");
@@ -228,6 +229,9 @@ TrainConfig load_train_config(const std::string& path) {
   if ((m.n_embd / m.n_head) % 2) fail(path, ": head size ", m.n_embd / m.n_head, " must be even for RoPE");
   if (!c.lora.enabled() && !c.mode.enabled() && c.init_from.empty() && c.seq_len > m.n_ctx) fail(path, ": seq_len ", c.seq_len, " exceeds model.n_ctx ", m.n_ctx);
   if (o.min_lr > o.lr || o.min_lr < 0) fail(path, ": optim.min_lr must lie in [0, optim.lr]");
+  if (o.schedule_start < 0) fail(path, ": optim.schedule_start must not be negative");
+  if (o.schedule_steps != 0 && o.schedule_steps < o.schedule_start + c.steps)
+    fail(path, ": optim.schedule_steps ", o.schedule_steps, " is shorter than schedule_start + steps (", o.schedule_start + c.steps, ")");
   if (c.tokenizer.empty()) fail(path, ": missing 'tokenizer'");
   if (c.train.empty()) fail(path, ": 'train' must name at least one domain file");
   if (c.eval_every <= 0 || c.checkpoint_every <= 0 || c.log_every <= 0 || c.eval_batches <= 0)

@@ -94,6 +94,10 @@ struct TrainModeConfig {
 struct TrainOptimConfig {
   double lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
   int warmup_steps = 100;
+  // The run takes steps [schedule_start, schedule_start + steps) of a warmup + cosine schedule
+  // schedule_steps long (0: the run's own steps), so that a run can continue another's
+  // schedule (upcycling a dense run halfway) instead of restarting it.
+  int schedule_start = 0, schedule_steps = 0;
 };
 
 struct TrainConfig {

@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double lr_at(const TrainOptimConfig& o, int step, int total) {
+double lr_at(const TrainOptimConfig& o, int run_step, int run_steps) {
+  const int step = o.schedule_start + run_step, total = o.schedule_steps > 0 ? o.schedule_steps : run_steps;
   if (step < o.warmup_steps) return o.lr * double(step + 1) / double(o.warmup_steps);
   double progress = double(step - o.warmup_steps) / std::max(1, total - o.warmup_steps);
   return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + std::cos(M_PI * std::min(1.0, progress)));

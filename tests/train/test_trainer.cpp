@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -57,6 +58,40 @@ TEST(Trainer, LossFallsAndResumeIsExact) {
   EXPECT_EQ(test::read_file(dir + "/resumed/model.safetensors"), test::read_file(dir + "/full/model.safetensors"));
 }
 
+// The learning rates logged per step, as written.
+std::vector<std::string> logged_lrs(const std::string& run) {
+  std::vector<std::string> out;
+  std::istringstream log(test::read_file(run + "/train_log.csv"));
+  std::string line;
+  std::getline(log, line);  // header: step,lr,...
+  while (std::getline(log, line)) {
+    const size_t a = line.find(','), b = line.find(',', a + 1);
+    out.push_back(line.substr(a + 1, b - a - 1));
+  }
+  return out;
+}
+
+// Two runs of half the steps, the second starting where the first ends in one schedule, log
+// the learning rates of one run of all the steps (upcycling continues a dense run this way).
+TEST(Trainer, ARunCanContinueAnotherRunsSchedule) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = tiny_config(dir);
+  cfg.log_every = 1;
+  run_training(cfg, dir + "/whole");
+  TrainConfig first = cfg, second = cfg;
+  first.steps = second.steps = 6;
+  first.optim.schedule_steps = second.optim.schedule_steps = 12;
+  second.optim.schedule_start = 6;
+  run_training(first, dir + "/first");
+  run_training(second, dir + "/second");
+  std::vector<std::string> halves = logged_lrs(dir + "/first"), rest = logged_lrs(dir + "/second");
+  halves.insert(halves.end(), rest.begin(), rest.end());
+  const std::vector<std::string> whole = logged_lrs(dir + "/whole");
+  ASSERT_EQ(whole.size(), 12u);
+  EXPECT_EQ(halves, whole);
+  EXPECT_NE(whole[6], logged_lrs(dir + "/first")[0]);  // the second half did not restart the warmup
+}
+
 TEST(Trainer, ExportedModelGivesTheTrainersLogitsInTheEngine) {
   std::string dir = test::temp_dir();
   TrainConfig cfg = tiny_config(dir);
@@ -108,6 +143,8 @@ TEST(Trainer, BadInputFailsCleanly) {
   config_error(R"({"tokenizer": "t", "train": {"a": "b"}, "model": {"n_layers": 3}})", "unknown key 'model.n_layers'");
   config_error(R"({"tokenizer": "t", "train": {"a": "b"}, "seq_len": 4096})", "exceeds model.n_ctx");
   config_error(R"({"tokenizer": "t", "train": {"a": "b"}, "steps": "ten"})", "wrong type");
+  config_error(R"({"tokenizer": "t", "train": {"a": "b"}, "steps": 10, "optim": {"schedule_start": 5, "schedule_steps": 12}})",
+               "optim.schedule_steps 12 is shorter than schedule_start + steps (15)");
 
   // A corrupted checkpoint is named, not crashed on.
   TrainRunOptions stop;
