@@ -3,6 +3,8 @@
 # one domain (math) with code, prose and reference held out (docs/mode.md). The GGUF checkpoint
 # is converted to an f32 Hugging Face directory first (the trainer reads those only).
 #   scripts/mode_smollm2.sh OUT [STEPS] [EVAL_BYTES]
+# With MODE_EVAL_TASKS=LIST (moeforge eval --tasks) and MODE_EVAL_LIMIT=N it also scores task
+# accuracy of the three rows (eval-ROW.json, tasks.txt).
 set -euo pipefail
 out=${1:?usage: scripts/mode_smollm2.sh OUT [STEPS] [EVAL_BYTES]}
 steps=${2:-40}
@@ -51,3 +53,25 @@ done
   done
   echo "train time: MoDE $(cat "$out/mode.time"), LoRA $(cat "$out/lora.time")"
 } | tee "$out/results.txt"
+
+[ -n "${MODE_EVAL_TASKS:-}" ] || exit 0
+for row in "backbone|-m $base" "mode|-m $out/mode" "lora|-m $base --lora $out/lora"; do
+  name=${row%%|*}
+  [ -f "$out/eval-$name.json" ] || $bin eval ${row#*|} --tasks "$MODE_EVAL_TASKS" --limit "${MODE_EVAL_LIMIT:-200}" \
+      --json -q -t 2 > "$out/eval-$name.json.tmp" && mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"
+done
+python3 - "$out" <<'PY' | tee "$out/tasks.txt"
+import json, sys
+out = sys.argv[1]
+runs = {n: json.load(open(f"{out}/eval-{n}.json"))["tasks"] for n in ("backbone", "mode", "lora")}
+tasks = list(runs["backbone"])
+print("accuracy (stderr); n per task:", {t: runs["backbone"][t]["n"] for t in tasks})
+print(f"{'row':10s}" + "".join(f"{t:>34s}" for t in tasks))
+for n, r in runs.items():
+    cells = []
+    for t in tasks:
+        m = r[t]["metrics"]
+        k = "acc" if "acc" in m else "exact_match" if "exact_match" in m else next(iter(m))
+        cells.append(f"{k} {m[k]['value']:.4f} ({m[k]['stderr']:.4f})")
+    print(f"{n:10s}" + "".join(f"{c:>34s}" for c in cells))
+PY
