@@ -4,7 +4,8 @@
 # is converted to an f32 Hugging Face directory first (the trainer reads those only).
 #   scripts/mode_smollm2.sh OUT [STEPS] [EVAL_BYTES]
 # With MODE_EVAL_TASKS=LIST (moeforge eval --tasks) and MODE_EVAL_LIMIT=N it also scores task
-# accuracy of the three rows (eval-ROW.json, tasks.txt).
+# accuracy of the three rows (eval-ROW.json, tasks.txt); MODE_EVAL_LIMIT is one or more of N and
+# TASK=N, as moeforge eval --limit takes them.
 set -euo pipefail
 out=${1:?usage: scripts/mode_smollm2.sh OUT [STEPS] [EVAL_BYTES]}
 steps=${2:-40}
@@ -57,7 +58,7 @@ done
 [ -n "${MODE_EVAL_TASKS:-}" ] || exit 0
 for row in "backbone|-m $base" "mode|-m $out/mode" "lora|-m $base --lora $out/lora"; do
   name=${row%%|*}
-  [ -f "$out/eval-$name.json" ] || $bin eval ${row#*|} --tasks "$MODE_EVAL_TASKS" --limit "${MODE_EVAL_LIMIT:-200}" \
+  [ -f "$out/eval-$name.json" ] || $bin eval ${row#*|} --tasks "$MODE_EVAL_TASKS" --limit ${MODE_EVAL_LIMIT:-200} \
       --json -q -t 2 > "$out/eval-$name.json.tmp" && mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"
 done
 python3 - "$out" <<'PY' | tee "$out/tasks.txt"
