@@ -36,23 +36,34 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
   std::vector<std::pair<std::string, TensorView>> tensors;
   // Layers whose cluster gate (MO-CTE) never found cluster structure route as plain MoE layers.
   std::set<std::string> skip;
-  int il = 0;
-  for (const MoeFfn& m : model->moe_layers()) {
-    const std::string base = "model.layers." + std::to_string(il++) + (m->cfg.n_ff_shared > 0 ? ".mlp." : ".block_sparse_moe.");
-    skip.insert(base + "cluster_active");
-    if (!m->clustered()) skip.insert({base + "cluster_gate.weight", base + "cluster_gate.bias"});
-  }
-  for (auto& p : model->named_parameters()) {
-    if (skip.count(p.key())) continue;
-    auto t = p.value().detach().to(torch::kFloat32).contiguous();
+  auto add = [&](const std::string& name, const torch::Tensor& value) {
+    auto t = value.detach().to(torch::kFloat32).contiguous();
     keep.push_back(t);
     TensorView v;
     v.dtype = DType::F32;
     v.n_dims = int(t.dim());
     for (int i = 0; i < v.n_dims; ++i) v.shape[i] = t.size(i);
     v.data = t.data_ptr<float>();
-    tensors.emplace_back(mode_export_name(model, p.key()), v);
+    tensors.emplace_back(name, v);
+  };
+  int il = 0;
+  for (MoeFfn m : model->moe_layers()) {  // a shared handle
+    const bool mixtral = m->cfg.n_ff_shared == 0;
+    const std::string base = "model.layers." + std::to_string(il++) + (mixtral ? ".block_sparse_moe." : ".mlp.");
+    skip.insert(base + "cluster_active");
+    if (!m->clustered()) skip.insert({base + "cluster_gate.weight", base + "cluster_gate.bias"});
+    if (!m->expert_base) continue;
+    // LoRA-like experts export merged (W + scale B A), as the ordinary experts of the layout.
+    for (const auto& p : m->named_parameters())
+      if (p.key().starts_with("expert_base.") || p.key().starts_with("experts.")) skip.insert(base + p.key());
+    const char* names[3] = {mixtral ? "w1" : "gate_proj", mixtral ? "w3" : "up_proj", mixtral ? "w2" : "down_proj"};
+    for (size_t e = 0; e < m->experts->size(); ++e) {
+      const std::array<torch::Tensor, 3> w = m->experts[e]->as<ExpertMlp>()->merged_weights();
+      for (size_t i = 0; i < 3; ++i) add(base + "experts." + std::to_string(e) + "." + names[i] + ".weight", w[i]);
+    }
   }
+  for (auto& p : model->named_parameters())
+    if (!skip.count(p.key())) add(mode_export_name(model, p.key()), p.value());
   write_safetensors(dir + "/model.safetensors", tensors);
 
   nlohmann::ordered_json cfg = {

@@ -136,6 +136,9 @@ void LlamaLMImpl::init_weights(uint64_t seed) {
   for (auto& p : named_parameters()) {
     const std::string& n = p.key();
     if (n.find("norm") != std::string::npos) p.value().fill_(1.0);
+    else if (n.ends_with("cluster_active")) p.value().zero_();  // no cluster routing before a clustering finds structure
+    else if (n.find("_lora_b") != std::string::npos) p.value().zero_();  // LoRA-like experts start as their base
+    else if (n.find("_lora_a") != std::string::npos) torch::nn::init::kaiming_uniform_(p.value(), std::sqrt(5.0));
     else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos ||
              n.find(".w2.") != std::string::npos)
       p.value().normal_(0, resid_std);

@@ -63,15 +63,48 @@ ExpertMlpImpl::ExpertMlpImpl(int64_t n_embd, int64_t n_ff, bool mixtral_names) {
   down = register_module(mixtral_names ? "w2" : "down_proj", linear(n_ff, n_embd));
 }
 
+ExpertMlpImpl::ExpertMlpImpl(std::shared_ptr<ExpertMlpImpl> shared, int64_t rank, double s, bool mixtral_names)
+    : base(std::move(shared)), scale(s) {
+  const char* names[3][2] = {{"w1", "gate_proj"}, {"w3", "up_proj"}, {"w2", "down_proj"}};
+  const torch::nn::Linear* full[3] = {&base->gate, &base->up, &base->down};
+  for (int i = 0; i < 3; ++i) {
+    const int64_t n_out = (*full[i])->weight.size(0), n_in = (*full[i])->weight.size(1);
+    const std::string name = names[i][mixtral_names ? 0 : 1];
+    lora_a[size_t(i)] = register_parameter(name + "_lora_a", torch::empty({rank, n_in}));  // [r, n_in]
+    torch::nn::init::kaiming_uniform_(lora_a[size_t(i)], std::sqrt(5.0));                  // as PEFT's LoRA
+    lora_b[size_t(i)] = register_parameter(name + "_lora_b", torch::zeros({n_out, rank}));  // [n_out, r]
+  }
+}
+
 torch::Tensor ExpertMlpImpl::forward(const torch::Tensor& x) {
-  return down(F::silu(gate(x)) * up(x));  // [n, E]
+  if (!base) return down(F::silu(gate(x)) * up(x));  // [n, E]
+  auto project = [&](torch::nn::Linear& w, int i, const torch::Tensor& in) {  // [n, n_in] -> [n, n_out]
+    return w(in) + scale * torch::matmul(torch::matmul(in, lora_a[size_t(i)].t()), lora_b[size_t(i)].t());
+  };
+  auto h = F::silu(project(base->gate, 0, x)) * project(base->up, 1, x);  // [n, n_ff]
+  return project(base->down, 2, h);                                        // [n, E]
+}
+
+std::array<torch::Tensor, 3> ExpertMlpImpl::merged_weights() const {
+  torch::NoGradGuard guard;
+  if (!base) return {gate->weight.detach(), up->weight.detach(), down->weight.detach()};
+  const torch::Tensor w[3] = {base->gate->weight, base->up->weight, base->down->weight};
+  std::array<torch::Tensor, 3> out;
+  for (size_t i = 0; i < 3; ++i) out[i] = w[i] + scale * torch::matmul(lora_b[i], lora_a[i]);  // [n_out, n_in]
+  return out;
 }
 
 MoeFfnImpl::MoeFfnImpl(const TrainModelConfig& c) : cfg(c.moe) {
   const bool mixtral = cfg.n_ff_shared == 0;
   gate = register_module("gate", linear(c.n_embd, cfg.n_expert));
   experts = register_module("experts", torch::nn::ModuleList());
-  for (int e = 0; e < cfg.n_expert; ++e) experts->push_back(ExpertMlp(c.n_embd, c.n_ff_expert(), mixtral));
+  if (cfg.lora_rank > 0) {
+    expert_base = register_module("expert_base", ExpertMlp(c.n_embd, c.n_ff_expert(), mixtral));
+    const double scale = cfg.lora_alpha / cfg.lora_rank;
+    for (int e = 0; e < cfg.n_expert; ++e) experts->push_back(ExpertMlp(expert_base.ptr(), cfg.lora_rank, scale, mixtral));
+  } else {
+    for (int e = 0; e < cfg.n_expert; ++e) experts->push_back(ExpertMlp(c.n_embd, c.n_ff_expert(), mixtral));
+  }
   if (!mixtral) {
     shared_expert = register_module("shared_expert", ExpertMlp(c.n_embd, cfg.n_ff_shared, false));
     shared_expert_gate = register_module("shared_expert_gate", linear(c.n_embd, 1));
@@ -123,6 +156,12 @@ torch::Tensor MoeFfnImpl::forward(const torch::Tensor& x) {
 
 void MoeFfnImpl::upcycle_from(const torch::Tensor& gate_w, const torch::Tensor& up_w, const torch::Tensor& down_w) {
   torch::NoGradGuard guard;
+  if (expert_base) {  // the shared base; each expert's update stays zero
+    expert_base->gate->weight.copy_(gate_w);
+    expert_base->up->weight.copy_(up_w);
+    expert_base->down->weight.copy_(down_w);
+    return;
+  }
   for (auto& m : *experts) {
     auto* ex = m->as<ExpertMlp>();
     ex->gate->weight.copy_(gate_w);

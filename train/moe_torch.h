@@ -5,6 +5,7 @@
 // renormalised; dropless or with a capacity per expert. The forward leaves the auxiliary
 // losses and routing counts of its last call for the trainer.
 #pragma once
+#include <array>
 #include <torch/torch.h>
 
 #include "train/train_config.h"
@@ -34,8 +35,19 @@ torch::Tensor router_entropy(const torch::Tensor& probs);
 struct ExpertMlpImpl : torch::nn::Module {
   // names: gate, up, down projection names ("w1", "w3", "w2" or "gate_proj", "up_proj", "down_proj")
   ExpertMlpImpl(int64_t n_embd, int64_t n_ff, bool mixtral_names);
+  // A LoRA-like expert (MO-CTE's option): the layer's shared FFN `base` plus its own rank-r
+  // update of each projection, W + scale B A (B starts at zero, so every expert starts as the
+  // base). Its parameters are its A and B only; MoeFfn owns the base.
+  ExpertMlpImpl(std::shared_ptr<ExpertMlpImpl> base, int64_t rank, double scale, bool mixtral_names);
   torch::Tensor forward(const torch::Tensor& x);  // [n, E] -> [n, E]
-  torch::nn::Linear gate{nullptr}, up{nullptr}, down{nullptr};
+  // The weights the expert computes with: gate, up [n_ff, E] and down [E, n_ff] (a LoRA-like
+  // expert's merged with its base), detached.
+  std::array<torch::Tensor, 3> merged_weights() const;
+
+  torch::nn::Linear gate{nullptr}, up{nullptr}, down{nullptr};  // a full expert's
+  std::shared_ptr<ExpertMlpImpl> base;                           // a LoRA-like expert's
+  std::array<torch::Tensor, 3> lora_a, lora_b;                   // gate, up, down: A [r, n_in], B [n_out, r]
+  double scale = 0;
 };
 TORCH_MODULE(ExpertMlp);
 
@@ -44,10 +56,14 @@ struct MoeFfnImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // [B, T, E] -> [B, T, E]
   // Copies a dense FFN's weights into every expert (sparse upcycling); the router stays fresh.
   void upcycle_from(const torch::Tensor& gate_w, const torch::Tensor& up_w, const torch::Tensor& down_w);
+  // The module holding the experts' full-size weights: the shared base of LoRA-like experts,
+  // else expert 0 (every expert has its shapes).
+  ExpertMlpImpl& weight_holder() { return expert_base ? *expert_base : *experts[0]->as<ExpertMlp>(); }
 
   TrainMoeConfig cfg;
   torch::nn::Linear gate{nullptr};  // the router, [n_expert, E]
   torch::nn::ModuleList experts;
+  ExpertMlp expert_base{nullptr};  // LoRA-like experts (lora_rank > 0): the FFN they share
   ExpertMlp shared_expert{nullptr};
   torch::nn::Linear shared_expert_gate{nullptr};  // [1, E]
   // Cluster-oriented routing (MO-CTE), when clusters > 0: a token goes to cluster

@@ -72,6 +72,9 @@ void check_moe(const TrainMoeConfig& e, const std::string& path) {
     if (e.cluster_every < 1 || e.cluster_rank < 1 || e.kmeans_iterations < 1)
       fail(path, ": model.moe cluster_every, cluster_rank and kmeans_iterations must be positive");
   }
+  if (e.lora_rank < 0 || e.lora_alpha < 0) fail(path, ": model.moe.lora_rank and lora_alpha must not be negative");
+  if (e.lora_rank > 0 && !e.branch_from.empty())
+    fail(path, ": model.moe.branch_from needs full experts; LoRA-like experts (lora_rank ", e.lora_rank, ") share one FFN");
   // Hugging Face layouts: Mixtral always renormalises; Qwen2-MoE (shared expert) carries norm_topk_prob.
   if (!e.renormalize && e.n_ff_shared == 0)
     fail(path, ": model.moe.renormalize false needs a shared expert (the Qwen2-MoE layout); Mixtral's always renormalises");
@@ -203,7 +206,8 @@ TrainConfig load_train_config(const std::string& path) {
       .get("freeze_threshold", e.freeze_threshold).get("freeze_window", e.freeze_window).get("clusters", e.clusters)
       .get("cluster_every", e.cluster_every).get("cluster_rank", e.cluster_rank).get("cluster_tokens", e.cluster_tokens)
       .get("kmeans_iterations", e.kmeans_iterations).get("cluster_threshold", e.cluster_threshold)
-      .get("cluster_margin", e.cluster_margin).done();
+      .get("cluster_margin", e.cluster_margin).get("lora_rank", e.lora_rank).get("lora_alpha", e.lora_alpha).done();
+  if (e.lora_alpha == 0) e.lora_alpha = 2.0 * e.lora_rank;
   check_moe(e, path);
   TrainOptimConfig& o = c.optim;
   Section(optim, "optim.", path).get("lr", o.lr).get("min_lr", o.min_lr).get("weight_decay", o.weight_decay)

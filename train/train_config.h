@@ -39,6 +39,11 @@ struct TrainMoeConfig {
   double cluster_margin = 0.05;    // how far above the silhouette of a Gaussian of the same covariance
   double freeze_threshold = 0.0;
   int freeze_window = 3;
+  // LoRA-like experts (MO-CTE's option), lora_rank > 0: the experts share one FFN of width
+  // n_ff_expert and each adds its own rank-lora_rank update (lora_alpha / lora_rank) B A to
+  // its three projections. They export merged, as ordinary experts.
+  int lora_rank = 0;
+  double lora_alpha = 0;  // 0: 2 * lora_rank
   bool enabled() const { return n_expert > 0; }
 };
 

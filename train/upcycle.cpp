@@ -16,10 +16,10 @@ void upcycle_from_dense(LlamaLM& model, const std::string& dense_dir) {
     MoeFfn moe = layer->as<Block>()->moe;  // a shared handle
     const std::string base = "model.layers." + std::to_string(il++) + ".mlp.";
     if (!moe) continue;
-    auto* e0 = moe->experts[0]->as<ExpertMlp>();
-    moe->upcycle_from(checkpoint_tensor(ck, base + "gate_proj.weight", e0->gate->weight, dense_dir, "the MoE model"),
-                      checkpoint_tensor(ck, base + "up_proj.weight", e0->up->weight, dense_dir, "the MoE model"),
-                      checkpoint_tensor(ck, base + "down_proj.weight", e0->down->weight, dense_dir, "the MoE model"));
+    ExpertMlpImpl& e0 = moe->weight_holder();
+    moe->upcycle_from(checkpoint_tensor(ck, base + "gate_proj.weight", e0.gate->weight, dense_dir, "the MoE model"),
+                      checkpoint_tensor(ck, base + "up_proj.weight", e0.up->weight, dense_dir, "the MoE model"),
+                      checkpoint_tensor(ck, base + "down_proj.weight", e0.down->weight, dense_dir, "the MoE model"));
   }
 }
 

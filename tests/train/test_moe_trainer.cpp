@@ -18,6 +18,8 @@
 namespace mf {
 namespace {
 
+namespace F = torch::nn::functional;
+
 namespace fs = std::filesystem;
 using torch::indexing::Slice;
 
@@ -138,6 +140,7 @@ TEST(MoeTrainer, ExportedModelsGiveTheTrainersLogitsInTheEngine) {
       {"mixtral", R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32})", "mixtral"},
       {"qwen", R"({"n_expert": 4, "top_k": 1, "n_ff_expert": 16, "n_ff_shared": 24, "renormalize": false})", "qwen2_moe"},
       {"topp", R"({"n_expert": 4, "top_p": 0.6, "max_experts": 3, "n_ff_expert": 32})", "mixtral"},
+      {"lora", R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32, "lora_rank": 4})", "mixtral"},
   };
   for (const Case& c : cases) {
     TrainConfig cfg = load_train_config(tiny_moe_config(dir + "/" + c.name, c.moe));
@@ -146,7 +149,11 @@ TEST(MoeTrainer, ExportedModelsGiveTheTrainersLogitsInTheEngine) {
     model->init_weights(11);
     {
       torch::NoGradGuard guard;  // a router that prefers experts clearly, as a trained one does
-      for (const MoeFfn& m : model->moe_layers()) m->gate->weight.mul_(20.0);
+      for (const MoeFfn& m : model->moe_layers()) {
+        m->gate->weight.mul_(20.0);
+        for (auto& p : m->named_parameters())  // LoRA-like experts as trained ones: B no longer zero
+          if (p.key().find("_lora_b") != std::string::npos) p.value().normal_(0, 0.05);
+      }
     }
     model->eval();
     std::string out = dir + "/" + c.name + "/export";
@@ -184,6 +191,42 @@ TEST(MoeTrainer, UpcycledModelStartsAsTheDenseModel) {
     ADD_FAILURE() << "accepted a dense FFN of another width";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("the MoE model needs"), std::string::npos) << e.what();
+  }
+}
+
+// LoRA-like experts: each expert's parameters are its A and B only, every expert starts as the
+// shared FFN (B = 0), upcycling fills the shared FFN, and freezing one leaves the others training.
+TEST(MoeTrainerLayer, LoraLikeExpertsShareOneFfnAndStartAsIt) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(tiny_moe_config(dir, R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32, "lora_rank": 3})"));
+  EXPECT_DOUBLE_EQ(cfg.model.moe.lora_alpha, 6.0);  // 2 * rank by default
+  LlamaLM model(cfg.model, 1500);
+  model->init_weights(3);
+  MoeFfn moe = model->moe_layers()[0];
+  ASSERT_TRUE(moe->expert_base);
+  auto* e1 = moe->experts[1]->as<ExpertMlp>();
+  int64_t own = 0;
+  for (const auto& p : e1->parameters()) own += p.numel();
+  EXPECT_EQ(own, 3 * (32 + 32) + 3 * (32 + 32) + 3 * (32 + 32));  // A [3, n_in] and B [n_out, 3] of 32-wide maps
+  torch::NoGradGuard guard;
+  auto x = torch::randn({5, 32});  // [n, E]
+  EXPECT_TRUE(torch::allclose(e1->forward(x), moe->expert_base->forward(x)));
+  const std::array<torch::Tensor, 3> w = e1->merged_weights();
+  EXPECT_TRUE(torch::equal(w[0], moe->expert_base->gate->weight));
+  e1->lora_b[0].normal_();
+  auto merged = torch::matmul(F::silu(torch::matmul(x, e1->merged_weights()[0].t())) * torch::matmul(x, w[1].t()), w[2].t());
+  EXPECT_TRUE(torch::allclose(e1->forward(x), merged, 1e-4, 1e-5));  // the export's merged weights compute the same
+}
+
+// MO-CTE's cluster routing stays off after initialisation, whatever the seed, until a clustering
+// adopts one (initialisation once drew the flag at random).
+TEST(MoeTrainerLayer, ClusterRoutingIsOffAfterInitialisation) {
+  std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(tiny_moe_config(dir, R"({"n_expert": 4, "top_k": 1, "clusters": 2})"));
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    LlamaLM model(cfg.model, 1500);
+    model->init_weights(seed);
+    for (const MoeFfn& m : model->moe_layers()) EXPECT_FALSE(m->clustered()) << "seed " << seed;
   }
 }
 
@@ -238,6 +281,8 @@ TEST(MoeTrainer, BadMoeConfigIsNamed) {
   expect_error(R"({"n_expert": 4, "capacity_factor": 0.5, "top_k": 1})", "room for fewer assignments than tokens");
   expect_error(R"({"n_expert": 4, "renormalize": false})", "needs a shared expert");
   expect_error(R"({"n_expert": 4, "topk": 2})", "unknown key 'model.moe.topk'");
+  expect_error(R"({"n_expert": 2, "top_k": 1, "lora_rank": 4, "branch_from": ["a", "b"]})", "branch_from needs full experts");
+  expect_error(R"({"n_expert": 4, "lora_rank": -1})", "lora_rank and lora_alpha must not be negative");
 }
 
 }  // namespace
