@@ -37,7 +37,12 @@ cfg upcycled "$HALF" '{"n_expert": 8, "top_k": 1, "n_ff_expert": 512}' "$OUT/den
 cfg mocte-clusters "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "clusters": 2, "cluster_every": 50}'
 cfg mocte-freeze "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "trainability_every": 25, "freeze_threshold": 0.3, "freeze_window": 3}'
 cfg mocte "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "clusters": 2, "cluster_every": 50, "trainability_every": 25, "freeze_threshold": 0.3, "freeze_window": 3}'
-VARIANTS=${VARIANTS:-"dense top2 topp dense-half upcycled mocte-clusters mocte-freeze mocte"}
+# LoRA-like experts (MO-CTE's option): 8 experts sharing one FFN of width 256, each with its own
+# rank-16 update, top-2 (the active compute of top2, a seventh of its expert parameters); alone
+# and with both MO-CTE parts.
+cfg lora-experts "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "lora_rank": 16}'
+cfg mocte-lora "$STEPS" '{"n_expert": 8, "top_k": 2, "n_ff_expert": 256, "lora_rank": 16, "clusters": 2, "cluster_every": 50, "trainability_every": 25, "freeze_threshold": 0.3, "freeze_window": 3}'
+VARIANTS=${VARIANTS:-"dense top2 topp dense-half upcycled mocte-clusters mocte-freeze mocte lora-experts mocte-lora"}
 for v in $VARIANTS; do
   start=$(date +%s.%N)
   "$BIN" train -c "$OUT/$v.json" -o "$OUT/$v" 2>"$OUT/$v.log"

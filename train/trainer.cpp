@@ -393,6 +393,9 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       dp->average_gradients(trainable);
       loss_sum = dp->average(loss_sum);
     }
+    // Utilisation of this step's last training micro-batch, read before evaluation,
+    // re-clustering or trainability checks run forwards of their own.
+    const std::string moe_fields = cfg.model.moe.enabled() && writer ? moe_log_fields(model) : "";
     torch::nn::utils::clip_grad_norm_(trainable, cfg.optim.grad_clip);
     opt.step();
     ++step;
@@ -418,7 +421,7 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
       log << step << "," << lr << "," << std::setprecision(9) << loss_sum << std::setprecision(6) << "," << tokens_seen << ","
           << p.tokens_per_s;
       for (auto& d : valid) log << "," << (eval_now ? std::to_string(p.valid_loss[d.name]) : "");
-      if (cfg.model.moe.enabled()) log << "," << moe_log_fields(model);
+      if (cfg.model.moe.enabled()) log << "," << moe_fields;
       log << "\n";
     }
     report(p);

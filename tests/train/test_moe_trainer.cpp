@@ -3,6 +3,10 @@
 // that the engine runs with the trainer's logits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include <sstream>
+
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -165,6 +169,32 @@ TEST(MoeTrainer, ExportedModelsGiveTheTrainersLogitsInTheEngine) {
     auto ref = model->forward(torch::tensor(ids).unsqueeze(0))[0];  // [T, V]
     EXPECT_LE(test::engine_logit_error(out, ids, ref), 1.0) << c.name << ": logits differ beyond 1e-4";
   }
+}
+
+// The utilisation columns describe the training batch: evaluating at a step does not change
+// what that step logs.
+TEST(MoeTrainer, UtilisationIsLoggedFromTrainingNotEvaluation) {
+  std::string dir = test::temp_dir();
+  const std::string moe = R"({"n_expert": 4, "top_k": 2, "n_ff_expert": 32})";
+  auto moe_columns = [](const std::string& run) {
+    std::vector<std::string> out;
+    std::istringstream log(test::read_file(run + "/train_log.csv"));
+    std::string line;
+    std::getline(log, line);
+    const size_t first = std::string_view(line).find("experts_per_token");
+    const size_t skip = size_t(std::count(line.begin(), line.begin() + long(first), ','));
+    while (std::getline(log, line)) {
+      size_t at = 0;
+      for (size_t c = 0; c < skip; ++c) at = line.find(',', at) + 1;
+      out.push_back(line.substr(at));
+    }
+    return out;
+  };
+  run_training(load_train_config(test::write_tiny_moe_config(dir + "/often", moe, 8, 2)), dir + "/often/out");
+  run_training(load_train_config(test::write_tiny_moe_config(dir + "/once", moe, 8, 8)), dir + "/once/out");
+  const std::vector<std::string> often = moe_columns(dir + "/often/out"), once = moe_columns(dir + "/once/out");
+  ASSERT_EQ(often.size(), 4u);  // steps 2, 4, 6, 8
+  EXPECT_EQ(often, once);
 }
 
 // Sparse upcycling: every expert starts as the dense FFN, so the upcycled model (renormalised
