@@ -66,13 +66,14 @@ import json, sys
 out = sys.argv[1]
 runs = {n: json.load(open(f"{out}/eval-{n}.json"))["tasks"] for n in ("backbone", "mode", "lora")}
 tasks = list(runs["backbone"])
-print("accuracy (stderr); n per task:", {t: runs["backbone"][t]["n"] for t in tasks})
-print(f"{'row':10s}" + "".join(f"{t:>34s}" for t in tasks))
+print("accuracy (stderr); documents per task:", {t: runs["backbone"][t]["n"] for t in tasks})
+print("| row | " + " | ".join(tasks) + " |")
+print("|---" * (len(tasks) + 1) + "|")
 for n, r in runs.items():
     cells = []
     for t in tasks:
         m = r[t]["metrics"]
-        k = "acc" if "acc" in m else "exact_match" if "exact_match" in m else next(iter(m))
-        cells.append(f"{k} {m[k]['value']:.4f} ({m[k]['stderr']:.4f})")
-    print(f"{n:10s}" + "".join(f"{c:>34s}" for c in cells))
+        k = "acc" if "acc" in m else "exact_match_flexible" if "exact_match_flexible" in m else next(iter(m))
+        cells.append(f"{m[k]['value']:.3f} ({m[k]['stderr']:.3f})")
+    print(f"| {n} | " + " | ".join(cells) + " |")
 PY
