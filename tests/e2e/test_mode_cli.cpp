@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -153,6 +154,31 @@ TEST(ModeCli, SlotsWithDifferentChoicesBatchAsTheyRunAlone) {
   EXPECT_THROW(s.set_mode_expert(0, 2), Error);
   std::vector<LayerWeights> layers = model->w.layers;
   EXPECT_THROW(s.set_layers(0, &layers), Error);
+}
+
+// eval scores a MoDE model as it runs (the backbone alone exactly as the original model), and
+// bench measures it.
+TEST(ModeCli, EvalAndBenchRunIt) {
+  const std::string dir = test::temp_dir(), mode = write_mode_fixture(dir);
+  test::write_file(dir + "/toy.jsonl",
+                   "{\"query\": \"Question: Which one is a colour?\", \"choices\": [\"blue\", \"table\"], \"gold\": 0}\n"
+                   "{\"query\": \"Question: Two plus two?\", \"choices\": [\"four\", \"five\", \"six\"], \"gold\": 0}\n");
+  auto records = [&](const std::string& model, const std::string& name) {
+    auto r = test::run_cli("eval " + model + " --tasks '' --task-file toy=" + dir + "/toy.jsonl --records " + dir + "/" + name +
+                           " --json -q");
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::vector<json> out;
+    std::istringstream lines(test::read_file(dir + "/" + name));
+    for (std::string line; std::getline(lines, line);) out.push_back(json::parse(line)["loglikelihoods"]);
+    return out;
+  };
+  const auto original = records("-m models/default", "original.jsonl");
+  ASSERT_EQ(original.size(), 2u);
+  EXPECT_EQ(records("-m " + mode + " --mode-expert backbone", "backbone.jsonl"), original);
+  EXPECT_NE(records("-m " + mode, "gated.jsonl"), original);
+  auto b = test::run_cli("bench -m " + mode + " --mode-expert code -p 8 -n 4 -r 1 --json");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_GT(json::parse(b.out)["decode_tps"].get<double>(), 0.0);
 }
 
 // bench's weights read per decode token count the gates and only the experts the choice runs.
