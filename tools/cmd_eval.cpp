@@ -45,6 +45,7 @@ void run_eval(const EvalCliOptions& o) {
   if (!o.domain.empty()) resolve_routing(m, o.domain, {}, pool);  // an unknown --domain fails now
 
   const eval::PromptRouter route = [&](std::span<const int32_t> prompt) {
+    if (model.mode.enabled()) return eval::RouteChoice{nullptr, model.mode.choice_name(model.mode_expert)};  // MoDE: its gate routes per token
     const Routing r = resolve_routing(m, o.domain, prompt, pool);
     return eval::RouteChoice{routed_layers(m, r), r.expert_name};
   };
@@ -52,6 +53,7 @@ void run_eval(const EvalCliOptions& o) {
               {"moe", bool(m.moe)}, {"domain", o.domain}, {"numerics", o.f32 ? "f32" : "llama.cpp"},
               {"threads", pool.size()}};
   if (m.moe) run["density"] = o.domain == "dense" ? 1.0 : m.moe->info().density;
+  if (model.mode.enabled()) run["mode_expert"] = model.mode.choice_name(model.mode_expert);
   std::string records;
   run["tasks"] = run_tasks(model, pool, tasks, eo, route, o.quiet, o.json_out, &records);
   if (o.bench) {

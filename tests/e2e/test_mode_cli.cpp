@@ -176,6 +176,11 @@ TEST(ModeCli, EvalAndBenchRunIt) {
   ASSERT_EQ(original.size(), 2u);
   EXPECT_EQ(records("-m " + mode + " --mode-expert backbone", "backbone.jsonl"), original);
   EXPECT_NE(records("-m " + mode, "gated.jsonl"), original);
+  auto route_of = [&](const std::string& name) {
+    return json::parse(test::read_file(dir + "/" + name).substr(0, test::read_file(dir + "/" + name).find('\n')))["route"];
+  };
+  EXPECT_EQ(route_of("backbone.jsonl"), "backbone");  // where each document went
+  EXPECT_EQ(route_of("gated.jsonl"), "auto");
   auto b = test::run_cli("bench -m " + mode + " --mode-expert code -p 8 -n 4 -r 1 --json");
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_GT(json::parse(b.out)["decode_tps"].get<double>(), 0.0);
