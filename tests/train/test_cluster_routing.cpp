@@ -109,6 +109,33 @@ TEST(ClusterRouting, TrainingClustersAndTheEngineRunsTheExport) {
   }
 }
 
+// Top-p routing inside clusters, over LoRA-like experts (exported merged): the engine masks
+// the router to the token's cluster before top-p, as the trainer does.
+TEST(ClusterRouting, TopPInsideClustersOverLoraExpertsRunsInTheEngine) {
+  const std::string dir = test::temp_dir();
+  TrainConfig cfg = load_train_config(write_config(dir, R"({"n_expert": 4, "top_p": 0.6, "n_ff_expert": 32, "clusters": 2,
+      "lora_rank": 4})"));
+  LlamaLM model(cfg.model, 1500);
+  model->init_weights(12);
+  torch::NoGradGuard guard;
+  for (MoeFfn m : model->moe_layers()) {
+    m->cluster_gate->weight.normal_(0, 1.0);
+    m->cluster_gate->bias.normal_(0, 0.1);
+    m->cluster_active.fill_(1.0);
+    m->gate->weight.mul_(20.0);
+    for (auto& p : m->named_parameters())
+      if (p.key().find("_lora_b") != std::string::npos) p.value().normal_(0, 0.05);
+  }
+  model->eval();
+  export_hf(model, cfg.tokenizer, dir + "/export");
+  nlohmann::json hf = nlohmann::json::parse(test::read_file(dir + "/export/config.json"));
+  EXPECT_EQ(hf["moeforge_expert_clusters"], 2);
+  EXPECT_EQ(hf["moeforge_expert_top_p"], 0.6f);
+  std::vector<int64_t> ids = {0, 5, 300, 1499, 42, 7, 7, 1000, 3};
+  auto ref = model->forward(torch::tensor(ids).unsqueeze(0))[0];  // [T, V]
+  EXPECT_LE(test::engine_logit_error(dir + "/export", ids, ref), 1.0);
+}
+
 TEST(ClusterRouting, BadClusterConfigsAreNamed) {
   const std::string dir = test::temp_dir();
   auto expect_error = [&](const std::string& moe, const std::string& needle) {
