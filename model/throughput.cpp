@@ -21,7 +21,7 @@ int64_t decode_weight_bytes(const Model& m, const std::vector<LayerWeights>* lay
   if (experts_per_token < 0) experts_per_token = m.routing.top_k;
   double b = double(m.w.output.nbytes()) + double(m.w.tok_embd.row_stride());
   const ModeLayout& md = m.mode;
-  for (int b_ = 0; b_ < md.n_block; ++b_) b += double(md.gate_w[size_t(b_)].nbytes() + md.gate_b[size_t(b_)].nbytes());
+  for (int blk = 0; blk < md.n_block; ++blk) b += double(md.gate_w[size_t(blk)].nbytes() + md.gate_b[size_t(blk)].nbytes());
   const std::vector<LayerWeights>& all = layers ? *layers : m.w.layers;
   for (size_t il = 0; il < all.size(); ++il) {
     const LayerWeights& l = all[il];

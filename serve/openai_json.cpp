@@ -33,7 +33,9 @@ json route_extension(const RouteInfo& r) {
             {"forced", r.forced}}}};
 }
 
-json mode_gates_json(const ModeGateTally& t, const std::vector<std::string>& columns) {
+json mode_gates_json(const ModeGateTally& t, const ModeLayout& layout) {
+  json columns = json::array({layout.choice_name(kModeBackbone)});
+  for (const std::string& e : layout.experts) columns.push_back(e);
   json blocks = json::array();
   for (int b = 0; b < t.n_block; ++b) {
     json row = json::array();
@@ -60,7 +62,7 @@ json completion_body(const ResponseMeta& m, const std::string& text, const std::
   if (m.route) j["moeforge"] = route_extension(*m.route);
   if (m.token_routing) j["moeforge"]["expert_routing"] = routing_params_json(*m.token_routing);
   if (m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
-  if (m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, m.mode_columns);
+  if (m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, *m.mode);
   return j;
 }
 
@@ -79,7 +81,7 @@ json stream_chunk(const ResponseMeta& m, const std::string& text, const std::str
   if (first && m.route) j["moeforge"] = route_extension(*m.route);
   // The adapters' use is known once the request has finished: on the chunk with finish_reason.
   if (!finish_reason.empty() && m.adapter && m.adapter_report) j["moeforge"]["adapters"] = m.adapter_report(*m.adapter);
-  if (!finish_reason.empty() && m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, m.mode_columns);
+  if (!finish_reason.empty() && m.mode_gates) j["moeforge"]["mode_gates"] = mode_gates_json(*m.mode_gates, *m.mode);
   return j;
 }
 

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "model/mode_layout.h"
 #include "serve/request.h"
@@ -26,13 +25,13 @@ struct ResponseMeta {
   std::shared_ptr<const LinearAdapter> adapter;
   std::function<nlohmann::json(const LinearAdapter&)> adapter_report;
   // MoDE: the gate weights the request's tokens received (filled when it has finished), and the
-  // names of the gate's columns ("backbone", then the experts).
+  // model's layout (the gate's columns: the backbone, then the experts).
   std::shared_ptr<const ModeGateTally> mode_gates;
-  std::vector<std::string> mode_columns;
+  const ModeLayout* mode = nullptr;
 };
 
 // {"tokens", "columns", "mean_by_block": [[weight per column] per block]}
-nlohmann::json mode_gates_json(const ModeGateTally& t, const std::vector<std::string>& columns);
+nlohmann::json mode_gates_json(const ModeGateTally& t, const ModeLayout& layout);
 
 // {"route": {"domain", "subdomain", "expert", "confidence", "density", "forced"}}
 nlohmann::json route_extension(const RouteInfo& r);

@@ -123,8 +123,7 @@ PreparedRequest prepare_request(const ApiRequest& r, const ServingContext& ctx) 
     if (ctx.model->mode.enabled()) {
       p.job.mode_gates = std::make_shared<ModeGateTally>();
       p.meta.mode_gates = p.job.mode_gates;
-      p.meta.mode_columns = {"backbone"};
-      for (const std::string& e : ctx.model->mode.experts) p.meta.mode_columns.push_back(e);
+      p.meta.mode = &ctx.model->mode;
     }
   } else if (!r.expert.empty() && r.expert != "dense") {
     throw ApiError(400, "this server runs a dense model without experts; 'moeforge.expert' can only be \"dense\"",

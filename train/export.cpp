@@ -56,7 +56,7 @@ void export_hf(LlamaLM& model, const std::string& tokenizer_json, const std::str
     // LoRA-like experts export merged (W + scale B A), as the ordinary experts of the layout.
     for (const auto& p : m->named_parameters())
       if (p.key().starts_with("expert_base.") || p.key().starts_with("experts.")) skip.insert(base + p.key());
-    const char* names[3] = {mixtral ? "w1" : "gate_proj", mixtral ? "w3" : "up_proj", mixtral ? "w2" : "down_proj"};
+    const std::array<const char*, 3> names = expert_projection_names(mixtral);
     for (size_t e = 0; e < m->experts->size(); ++e) {
       const std::array<torch::Tensor, 3> w = m->experts[e]->as<ExpertMlp>()->merged_weights();
       for (size_t i = 0; i < 3; ++i) add(base + "experts." + std::to_string(e) + "." + names[i] + ".weight", w[i]);

@@ -58,18 +58,19 @@ torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(tor
 }  // namespace
 
 ExpertMlpImpl::ExpertMlpImpl(int64_t n_embd, int64_t n_ff, bool mixtral_names) {
-  gate = register_module(mixtral_names ? "w1" : "gate_proj", linear(n_embd, n_ff));
-  up = register_module(mixtral_names ? "w3" : "up_proj", linear(n_embd, n_ff));
-  down = register_module(mixtral_names ? "w2" : "down_proj", linear(n_ff, n_embd));
+  const std::array<const char*, 3> names = expert_projection_names(mixtral_names);
+  gate = register_module(names[0], linear(n_embd, n_ff));
+  up = register_module(names[1], linear(n_embd, n_ff));
+  down = register_module(names[2], linear(n_ff, n_embd));
 }
 
 ExpertMlpImpl::ExpertMlpImpl(std::shared_ptr<ExpertMlpImpl> shared, int64_t rank, double s, bool mixtral_names)
     : base(std::move(shared)), scale(s) {
-  const char* names[3][2] = {{"w1", "gate_proj"}, {"w3", "up_proj"}, {"w2", "down_proj"}};
+  const std::array<const char*, 3> names = expert_projection_names(mixtral_names);
   const torch::nn::Linear* full[3] = {&base->gate, &base->up, &base->down};
   for (int i = 0; i < 3; ++i) {
     const int64_t n_out = (*full[i])->weight.size(0), n_in = (*full[i])->weight.size(1);
-    const std::string name = names[i][mixtral_names ? 0 : 1];
+    const std::string name = names[size_t(i)];
     lora_a[size_t(i)] = register_parameter(name + "_lora_a", torch::empty({rank, n_in}));  // [r, n_in]
     torch::nn::init::kaiming_uniform_(lora_a[size_t(i)], std::sqrt(5.0));                  // as PEFT's LoRA
     lora_b[size_t(i)] = register_parameter(name + "_lora_b", torch::zeros({n_out, rank}));  // [n_out, r]

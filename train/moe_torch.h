@@ -32,8 +32,14 @@ torch::Tensor router_z_loss(const torch::Tensor& logits);
 // mean over tokens of the router distribution's entropy (nats).
 torch::Tensor router_entropy(const torch::Tensor& probs);
 
+// An expert's gate, up and down projection names in its Hugging Face layout: Mixtral's or
+// Qwen2-MoE's.
+inline std::array<const char*, 3> expert_projection_names(bool mixtral) {
+  return mixtral ? std::array<const char*, 3>{"w1", "w3", "w2"} : std::array<const char*, 3>{"gate_proj", "up_proj", "down_proj"};
+}
+
 struct ExpertMlpImpl : torch::nn::Module {
-  // names: gate, up, down projection names ("w1", "w3", "w2" or "gate_proj", "up_proj", "down_proj")
+  // mixtral_names: expert_projection_names(mixtral_names) name the projections.
   ExpertMlpImpl(int64_t n_embd, int64_t n_ff, bool mixtral_names);
   // A LoRA-like expert (MO-CTE's option): the layer's shared FFN `base` plus its own rank-r
   // update of each projection, W + scale B A (B starts at zero, so every expert starts as the

@@ -395,7 +395,9 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     }
     // Utilisation of this step's last training micro-batch, read before evaluation,
     // re-clustering or trainability checks run forwards of their own.
-    const std::string moe_fields = cfg.model.moe.enabled() && writer ? moe_log_fields(model) : "";
+    const bool eval_now = (step + 1) % cfg.eval_every == 0 || step + 1 == cfg.steps;
+    const bool log_now = writer && ((step + 1) % cfg.log_every == 0 || eval_now);
+    const std::string moe_fields = cfg.model.moe.enabled() && log_now ? moe_log_fields(model) : "";
     torch::nn::utils::clip_grad_norm_(trainable, cfg.optim.grad_clip);
     opt.step();
     ++step;
@@ -410,9 +412,8 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     if (!std::isfinite(loss_sum)) fail("training diverged at step ", step, " (loss ", loss_sum, ")");
 
     TrainProgress p{step, cfg.steps, loss_sum, lr, 0, tokens_seen, {}, "training"};
-    bool eval_now = step % cfg.eval_every == 0 || step == cfg.steps;
     if (eval_now && writer) p.valid_loss = evaluate(model, valid, cfg);
-    if (writer && (step % cfg.log_every == 0 || eval_now)) {
+    if (log_now) {
       auto now = std::chrono::steady_clock::now();
       p.tokens_per_s = double(steps_since_log * tokens_per_step) / std::chrono::duration<double>(now - t_last).count();
       t_last = now;
