@@ -78,6 +78,14 @@ void set_query(RoutedLora& lora, const Model& model, ThreadPool& pool, std::span
   lora.set_prior(global_bias(*lora.global_index(), embed_tokens(model, pool, prompt)));
 }
 
+std::shared_ptr<RoutedLora> with_query(const RoutedLora& lora, const Model& model, ThreadPool& pool,
+                                       std::span<const int32_t> prompt) {
+  auto own = std::make_shared<RoutedLora>(lora.shared_library(), lora.shared_router());
+  own->set_global_index(lora.global_index());
+  set_query(*own, model, pool, prompt);
+  return own;
+}
+
 std::string describe_task(const Model& model, ThreadPool& pool, const std::vector<std::string>& examples, int max_tokens) {
   if (examples.empty()) fail("describing a task needs at least one example");
   std::string ask = "Here are examples of one task.\n\n";

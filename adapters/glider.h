@@ -35,6 +35,10 @@ std::vector<float> global_bias(const GlobalIndex& index, const std::vector<float
 // update's router takes one; does nothing otherwise. Throws mf::Error if the router needs a
 // prior but the update has no global index.
 void set_query(RoutedLora& lora, const Model& model, ThreadPool& pool, std::span<const int32_t> prompt);
+// A new update on lora's library, router and index, with the prior of a sequence that starts
+// with `prompt`: for sequences that run side by side, each with its own prior (evaluation).
+std::shared_ptr<RoutedLora> with_query(const RoutedLora& lora, const Model& model, ThreadPool& pool,
+                                       std::span<const int32_t> prompt);
 
 // A task description written by the base model from a few examples of the task (greedy, at
 // most max_tokens, first line). Uses the model's chat template when it has one.

@@ -88,13 +88,13 @@ TaskResult evaluate_mc(const Model& model, ThreadPool& pool, const McTask& task,
       requests[k].continuations.push_back(std::move(p.continuation));
     }
     const RouteChoice rc = route ? route(requests[k].context) : RouteChoice{};
-    requests[k].layers = rc.layers;
+    requests[k].on = rc.placement();
     route_names[k] = rc.name;
   }
   // Documents routed alike run next to each other (their few-shot prefixes can be shared).
   std::vector<size_t> order(docs.size());
   for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return requests[a].layers < requests[b].layers; });
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return requests[a].on < requests[b].on; });
   std::vector<LlRequest> sorted(docs.size());
   for (size_t k = 0; k < order.size(); ++k) sorted[k] = std::move(requests[order[k]]);
 
@@ -159,7 +159,7 @@ TaskResult evaluate_generation(const Model& model, ThreadPool& pool, const GenTa
   for (size_t i = 0; i < n; ++i) {
     requests[i].prompt = tok.encode(gen_context(task, i, draws[i]), /*add_special=*/true);
     const RouteChoice rc = route ? route(requests[i].prompt) : RouteChoice{};
-    requests[i].layers = rc.layers;
+    requests[i].on = rc.placement();
     route_names[i] = rc.name;
   }
   GenOptions go;
@@ -247,7 +247,7 @@ TaskResult evaluate_wikitext(const Model& model, ThreadPool& pool, const std::st
     const RouteChoice rc = route ? route(ids) : RouteChoice{};
     r.routes[rc.name]++;
     for (auto& [ctx, cont] : rolling_windows(ids, prefix, window)) {
-      requests.push_back(LlRequest{std::move(ctx), {std::move(cont)}, rc.layers});
+      requests.push_back(LlRequest{std::move(ctx), {std::move(cont)}, rc.placement()});
       article_of.push_back(a);
     }
     // lm-eval: words = len(re.split(r"\s+", doc)), bytes = len(doc.encode("utf-8")).

@@ -13,15 +13,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/prompt_batcher.h"
 #include "eval/tasks.h"
 #include "model/session.h"
 
 namespace mf::eval {
 
-// Where a prompt runs: an expert's layers, or the dense model (layers == nullptr).
+// Where a prompt runs: an expert's layers, or the dense model (layers == nullptr); and an
+// adapter made for this prompt (a LoRA library with the prompt's own prior), or the model's own
+// (null). name: what the report counts documents under.
 struct RouteChoice {
   const std::vector<LayerWeights>* layers = nullptr;
   std::string name = "dense";
+  std::shared_ptr<LinearAdapter> adapter;
+  Placement placement() const { return Placement{layers, adapter}; }
 };
 using PromptRouter = std::function<RouteChoice(std::span<const int32_t> prompt)>;
 

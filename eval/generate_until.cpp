@@ -58,7 +58,7 @@ std::vector<GenResult> generate_until(const Model& model, ThreadPool& pool, std:
     }
     for (size_t i = first; i < last; ++i) {
       const int slot = PromptBatcher::kFirstSlot + int(i - first);
-      prompts.push_back(SlotPrompt{slot, prompts_kept[i - first], requests[i].layers});
+      prompts.push_back(SlotPrompt{slot, prompts_kept[i - first], requests[i].on});
       active.push_back(Active{i, slot, {}, -1, false});
     }
     batcher.prefill(prompts, [&](size_t p, const float* logits) { active[p].next = RowLogProbs(logits, n_vocab).argmax(); });

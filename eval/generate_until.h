@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "model/session.h"
+#include "eval/prompt_batcher.h"
 
 namespace mf::eval {
 
 struct GenRequest {
   std::vector<int32_t> prompt;  // >= 1 token
-  const std::vector<LayerWeights>* layers = nullptr;
+  Placement on;
 };
 
 struct GenOptions {

@@ -65,7 +65,7 @@ std::vector<LlResult> score_loglikelihood(const Model& model, ThreadPool& pool, 
       results[i].context_tokens = keep;
       results[i].loglikelihood.assign(r.continuations.size(), 0.0);
       results[i].is_greedy.assign(r.continuations.size(), 1);
-      prompts.push_back(SlotPrompt{slot, contexts.back(), r.layers});
+      prompts.push_back(SlotPrompt{slot, contexts.back(), r.on});
       slot += int(r.continuations.size());
     }
     // The context's last logits score every continuation's first token.
@@ -88,7 +88,7 @@ std::vector<LlResult> score_loglikelihood(const Model& model, ThreadPool& pool, 
       for (size_t c = 0; c < conts.size(); ++c) {
         if (conts[c].size() < 2) continue;
         const int s = prompts[p].slot + int(c);
-        batcher.session().set_layers(s, requests[i].layers);
+        requests[i].on.apply(batcher.session(), s);
         batcher.session().copy_prefix(prompts[p].slot, s, int64_t(prompts[p].tokens.size()));
         jobs.push_back(SlotJob{s, std::span<const int32_t>(conts[c]).first(conts[c].size() - 1), LogitRows::All});
         job_owner.emplace_back(i, c);

@@ -7,14 +7,14 @@
 #include <span>
 #include <vector>
 
-#include "model/session.h"
+#include "eval/prompt_batcher.h"
 
 namespace mf::eval {
 
 struct LlRequest {
   std::vector<int32_t> context;                     // >= 1 token, shared by every continuation
   std::vector<std::vector<int32_t>> continuations;  // each >= 1 token
-  const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the dense model
+  Placement on;  // the dense model and the model's own adapter unless set
 };
 
 struct LlResult {

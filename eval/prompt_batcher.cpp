@@ -7,6 +7,11 @@
 
 namespace mf::eval {
 
+void Placement::apply(Session& session, int slot) const {
+  session.set_layers(slot, layers);
+  session.set_adapter(slot, adapter ? adapter.get() : session.model().adapter.get());
+}
+
 PromptBatcher::PromptBatcher(const Model& model, ThreadPool& pool, int64_t n_ctx, int work_slots,
                              const Numerics& numerics) {
   if (work_slots < 1) fail("a prompt batcher needs at least one work slot");
@@ -23,10 +28,10 @@ void PromptBatcher::prefill(std::span<const SlotPrompt> prompts,
     if (p.tokens.empty()) fail("an empty prompt");
     if (p.slot < kFirstSlot || p.slot > work_slots()) fail("prompt slot ", p.slot, " is outside 1..", work_slots());
     if (int64_t(p.tokens.size()) > n_ctx()) fail("a prompt of ", p.tokens.size(), " tokens exceeds the context of ", n_ctx());
-    session_->set_layers(p.slot, p.layers);
+    p.on.apply(*session_, p.slot);
     // The longest common prefix with the cache, leaving at least one token to run (its logits).
     int64_t lcp = 0;
-    if (p.layers == cache_layers_) {
+    if (p.on == cache_on_) {
       const int64_t limit = std::min<int64_t>(int64_t(p.tokens.size()) - 1, int64_t(cache_tokens_.size()));
       while (lcp < limit && cache_tokens_[size_t(lcp)] == p.tokens[size_t(lcp)]) ++lcp;
     }
@@ -36,10 +41,10 @@ void PromptBatcher::prefill(std::span<const SlotPrompt> prompts,
   }
   run(jobs, [&](size_t j, int64_t, const float* logits, int64_t) { on_last(j, logits); });
   const SlotPrompt& last = prompts.back();
-  session_->set_layers(0, last.layers);
+  last.on.apply(*session_, 0);
   session_->copy_prefix(last.slot, 0, int64_t(last.tokens.size()));
   cache_tokens_.assign(last.tokens.begin(), last.tokens.end());
-  cache_layers_ = last.layers;
+  cache_on_ = last.on;
 }
 
 void PromptBatcher::run(std::span<const SlotJob> jobs,

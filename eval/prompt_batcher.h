@@ -20,11 +20,24 @@ struct SlotJob {
   LogitRows rows = LogitRows::Last;
 };
 
+// What a prompt runs on: an expert's layers (nullptr: the dense model) and an adapter (null: the
+// model's own, model().adapter; a routed LoRA library with the prompt's own prior, for
+// example). Only prompts on equal placements share a cached prefix.
+struct Placement {
+  const std::vector<LayerWeights>* layers = nullptr;
+  std::shared_ptr<LinearAdapter> adapter;
+  bool operator==(const Placement& o) const { return layers == o.layers && adapter == o.adapter; }
+  bool operator<(const Placement& o) const {
+    return layers != o.layers ? layers < o.layers : adapter.get() < o.adapter.get();
+  }
+  void apply(Session& session, int slot) const;
+};
+
 // A prompt to place in a slot: its cache is replaced by these tokens (reusing the cached prefix).
 struct SlotPrompt {
   int slot = 1;
   std::span<const int32_t> tokens;  // >= 1 token
-  const std::vector<LayerWeights>* layers = nullptr;  // nullptr: the dense model
+  Placement on;
 };
 
 class PromptBatcher {
@@ -54,7 +67,7 @@ class PromptBatcher {
  private:
   std::unique_ptr<Session> session_;
   std::vector<int32_t> cache_tokens_;  // what slot 0 holds
-  const std::vector<LayerWeights>* cache_layers_ = nullptr;
+  Placement cache_on_;  // what slot 0's cache was computed on
   int64_t tokens_run_ = 0, tokens_reused_ = 0;
 };
 

@@ -1,12 +1,14 @@
 // moeforge eval: task accuracy as lm-evaluation-harness measures it (ARC-Easy, PIQA, MMLU,
 // GSM8K, WikiText-2, any multiple-choice JSONL), for a dense model or a .moe routed per
 // document; per-document records, --json, and a markdown + HTML report.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "adapters/glider.h"
 #include "core/error.h"
 #include "core/text_file.h"
 #include "eval/evaluator.h"
@@ -45,9 +47,19 @@ void run_eval(const EvalCliOptions& o) {
   if (!o.domain.empty()) resolve_routing(m, o.domain, {}, pool);  // an unknown --domain fails now
 
   const eval::PromptRouter route = [&](std::span<const int32_t> prompt) {
-    if (model.mode.enabled()) return eval::RouteChoice{nullptr, model.mode.choice_name(model.mode_expert)};  // MoDE: its gate routes per token
+    if (model.mode.enabled()) return eval::RouteChoice{nullptr, model.mode.choice_name(model.mode_expert), nullptr};  // MoDE: its gate routes per token
     const Routing r = resolve_routing(m, o.domain, prompt, pool);
-    return eval::RouteChoice{routed_layers(m, r), r.expert_name};
+    eval::RouteChoice rc{routed_layers(m, r), r.expert_name, nullptr};
+    // GLIDER / global routing: each document gets the prior its own prompt gives, as a request
+    // would in the server; the report counts documents under the adapter the prior ranks first.
+    if (const auto* lora = dynamic_cast<const RoutedLora*>(model.adapter.get()); lora && lora->router().needs_prior()) {
+      auto own = with_query(*lora, model, pool, prompt);
+      const std::vector<float>& prior = own->prior();
+      const size_t top = size_t(std::max_element(prior.begin(), prior.end()) - prior.begin());
+      rc.name = "prior:" + lora->library().adapters.at(top).name;
+      rc.adapter = std::move(own);
+    }
+    return rc;
   };
   json run = {{"model", o.model.model}, {"label", o.label.empty() ? fs::path(o.model.model).filename().string() : o.label},
               {"moe", bool(m.moe)}, {"domain", o.domain}, {"numerics", o.f32 ? "f32" : "llama.cpp"},

@@ -85,14 +85,14 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
       // A forced domain with one sub-domain needs no embedding (a forward pass over the prompt).
       if (forced_domain >= 0 && K == 1) {
         const Expert& e = b.parts.experts[size_t(forced_domain)];
-        return eval::RouteChoice{&e.layers, e.name};
+        return eval::RouteChoice{&e.layers, e.name, nullptr};
       }
       const Router& r = b.parts.router;
       std::vector<float> emb = sequence_embedding(model, prompt, r.embed_layers, pool);  // [dim]
       const int d = forced_domain >= 0 ? forced_domain : r.route(emb.data()).domain;
       const int s = nearest_centroid(emb.data(), r.centroids.data() + size_t(d) * K * r.dim, K, r.dim);
       const Expert& e = b.parts.experts[size_t(d) * K + size_t(s)];
-      return eval::RouteChoice{&e.layers, e.name};
+      return eval::RouteChoice{&e.layers, e.name, nullptr};
     };
   };
   std::vector<Row> rows;
@@ -114,7 +114,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
       if (!built.count(m)) continue;
       const Expert& e = built[m][d].parts.experts[0];
       rows.push_back(Row{std::string(m) + at, m, d, "",
-                         [&e, m](std::span<const int32_t>) { return eval::RouteChoice{&e.layers, m}; }, &e.layers});
+                         [&e, m](std::span<const int32_t>) { return eval::RouteChoice{&e.layers, m, nullptr}; }, &e.layers});
     }
   }
   // Speed of every distinct configuration, interleaved (shared machine noise).

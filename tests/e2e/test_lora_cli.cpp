@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -136,6 +138,50 @@ TEST(LoraCli, InitDescribeAndEvalCompareRoutesOnTasks) {
                 "/math.txt --routes glider");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("no description"), std::string::npos) << bad.err;
+}
+
+// eval with the global router: every document gets its own prior (the records name the adapter
+// it ranks first), and with top-1 a document then scores exactly as under that adapter alone.
+TEST(LoraCli, EvalGivesEachDocumentItsOwnPrior) {
+  const std::string dir = test::temp_dir();
+  const std::string base = "models/default";
+  const std::vector<std::pair<std::string, std::string>> lib = {{"math", "Arithmetic: numbers added and multiplied."},
+                                                                {"story", "Stories of kings, castles and dragons."}};
+  std::string flags;
+  for (const auto& [name, text] : lib) {
+    ASSERT_EQ(run_cli("lora init -m " + base + " -o " + dir + "/" + name + " --rank 4 --random-b --seed " + std::to_string(name[0])).code, 0);
+    ASSERT_EQ(run_cli("lora describe " + dir + "/" + name + " -m " + base + " --text '" + text + "'").code, 0);
+    flags += " --lora " + name + "=" + dir + "/" + name;
+  }
+  test::write_file(dir + "/toy.jsonl",
+                   "{\"query\": \"Question: what is 12 plus 30 times 2?\", \"choices\": [\" 72\", \" 84\"], \"gold\": 0}\n"
+                   "{\"query\": \"Question: who lived in the castle with the dragon?\", \"choices\": [\" the king\", \" a cat\"], \"gold\": 0}\n"
+                   "{\"query\": \"Question: what is 7 times 8?\", \"choices\": [\" 56\", \" 54\"], \"gold\": 0}\n");
+  auto records = [&](const std::string& route) {
+    auto r = run_cli("eval -m " + base + flags + " --lora-route " + route + " --lora-top-k 1 --task-file toy=" + dir +
+                     "/toy.jsonl --tasks '' -q --json --records " + dir + "/rec.jsonl");
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::vector<json> out;
+    std::istringstream in(test::read_file(dir + "/rec.jsonl"));
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+  };
+  const std::vector<json> global = records("global");
+  ASSERT_EQ(global.size(), 3u);
+  std::map<std::string, std::vector<json>> alone;
+  for (const auto& [name, text] : lib) alone[name] = records(name);
+  for (size_t d = 0; d < global.size(); ++d) {
+    const std::string route = global[d]["route"];
+    ASSERT_EQ(route.rfind("prior:", 0), 0u) << route;
+    const std::string top = route.substr(6);
+    ASSERT_TRUE(alone.count(top)) << route;
+    const auto got = global[d]["loglikelihoods"].get<std::vector<double>>();
+    const auto want = alone[top][d]["loglikelihoods"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t c = 0; c < got.size(); ++c) EXPECT_NEAR(got[c], want[c], 1e-4 * std::abs(want[c])) << d << "/" << c;
+  }
+  // The two adapters score differently (else the equality above proves nothing).
+  EXPECT_NE(alone["math"][0]["loglikelihoods"], alone["story"][0]["loglikelihoods"]);
 }
 
 TEST(LoraCli, BadAdaptersAndFlagsFailWithTheReason) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "adapters/lora_library.h"
 #include "core/error.h"
 #include "eval/evaluator.h"
 #include "eval/generate_until.h"
@@ -144,9 +145,10 @@ TEST(EvalEncode, TrailingWhitespaceMovesToTheContinuation) {
 
 // log p(continuation | context) one sequence at a time, through Session::eval.
 double reference_ll(const Model& m, ThreadPool& pool, const std::vector<int32_t>& ctx, const std::vector<int32_t>& cont,
-                    const Numerics& num) {
+                    const Numerics& num, LinearAdapter* adapter = nullptr) {
   Session s(m, int(ctx.size() + cont.size()), pool);
   s.set_numerics(num);
+  if (adapter) s.set_adapter(0, adapter);
   std::vector<int32_t> all = ctx;
   all.insert(all.end(), cont.begin(), cont.end() - 1);
   const float* logits = s.eval(all, true);  // [all, n_vocab]
@@ -187,8 +189,44 @@ TEST(EvalScorer, BatchedWithSharedPrefixesEqualsOneSequenceAtATime) {
         EXPECT_NEAR(got[i].loglikelihood[c], want, 1e-4 * std::abs(want) + 1e-4) << i << "/" << c;
       }
   }
-  EXPECT_THROW(score_loglikelihood(*m, pool, std::vector<LlRequest>{LlRequest{{}, {{1}}, nullptr}}, {}), Error);
-  EXPECT_THROW(score_loglikelihood(*m, pool, std::vector<LlRequest>{LlRequest{{1}, {{}}, nullptr}}, {}), Error);
+  EXPECT_THROW(score_loglikelihood(*m, pool, std::vector<LlRequest>{LlRequest{{}, {{1}}, {}}}, {}), Error);
+  EXPECT_THROW(score_loglikelihood(*m, pool, std::vector<LlRequest>{LlRequest{{1}, {{}}, {}}}, {}), Error);
+}
+
+// Each request's own adapter (GLIDER gives every document its own prior) applies to its slots
+// only, and a cached prefix is never reused across adapters: requests that alternate between
+// two adapters and the model's own (none) over one shared few-shot block score as each would
+// alone.
+TEST(EvalScorer, EachRequestRunsOnItsOwnAdapter) {
+  auto m = load_model(kModel);
+  ThreadPool pool(2);
+  const Tokenizer& tok = m->require_tokenizer();
+  auto lib = std::make_shared<LoraLibrary>();
+  for (int a = 0; a < 2; ++a) lib->adapters.push_back(init_lora(*m, "a" + std::to_string(a), 4, 8.0f, {"all"}, true, 90 + a));
+  std::vector<std::shared_ptr<LinearAdapter>> adapters = {nullptr};
+  for (const char* name : {"a0", "a1"}) adapters.push_back(std::make_shared<RoutedLora>(lib, make_lora_router(*lib, name, 1)));
+  std::string shots;
+  for (int i = 0; i < 6; ++i) shots += "Question: what is item " + std::to_string(i) + "?\nAnswer: number " + std::to_string(i) + "\n\n";
+  std::vector<LlRequest> req;
+  for (int q = 0; q < 6; ++q) {
+    LlRequest r;
+    r.context = tok.encode(shots + "Question: which colour is sample " + std::to_string(q % 2) + "?\nAnswer:", true);
+    for (const char* c : {" red", " a pale shade of blue"}) r.continuations.push_back(tok.encode(c, false));
+    r.on.adapter = adapters[size_t(q % 3)];
+    req.push_back(r);
+  }
+  ScoreOptions so;
+  so.batch_slots = 3;  // one question per batch: every prompt meets the previous one's cache
+  so.numerics = Numerics{false, false};
+  const auto got = score_loglikelihood(*m, pool, req, so);
+  for (size_t i = 0; i < req.size(); ++i)
+    for (size_t c = 0; c < req[i].continuations.size(); ++c) {
+      const double want = reference_ll(*m, pool, req[i].context, req[i].continuations[c], so.numerics, req[i].on.adapter.get());
+      EXPECT_NEAR(got[i].loglikelihood[c], want, 1e-4 * std::abs(want) + 1e-4) << i << "/" << c;
+    }
+  // The adapters change the scores (else the comparison above proves nothing).
+  EXPECT_GT(std::abs(got[0].loglikelihood[1] - got[2].loglikelihood[1]), 1e-3);  // same context, none against a1
+  EXPECT_GT(std::abs(got[2].loglikelihood[1] - got[4].loglikelihood[1]), 1e-3);  // a1 against a0
 }
 
 TEST(EvalGenerate, BatchedGreedyEqualsOneSequenceAtATime) {
@@ -198,7 +236,7 @@ TEST(EvalGenerate, BatchedGreedyEqualsOneSequenceAtATime) {
   const Numerics num{false, false};
   std::vector<GenRequest> req;
   for (const char* p : {"Once upon a time", "The cat sat on", "def add(a, b):", "In the beginning"})
-    req.push_back(GenRequest{tok.encode(p, true), nullptr});
+    req.push_back(GenRequest{tok.encode(p, true), {}});
   GenOptions go;
   go.max_tokens = 12;
   go.batch_slots = 3;
