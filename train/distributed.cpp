@@ -94,6 +94,12 @@ double DataParallel::average(double v) {
   return t[0].item<double>() / opts_.world_size;
 }
 
+torch::Tensor DataParallel::sum(const torch::Tensor& t) {
+  std::vector<torch::Tensor> v = {t.detach().clone()};
+  impl_->group->allreduce(v)->wait();
+  return v[0];
+}
+
 void DataParallel::barrier() { impl_->group->barrier()->wait(); }
 
 }  // namespace mf

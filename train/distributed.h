@@ -22,6 +22,7 @@ class DataParallel {
   // Replaces every gradient by its mean over the ranks (one all-reduce of a flat buffer).
   void average_gradients(const std::vector<torch::Tensor>& params);
   double average(double v);  // mean of a scalar over the ranks
+  torch::Tensor sum(const torch::Tensor& t);  // element-wise sum over the ranks (a new tensor)
   void barrier();
 
  private:

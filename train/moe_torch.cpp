@@ -37,9 +37,10 @@ int64_t apply_capacity(RouterChoice& r, int64_t capacity) {
   return dropped;
 }
 
-torch::Tensor load_balancing_loss(const RouterChoice& r) {
+torch::Tensor load_balancing_loss(const RouterChoice& r, const RankSum& sum_over_ranks) {
   const int64_t n_e = r.probs.size(1);
   auto counts = r.selected.to(torch::kFloat32).sum(0);               // [n_expert]
+  if (sum_over_ranks) counts = sum_over_ranks(counts);               // [n_expert] over every rank's tokens
   auto f = counts / counts.sum().clamp_min(1.0);                     // share of assignments (no gradient)
   auto p = r.probs.mean(0);                                          // [n_expert] mean probability
   return double(n_e) * (f * p).sum();
@@ -147,7 +148,8 @@ torch::Tensor MoeFfnImpl::forward(const torch::Tensor& x) {
     out = out.index_add(0, idx, experts[e]->as<ExpertMlp>()->forward(xs.index_select(0, idx)) * w);  // [N, E]
   }
   if (shared_expert) out = out + torch::sigmoid(shared_expert_gate(xs)) * shared_expert(xs);  // [N, E]
-  aux_loss = load_balancing_loss(r);
+  const bool training_step = is_training() && torch::GradMode::is_enabled();
+  aux_loss = load_balancing_loss(r, training_step ? sum_over_ranks : RankSum{});
   z_loss = router_z_loss(logits);
   entropy = router_entropy(r.probs);
   tokens_per_expert = r.selected.sum(0).to(torch::kInt64);

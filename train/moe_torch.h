@@ -6,6 +6,7 @@
 // losses and routing counts of its last call for the trainer.
 #pragma once
 #include <array>
+#include <functional>
 #include <torch/torch.h>
 
 #include "train/train_config.h"
@@ -24,9 +25,13 @@ RouterChoice choose_experts(const torch::Tensor& logits, const TrainMoeConfig& c
 // Drops assignments beyond each expert's capacity, keeping the earliest tokens; returns
 // the dropped count. capacity <= 0: nothing dropped.
 int64_t apply_capacity(RouterChoice& r, int64_t capacity);
+// Sums a tensor over the data-parallel ranks (null: one process).
+using RankSum = std::function<torch::Tensor(const torch::Tensor&)>;
 // n_expert * sum_e f_e P_e, f_e = share of the assignments that went to e, P_e = mean router
-// probability of e (1 when perfectly balanced).
-torch::Tensor load_balancing_loss(const RouterChoice& r);
+// probability of e (1 when perfectly balanced). With sum_over_ranks, f counts every rank's
+// assignments: each rank's loss then uses its own P_e, and the ranks' mean gradient equals that
+// of one process running all their rows (f carries no gradient).
+torch::Tensor load_balancing_loss(const RouterChoice& r, const RankSum& sum_over_ranks = {});
 // mean over tokens of logsumexp(logits)^2.
 torch::Tensor router_z_loss(const torch::Tensor& logits);
 // mean over tokens of the router distribution's entropy (nats).
@@ -80,6 +85,10 @@ struct MoeFfnImpl : torch::nn::Module {
   torch::Tensor cluster_active;             // [1]
   bool clustered() const { return cluster_active.defined() && cluster_active.item<float>() > 0; }
 
+  // Data-parallel training: the load-balancing loss's assignment shares over all ranks, so that
+  // it equals one process's on the whole batch. Used by training forwards only (every rank runs
+  // the same ones); evaluation and MO-CTE's sample forwards stay local.
+  RankSum sum_over_ranks;
   // With record set, the forward keeps its input and routing (trainability checks).
   bool record = false;
   torch::Tensor last_input, last_selected;  // [N, E], [N, n_expert] bool

@@ -57,9 +57,9 @@ void check_moe(const TrainMoeConfig& e, const std::string& path) {
          " (capacity_factor * top_k < 1)");
   if (e.aux_loss_coef < 0 || e.z_loss_coef < 0 || e.dynamic_loss_coef < 0) fail(path, ": model.moe loss coefficients must not be negative");
   if (e.trainability_every < 0 || e.trainability_iterations < 1 || e.trainability_tokens < 1 || e.freeze_window < 1 ||
-      e.freeze_threshold < 0)
+      e.freeze_threshold < 0 || e.trainability_min_tokens < 1)
     fail(path, ": model.moe trainability_every must be >= 0, trainability_iterations, trainability_tokens and ",
-         "freeze_window >= 1, freeze_threshold >= 0");
+         "freeze_window >= 1, freeze_threshold >= 0, trainability_min_tokens >= 1");
   if (e.clusters < 0) fail(path, ": model.moe.clusters must not be negative");
   if (e.clusters > 0) {
     if (e.clusters < 2 || e.n_expert % e.clusters)
@@ -203,6 +203,7 @@ TrainConfig load_train_config(const std::string& path) {
       .get("dynamic_loss_coef", e.dynamic_loss_coef).get("capacity_factor", e.capacity_factor)
       .get("upcycle_from", e.upcycle_from).get("branch_from", e.branch_from).get("trainability_every", e.trainability_every)
       .get("trainability_iterations", e.trainability_iterations).get("trainability_tokens", e.trainability_tokens)
+      .get("trainability_min_tokens", e.trainability_min_tokens)
       .get("freeze_threshold", e.freeze_threshold).get("freeze_window", e.freeze_window).get("clusters", e.clusters)
       .get("cluster_every", e.cluster_every).get("cluster_rank", e.cluster_rank).get("cluster_tokens", e.cluster_tokens)
       .get("kmeans_iterations", e.kmeans_iterations).get("cluster_threshold", e.cluster_threshold)

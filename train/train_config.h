@@ -28,7 +28,10 @@ struct TrainMoeConfig {
   // of each expert's Jacobian on up to trainability_tokens of its tokens (power iteration,
   // trainability_iterations steps); an expert below freeze_threshold times its peak value so far
   // (0: never freeze) for freeze_window checks in a row is frozen for the rest of training.
-  int trainability_every = 0, trainability_iterations = 8, trainability_tokens = 256;
+  // An expert routed fewer than trainability_min_tokens sample tokens (at most
+  // trainability_tokens) is not checked that time:
+  // sigma grows with the tokens stacked in J, so a check on a few would read as a collapse.
+  int trainability_every = 0, trainability_iterations = 8, trainability_tokens = 256, trainability_min_tokens = 16;
   // Cluster-oriented routing (MO-CTE): every cluster_every steps, each layer's inputs on
   // cluster_tokens sample tokens are projected on their top cluster_rank singular vectors and
   // clustered into `clusters` groups (k-means, kmeans_iterations); with a silhouette of at least

@@ -269,7 +269,7 @@ double check_trainability(LlamaLM& model, const std::vector<DomainTokens>& train
     for (int e = 0; e < c.n_expert; ++e) {
       if (freezer.frozen(int(l), e)) continue;
       auto idx = layers[l]->last_selected.index({torch::indexing::Slice(), e}).nonzero().squeeze(1);  // [n_e]
-      if (idx.numel() == 0) continue;  // no tokens this time: no evidence either way
+      if (idx.numel() < std::min(c.trainability_min_tokens, c.trainability_tokens)) continue;  // too few tokens this time: no evidence either way
       idx = idx.narrow(0, 0, std::min<int64_t>(idx.numel(), c.trainability_tokens));
       ExpertMlp handle(layers[l]->experts->ptr<ExpertMlpImpl>(e));
       const double sigma = jacobian_top_singular_value(handle, layers[l]->last_input.index_select(0, idx),
@@ -351,7 +351,10 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
     freezer = std::make_unique<ExpertFreezer>(cfg.model.n_layer, cfg.model.moe.n_expert, cfg.model.moe.freeze_threshold,
                                               cfg.model.moe.freeze_window);
   std::unique_ptr<DataParallel> dp;
-  if (opts.dist.enabled()) dp = std::make_unique<DataParallel>(opts.dist);  // joins before OUT is written
+  if (opts.dist.enabled()) {
+    dp = std::make_unique<DataParallel>(opts.dist);  // joins before OUT is written
+    for (MoeFfn m : model->moe_layers()) m->sum_over_ranks = [d = dp.get()](const torch::Tensor& t) { return d->sum(t); };
+  }
   if (writer) fs::create_directories(out_dir);
   const std::string ckpt = out_dir + "/checkpoint.pt", log_path = out_dir + "/train_log.csv";
   int step = 0;

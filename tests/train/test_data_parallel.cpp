@@ -57,6 +57,21 @@ TEST(DataParallel, TwoRanksOnLoopbackEqualOneRankWithTheDoubledBatch) {
   EXPECT_TRUE(fs::exists(dir + "/two/model.safetensors"));
 }
 
+// MoE layers too: each rank's load-balancing loss takes the assignment shares of all ranks, so
+// the mean gradient is the one-process gradient (dropless routing; capacity is per rank).
+TEST(DataParallel, MoeTwoRanksEqualOneRankWithTheDoubledBatch) {
+  const std::string dir = test::temp_dir();
+  const std::string moe = R"(, "moe": {"n_expert": 4, "top_k": 2, "n_ff_expert": 32, "aux_loss_coef": 0.1})";
+  auto one = test::run_cli("train -c " + write_config(dir, 8, moe) + " -o " + dir + "/one --fresh");
+  ASSERT_EQ(one.code, 0) << one.err;
+  auto two = test::run_cli("train -c " + write_config(dir, 4, moe) + " -o " + dir + "/two --fresh --nproc 2 --threads 1");
+  ASSERT_EQ(two.code, 0) << two.err;
+  const std::vector<double> a = losses(dir + "/one/train_log.csv"), b = losses(dir + "/two/train_log.csv");
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << "step " << i + 1;
+}
+
 TEST(DataParallel, UnreachableMasterFailsWithinTheTimeout) {
   const std::string dir = test::temp_dir();
   const auto t0 = std::chrono::steady_clock::now();

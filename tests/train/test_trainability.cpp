@@ -3,6 +3,7 @@
 // training continues (and across a resume).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "test_util.h"
@@ -101,6 +102,35 @@ TEST(Trainability, TrainingLogsChecksFreezesAndResumesExactly) {
   TrainResult rest = run_training(cfg, dir + "/resumed");
   ASSERT_TRUE(rest.finished);
   EXPECT_EQ(test::read_file(dir + "/resumed/model.safetensors"), test::read_file(dir + "/full/model.safetensors"));
+}
+
+// An expert routed fewer sample tokens than trainability_min_tokens gives no check: with the
+// minimum above any expert's share, nothing is measured and nothing freezes, whatever the threshold.
+TEST(Trainability, ExpertsWithTooFewTokensAreNotChecked) {
+  const std::string dir = test::temp_dir();
+  test::write_file(dir + "/prose.txt",
+                   test::read_file(test::shared_dir() + "/data/eval/prose/frankenstein.txt").substr(0, 60000));
+  auto config = [&](int min_tokens) {
+    const std::string path = dir + "/config-" + std::to_string(min_tokens) + ".json";
+    test::write_file(path, R"({
+    "tokenizer": "tests/golden/data/tokenizer/moeforge_bpe/tokenizer.json",
+    "train": {"prose": ")" + dir + R"(/prose.txt"},
+    "model": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 64, "n_ctx": 64,
+              "moe": {"n_expert": 4, "top_k": 2, "n_ff_expert": 32, "trainability_every": 2, "trainability_iterations": 2,
+                      "trainability_tokens": 256, "trainability_min_tokens": )" + std::to_string(min_tokens) + R"(,
+                      "freeze_threshold": 1e9, "freeze_window": 1}},
+    "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 2},
+    "batch_size": 4, "seq_len": 32, "steps": 4, "eval_every": 4, "eval_batches": 1,
+    "checkpoint_every": 4, "log_every": 2, "threads": 2, "seed": 7
+  })");
+    return load_train_config(path);
+  };
+  // 4 x 32 sample tokens, 2 experts each: 256 assignments over 4 experts, none reaches 200.
+  ASSERT_TRUE(run_training(config(200), dir + "/none").finished);
+  const std::string none = fs::exists(dir + "/none/trainability.csv") ? test::read_file(dir + "/none/trainability.csv") : "";
+  EXPECT_LE(std::count(none.begin(), none.end(), '\n'), 1) << "checks logged:\n" << none;  // at most the header
+  ASSERT_TRUE(run_training(config(1), dir + "/all").finished);
+  EXPECT_NE(test::read_file(dir + "/all/trainability.csv").find(",1,"), std::string::npos);  // the same run with checks freezes
 }
 
 }  // namespace
