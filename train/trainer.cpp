@@ -416,9 +416,10 @@ TrainResult run_training(const TrainConfig& cfg, const std::string& out_dir, con
 
     TrainProgress p{step, cfg.steps, loss_sum, lr, 0, tokens_seen, {}, "training"};
     if (eval_now && writer) p.valid_loss = evaluate(model, valid, cfg);
+    // The rate since the last logged step: the progress line shows it at every step.
+    const auto now = std::chrono::steady_clock::now();
+    p.tokens_per_s = double(steps_since_log * tokens_per_step) / std::chrono::duration<double>(now - t_last).count();
     if (log_now) {
-      auto now = std::chrono::steady_clock::now();
-      p.tokens_per_s = double(steps_since_log * tokens_per_step) / std::chrono::duration<double>(now - t_last).count();
       t_last = now;
       steps_since_log = 0;
       std::ofstream log(log_path, std::ios::app);
