@@ -95,7 +95,8 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text, const s
   return rows;
 }
 
-std::vector<McDoc> read_mmlu_csv(const std::string& path, const std::string& subject, const std::string& split) {
+std::vector<McDoc> read_mmlu_csv(const std::string& path, const std::string& subject, const std::string& split,
+                                 MmluFormat format) {
   const auto rows = parse_csv(read_text_file(path), path);
   std::vector<McDoc> docs;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -109,10 +110,19 @@ std::vector<McDoc> read_mmlu_csv(const std::string& path, const std::string& sub
     if (a.size() == 1 && a[0] >= 'A' && a[0] <= 'D') gold = a[0] - 'A';
     if (gold < 0) fail(path, ": row ", r + 1, ": answer '", a, "' is not 0-3 or A-D");
     McDoc d;
-    d.id = "mmlu/" + subject + (split == "test" ? "/" : "/" + split + "/") + std::to_string(docs.size());
-    // lm-eval's mmlu template: "{{question.strip()}}\nA. {{choices[0]}}\nB. ...\nAnswer:".
-    d.text = strip(f[0]) + "\nA. " + f[1] + "\nB. " + f[2] + "\nC. " + f[3] + "\nD. " + f[4] + "\nAnswer:";
-    d.choices = {"A", "B", "C", "D"};
+    const bool letters = format == MmluFormat::Letters;
+    d.id = std::string(letters ? "mmlu/" : "mmlu_continuation/") + subject +
+           (split == "test" ? "/" : "/" + split + "/") + std::to_string(docs.size());
+    if (letters) {
+      // lm-eval's mmlu template: "{{question.strip()}}\nA. {{choices[0]}}\nB. ...\nAnswer:".
+      d.text = strip(f[0]) + "\nA. " + f[1] + "\nB. " + f[2] + "\nC. " + f[3] + "\nD. " + f[4] + "\nAnswer:";
+      d.choices = {"A", "B", "C", "D"};
+    } else {
+      // lm-eval's mmlu_continuation template: "Question: {{question.strip()}}\nAnswer:", and
+      // doc_to_choice "{{choices}}": the choices' own text, as given.
+      d.text = "Question: " + strip(f[0]) + "\nAnswer:";
+      d.choices = {f[1], f[2], f[3], f[4]};
+    }
     d.gold = gold;
     d.subject = subject;
     docs.push_back(std::move(d));
@@ -195,11 +205,13 @@ std::string mmlu_category(const std::string& subject) {
   return it == m.end() ? "other" : it->second;
 }
 
-McTask read_mmlu(const std::string& dir, const std::vector<std::string>& subjects) {
+McTask read_mmlu(const std::string& dir, const std::vector<std::string>& subjects, MmluFormat format) {
   McTask t;
-  t.name = "mmlu";
+  t.name = format == MmluFormat::Letters ? "mmlu" : "mmlu_continuation";
   t.default_shots = 0;
-  t.description = "The following are multiple choice questions (with answers) about {subject}.\n\n";
+  t.description = format == MmluFormat::Letters
+                      ? "The following are multiple choice questions (with answers) about {subject}.\n\n"
+                      : "The following are questions (with answers) about {subject}.\n\n";
   std::vector<std::string> list = subjects;
   if (list.empty()) {
     if (!fs::is_directory(fs::path(dir) / "test")) fail(dir, ": no test/ directory of MMLU CSV files");
@@ -213,10 +225,10 @@ McTask read_mmlu(const std::string& dir, const std::vector<std::string>& subject
   for (const std::string& s : list) {
     const fs::path test = fs::path(dir) / "test" / (s + "_test.csv");
     if (!fs::exists(test)) fail("MMLU subject '", s, "': ", test.string(), " does not exist");
-    std::vector<McDoc> docs = read_mmlu_csv(test.string(), s, "test");
+    std::vector<McDoc> docs = read_mmlu_csv(test.string(), s, "test", format);
     t.docs.insert(t.docs.end(), docs.begin(), docs.end());
     const fs::path dev = fs::path(dir) / "dev" / (s + "_dev.csv");
-    if (fs::exists(dev)) t.fewshot_pool[s] = read_mmlu_csv(dev.string(), s, "dev");
+    if (fs::exists(dev)) t.fewshot_pool[s] = read_mmlu_csv(dev.string(), s, "dev", format);
   }
   if (t.docs.empty()) fail(dir, ": no MMLU test questions");
   return t;

@@ -51,9 +51,17 @@ struct GenTask {
 // query + "\nAnswer:". Throws mf::Error naming the file and line on bad input or no documents.
 McTask read_mc_jsonl(const std::string& name, const std::string& path);
 
+// How an MMLU question is put to the model, as lm-eval's two MMLU task families do:
+//  * Letters (its `mmlu`): the choices listed under the question as "A. ..", the continuation
+//    is the letter. Small models answer one letter to everything, so they sit at chance.
+//  * Continuation (its `mmlu_continuation`): "Question: ..\nAnswer:" and each choice's own
+//    text as the continuation, a cloze form that separates models too small for letters.
+enum class MmluFormat { Letters, Continuation };
+
 // MMLU: DIR/test/<subject>_test.csv, few-shot pool DIR/dev/<subject>_dev.csv (header
 // question,choice0..3,answer; answer an index 0-3 or a letter A-D). subjects empty: all found.
-McTask read_mmlu(const std::string& dir, const std::vector<std::string>& subjects = {});
+McTask read_mmlu(const std::string& dir, const std::vector<std::string>& subjects = {},
+                 MmluFormat format = MmluFormat::Letters);
 
 // GSM8K test problems with the train split as the few-shot pool (JSONL with question, answer).
 GenTask read_gsm8k(const std::string& test_path, const std::string& train_path);

@@ -225,6 +225,7 @@ def main():
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--skip-training", action="store_true", help="evaluate the adapters (with gates) already in OUT")
     ap.add_argument("--retrain", action="store_true", help="train adapters again even if OUT has them")
+    ap.add_argument("--skip-loss", action="store_true", help="only the accuracy runs (--accuracy), not the loss on every task's text")
     ap.add_argument("--routes", default="base,oracle,uniform,arrow,gates,global,glider,glider-gates")
     ap.add_argument("--extra", default="", help='more arguments for lora eval, one string (e.g. "--glider-alpha 2")')
     args = ap.parse_args()
@@ -244,6 +245,10 @@ def main():
             train_adapter(args.out, n, args)
     descriptions = {n: open(os.path.join(d, "description.txt")).read().strip() for n, d in runs.items()}
     json.dump(descriptions, open(os.path.join(args.out, "descriptions.json"), "w"), indent=1)
+    if args.skip_loss:
+        if args.accuracy:
+            accuracy(args.out, runs, held_in, write_mc_halves(args.out, [n for n in args.accuracy.split(",") if n]), args)
+        return
     cmd = [MF, "lora", "eval", "-m", args.eval_model, "--windows", str(args.windows), "--json", "--report", os.path.join(args.out, "report.md"),
            "--routes", args.routes]
     for n, d in runs.items():

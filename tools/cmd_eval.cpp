@@ -119,8 +119,9 @@ void add_eval(CLI::App& app) {
   add_model_options(cmd, o->model);
   add_domain_option(cmd, o->domain);
   cmd->add_option("--tasks", o->tasks.tasks,
-                  "Comma-separated: arc_easy, piqa, mmlu (57 subjects), mmlu_<subject>, gsm8k (5-shot chain of\n"
-                  "thought, greedy), wikitext (word perplexity, bits per byte)")->capture_default_str();
+                  "Comma-separated: arc_easy, piqa, mmlu (57 subjects, answer letters), mmlu_<subject>,\n"
+                  "mmlu_continuation[_<subject>] (the answers' text, lm-eval's cloze form), gsm8k (5-shot chain\n"
+                  "of thought, greedy), wikitext (word perplexity, bits per byte)")->capture_default_str();
   cmd->add_option("--task-file", o->tasks.task_files, "NAME=FILE: a multiple-choice JSONL task (query, choices, gold); repeatable");
   cmd->add_option("--data", o->tasks.data, "Directory of the task files (default: $MOEFORGE_EVAL_DATA, else ../shared/data/eval)");
   cmd->add_option("--shots", o->tasks.shots, "Few-shot examples (default: each task's: 0, GSM8K 5)")->check(CLI::Range(0, 64));

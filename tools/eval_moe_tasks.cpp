@@ -46,7 +46,7 @@ int64_t matmul_flops(const Model& model, const std::vector<LayerWeights>* layers
 std::string limits_text(const std::vector<LoadedTask>& tasks) {
   std::string s;
   for (const LoadedTask& t : tasks)
-    s += (s.empty() ? "" : ", ") + t.name + (t.limit > 0 ? " (first " + std::to_string(t.limit) + (t.name == "mmlu" ? " per subject)" : ")") : " (all)");
+    s += (s.empty() ? "" : ", ") + t.name + (t.limit > 0 ? " (first " + std::to_string(t.limit) + (t.name.starts_with("mmlu") ? " per subject)" : ")") : " (all)");
   return s;
 }
 

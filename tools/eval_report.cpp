@@ -108,15 +108,16 @@ void write_eval_report(const std::vector<nlohmann::json>& runs, const std::strin
   }
   // MMLU categories, where measured.
   Table mmlu{{"run", "stem", "humanities", "social_sciences", "other", "macro (57 subjects)", "overall"}};
-  for (const nlohmann::json& run : runs) {
-    if (!run["tasks"].contains("mmlu")) continue;
-    const nlohmann::json& m = run["tasks"]["mmlu"];
-    std::vector<std::string> row{label_of(run)};
-    for (const char* g : {"stem", "humanities", "social_sciences", "other", "macro"})
-      row.push_back(m["groups"].contains(g) ? num("%.2f", 100 * m["groups"][g]["value"].get<double>()) : "-");
-    row.push_back(num("%.2f", 100 * m["metrics"]["acc"]["value"].get<double>()));
-    mmlu.push_back(row);
-  }
+  for (const nlohmann::json& run : runs)
+    for (const std::string task : {"mmlu", "mmlu_continuation"}) {
+      if (!run["tasks"].contains(task)) continue;
+      const nlohmann::json& m = run["tasks"][task];
+      std::vector<std::string> row{label_of(run) + (task == "mmlu" ? "" : " (continuation)")};
+      for (const char* g : {"stem", "humanities", "social_sciences", "other", "macro"})
+        row.push_back(m["groups"].contains(g) ? num("%.2f", 100 * m["groups"][g]["value"].get<double>()) : "-");
+      row.push_back(num("%.2f", 100 * m["metrics"]["acc"]["value"].get<double>()));
+      mmlu.push_back(row);
+    }
   // Where documents went.
   Table routes{{"run", "task", "documents per expert"}};
   for (const nlohmann::json& run : runs)

@@ -50,6 +50,11 @@ std::vector<LoadedTask> load_tasks(const TaskSpec& spec) {
       t.mc = eval::read_mc_jsonl(n, (data / "mc" / (n + ".jsonl")).string());
     } else if (n == "mmlu") {
       t.mc = eval::read_mmlu((data / "mmlu").string());
+    } else if (n == "mmlu_continuation") {
+      t.mc = eval::read_mmlu((data / "mmlu").string(), {}, eval::MmluFormat::Continuation);
+    } else if (n.starts_with("mmlu_continuation_")) {
+      t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(18)}, eval::MmluFormat::Continuation);
+      t.mc->name = n;
     } else if (n.starts_with("mmlu_")) {
       t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(5)});
       t.mc->name = n;
@@ -58,7 +63,7 @@ std::vector<LoadedTask> load_tasks(const TaskSpec& spec) {
     } else if (n == "wikitext") {
       t.text = read_text_file((data / "wikitext2" / "test.txt").string());
     } else {
-      fail("unknown task '", n, "' (known: arc_easy, piqa, mmlu, mmlu_<subject>, gsm8k, wikitext; or --task-file NAME=FILE)");
+      fail("unknown task '", n, "' (known: arc_easy, piqa, mmlu, mmlu_<subject>, mmlu_continuation, mmlu_continuation_<subject>, gsm8k, wikitext; or --task-file NAME=FILE)");
     }
     out.push_back(std::move(t));
   }

@@ -29,15 +29,18 @@ const char* kToy =
 TEST(EvalCli, RecordsJsonAndReport) {
   const std::string dir = test::temp_dir();
   test::write_file(dir + "/toy.jsonl", kToy);
-  auto r = test::run_cli("eval -m models/default --tasks arc_easy,mmlu_anatomy,gsm8k,wikitext --limit 3 --limit toy=2 --max-gen-tokens 8 "
+  auto r = test::run_cli("eval -m models/default --tasks arc_easy,mmlu_anatomy,mmlu_continuation_anatomy,gsm8k,wikitext --limit 3 --limit toy=2 --max-gen-tokens 8 "
                          "--task-file toy=" + dir + "/toy.jsonl --records " + dir + "/rec.jsonl --report " + dir +
                          "/report --json -q");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  for (const char* t : {"arc_easy", "mmlu_anatomy", "gsm8k", "wikitext", "toy"}) ASSERT_TRUE(j["tasks"].contains(t)) << t;
+  for (const char* t : {"arc_easy", "mmlu_anatomy", "mmlu_continuation_anatomy", "gsm8k", "wikitext", "toy"}) ASSERT_TRUE(j["tasks"].contains(t)) << t;
   EXPECT_EQ(j["tasks"]["arc_easy"]["n"], 3);
   EXPECT_EQ(j["tasks"]["toy"]["n"], 2);  // its own --limit
   EXPECT_EQ(j["tasks"]["mmlu_anatomy"]["groups"]["stem"]["value"], j["tasks"]["mmlu_anatomy"]["metrics"]["acc"]["value"]);
+  const auto& cont = j["tasks"]["mmlu_continuation_anatomy"];
+  EXPECT_EQ(cont["n"], 3);
+  EXPECT_EQ(cont["groups"]["stem"]["value"], cont["metrics"]["acc"]["value"]);
   const double acc = j["tasks"]["toy"]["metrics"]["acc"]["value"];
   EXPECT_GE(acc, 0.0);
   EXPECT_LE(acc, 1.0);
@@ -45,7 +48,7 @@ TEST(EvalCli, RecordsJsonAndReport) {
   EXPECT_EQ(j["tasks"]["gsm8k"]["routes"]["dense"], 3);
   // One record per document, each with its choices' log-likelihoods and route.
   const std::string rec = test::read_file(dir + "/rec.jsonl");
-  EXPECT_EQ(std::count(rec.begin(), rec.end(), '\n'), 3 + 3 + 3 + 3 + 2);
+  EXPECT_EQ(std::count(rec.begin(), rec.end(), '\n'), 3 + 3 + 3 + 3 + 3 + 2);
   const auto first = nlohmann::json::parse(rec.substr(0, rec.find('\n')));
   EXPECT_EQ(first["loglikelihoods"].size(), 4u);
   EXPECT_EQ(first["route"], "dense");

@@ -80,6 +80,18 @@ TEST(EvalTasks, MmluCsvQuotedFieldsFewShotAndCategories) {
             "The following are multiple choice questions (with answers) about anatomy.\n\n"
             "Q1\nA. a\nB. b\nC. c\nD. d\nAnswer: B\n\n" + t.docs[0].text);
   EXPECT_THROW(mc_context(t, 0, 3), Error);
+  // lm-eval's mmlu_continuation: "Question: ..\nAnswer:", the answers' own text as choices,
+  // its shorter description, and the dev examples answered with their text.
+  const McTask c = read_mmlu(dir, {}, MmluFormat::Continuation);
+  EXPECT_EQ(c.name, "mmlu_continuation");
+  ASSERT_EQ(c.docs.size(), 1u);
+  EXPECT_EQ(c.docs[0].text, "Question: What bone, in the arm?\nAnswer:");
+  EXPECT_EQ(c.docs[0].choices, (std::vector<std::string>{"ulna", "femur, the \"thigh\"", "tibia", "two\nlines"}));
+  EXPECT_EQ(c.docs[0].gold, 0);
+  EXPECT_EQ(c.docs[0].subject, "anatomy");
+  EXPECT_EQ(mc_context(c, 0, 2),
+            "The following are questions (with answers) about anatomy.\n\n"
+            "Question: Q1\nAnswer: b\n\nQuestion: Q2\nAnswer: h\n\n" + c.docs[0].text);
   EXPECT_EQ(mmlu_category("anatomy"), "stem");
   EXPECT_EQ(mmlu_category("professional_law"), "humanities");
   EXPECT_EQ(mmlu_subjects().size(), 57u);
