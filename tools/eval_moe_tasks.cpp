@@ -33,6 +33,8 @@ struct Row {
   std::string forced_domain;  // a forced domain expert's domain
   eval::PromptRouter route;
   const std::vector<LayerWeights>* speed_layers = nullptr;  // what its speed is measured on
+  // The FFNs it keeps in memory: every expert it can route to (dense: the model's own).
+  std::vector<const std::vector<LayerWeights>*> resident;
 };
 
 // Multiply-adds x2 of the matrices one decoded token runs through.
@@ -41,6 +43,28 @@ int64_t matmul_flops(const Model& model, const std::vector<LayerWeights>* layers
   for (const LayerWeights& l : layers ? *layers : model.w.layers)
     for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) p += t->numel();
   return 2 * p;
+}
+
+int64_t bytes_of(const TensorView& t) { return t.data ? int64_t(t.nbytes()) : 0; }
+
+int64_t ffn_bytes(const std::vector<LayerWeights>& layers) {
+  int64_t b = 0;
+  for (const LayerWeights& l : layers) b += bytes_of(l.ffn_gate) + bytes_of(l.ffn_up) + bytes_of(l.ffn_down) + bytes_of(l.ffn_down_b);
+  return b;
+}
+
+// Weight bytes in memory to serve a row: the model's weights outside the FFNs (embeddings,
+// head, attention, norms) once, plus the FFN of every layer set the row keeps. Heap copies
+// (DOWP's dense-shaped experts) count in full.
+int64_t resident_bytes(const Model& model, const std::vector<const std::vector<LayerWeights>*>& ffns) {
+  int64_t b = bytes_of(model.w.tok_embd) + bytes_of(model.w.output_norm);
+  if (model.w.output.data != model.w.tok_embd.data) b += bytes_of(model.w.output);
+  for (const LayerWeights& l : model.w.layers)
+    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm,
+                                &l.attn_post_norm, &l.ffn_norm, &l.ffn_post_norm})
+      b += bytes_of(*t);
+  for (const auto* f : ffns) b += ffn_bytes(*f);
+  return b;
 }
 
 std::string limits_text(const std::vector<LoadedTask>& tasks) {
@@ -96,25 +120,35 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     };
   };
   std::vector<Row> rows;
-  rows.push_back(Row{"dense", "dense", 1.0, "", [](std::span<const int32_t>) { return eval::RouteChoice{}; }, nullptr});
+  const auto all_experts = [](const Built& b) {
+    std::vector<const std::vector<LayerWeights>*> v;
+    for (const Expert& e : b.parts.experts) v.push_back(&e.layers);
+    return v;
+  };
+  rows.push_back(Row{"dense", "dense", 1.0, "", [](std::span<const int32_t>) { return eval::RouteChoice{}; }, nullptr,
+                     {&model.w.layers}});
   for (double d : o.densities) {
     const std::string at = "@" + num(d);
     if (built.count("neurons")) {
       const Built& b = built["neurons"][d];
-      rows.push_back(Row{"moe-routed" + at, "neurons-routed", d, "", routed(b, -1), &b.parts.experts[0].layers});
-      for (int dom = 0; dom < int(stats.domains.size()); ++dom)
+      rows.push_back(Row{"moe-routed" + at, "neurons-routed", d, "", routed(b, -1), &b.parts.experts[0].layers, all_experts(b)});
+      for (int dom = 0; dom < int(stats.domains.size()); ++dom) {
+        std::vector<const std::vector<LayerWeights>*> own;  // the domain's sub-domain experts
+        for (int s = 0; s < K; ++s) own.push_back(&b.parts.experts[size_t(dom) * K + size_t(s)].layers);
         rows.push_back(Row{"expert:" + stats.domains[size_t(dom)].name + at, "neurons", d, stats.domains[size_t(dom)].name,
-                           routed(b, dom), &b.parts.experts[size_t(dom) * K].layers});
+                           routed(b, dom), &b.parts.experts[size_t(dom) * K].layers, own});
+      }
     }
     if (built.count("dowp")) {
       const Built& b = built["dowp"][d];
-      rows.push_back(Row{"dowp-routed" + at, "dowp", d, "", routed(b, -1), &b.parts.experts[0].layers});
+      rows.push_back(Row{"dowp-routed" + at, "dowp", d, "", routed(b, -1), &b.parts.experts[0].layers, all_experts(b)});
     }
     for (const char* m : {"agnostic", "magnitude", "random", "wanda"}) {
       if (!built.count(m)) continue;
       const Expert& e = built[m][d].parts.experts[0];
       rows.push_back(Row{std::string(m) + at, m, d, "",
-                         [&e, m](std::span<const int32_t>) { return eval::RouteChoice{&e.layers, m, nullptr}; }, &e.layers});
+                         [&e, m](std::span<const int32_t>) { return eval::RouteChoice{&e.layers, m, nullptr}; }, &e.layers,
+                         {&e.layers}});
     }
   }
   // Speed of every distinct configuration, interleaved (shared machine noise).
@@ -138,6 +172,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     json run = {{"model", o.model_label}, {"label", r.label}, {"method", r.method}, {"density", r.density},
                 {"forced_domain", r.forced_domain}, {"decode_tps", tp.decode_tps}, {"prefill_tps", tp.prefill_tps},
                 {"decode_weight_bytes", tp.decode_weight_bytes}, {"flops_per_token", matmul_flops(model, r.speed_layers)},
+                {"resident_weight_bytes", resident_bytes(model, r.resident)},
                 {"numerics", o.eval.numerics.quantized_acts ? "llama.cpp" : "f32"}};
     std::string records;
     run["tasks"] = run_tasks(model, pool, o.tasks, o.eval, r.route, /*quiet=*/true, /*silent=*/true, &records);
@@ -154,7 +189,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
 
   // Summary: each row against dense, per task and on average; speed against its bound.
   const json& dense = runs[0];
-  const double dense_tps = dense["decode_tps"].get<double>();
+  const double dense_tps = dense["decode_tps"].get<double>(), dense_prefill = dense["prefill_tps"].get<double>();
   const double dense_bytes = dense["decode_weight_bytes"].get<double>();
   std::string md = "# Free-MoE by task accuracy\n\nModel `" + o.model_label + "`, " + std::to_string(o.tasks.size()) +
                    " tasks, " + limits_text(o.tasks) +
@@ -164,8 +199,9 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   std::vector<std::string> task_names;
   for (const auto& [name, t] : dense["tasks"].items()) task_names.push_back(name);
   for (const std::string& t : task_names) md += " " + t + " |";
-  md += " MC mean | Δ mean | decode speed-up | bound | speed-up / bound | weights/token MB | GFLOPs/token |\n|---|";
-  for (size_t k = 0; k < task_names.size() + 7; ++k) md += "---:|";
+  md += " MC mean | Δ mean | decode speed-up | bound | speed-up / bound | prefill speed-up | weights/token MB | GFLOPs/token"
+        " | weights in memory MB |\n|---|";
+  for (size_t k = 0; k < task_names.size() + 9; ++k) md += "---:|";
   md += "\n";
   for (const json& run : runs) {
     md += "| " + run["label"].get<std::string>() + " |";
@@ -178,10 +214,14 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     }
     const double mc = mean_mc(run["tasks"]), dmc = mean_mc(dense["tasks"]);
     const double su = run["decode_tps"].get<double>() / dense_tps, bound = dense_bytes / run["decode_weight_bytes"].get<double>();
+    const double psu = run["prefill_tps"].get<double>() / dense_prefill;
     md += " " + num(100 * mc) + " | " + num(100 * (mc - dmc), "%+.2f") + " | " + num(su, "%.3fx") + " | " + num(bound, "%.3fx") +
-          " | " + num(su / bound, "%.3f") + " | " + num(run["decode_weight_bytes"].get<double>() / 1e6, "%.1f") + " | " +
-          num(run["flops_per_token"].get<double>() / 1e9, "%.3f") + " |\n";
+          " | " + num(su / bound, "%.3f") + " | " + num(psu, "%.3fx") + " | " +
+          num(run["decode_weight_bytes"].get<double>() / 1e6, "%.1f") + " | " +
+          num(run["flops_per_token"].get<double>() / 1e9, "%.3f") + " | " +
+          num(run["resident_weight_bytes"].get<double>() / 1e6, "%.1f") + " |\n";
     row["mc_mean"] = mc, row["delta_mc_mean"] = mc - dmc, row["decode_speedup"] = su, row["bound"] = bound;
+    row["prefill_speedup"] = psu, row["resident_weight_bytes"] = run["resident_weight_bytes"];
     summary.push_back(row);
   }
   // Experts on their own domain's task (when a domain is named after a task).

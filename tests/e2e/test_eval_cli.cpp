@@ -100,6 +100,13 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   EXPECT_EQ(labels, (std::vector<std::string>{"dense", "moe-routed@0.50", "expert:code@0.50", "expert:math@0.50",
                                               "expert:prose@0.50", "expert:reference@0.50", "random@0.50"}));
   EXPECT_DOUBLE_EQ(s["rows"][0]["delta_mc_mean"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(s["rows"][0]["prefill_speedup"].get<double>(), 1.0);
+  // Weights in memory: one expert at half the FFN holds less than dense; the routed MoE holds
+  // all four experts, so more than one; random@0.5 keeps one expert's worth.
+  const auto mem = [&](size_t i) { return s["rows"][i]["resident_weight_bytes"].get<double>(); };
+  EXPECT_LT(mem(2), mem(0));
+  EXPECT_GT(mem(1), mem(2) * 1.5);
+  EXPECT_LT(mem(6), mem(0));
   for (const char* f : {"summary.md", "report.md", "report.html", "runs/dense.json", "runs/random_0.50.records.jsonl"})
     EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
   expect_error("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks nosuchtask -o " + dir + "/bad",
