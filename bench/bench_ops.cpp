@@ -141,4 +141,23 @@ void BM_attention(benchmark::State& state) {
 }
 BENCHMARK(BM_attention)->Args({1, 511})->Args({128, 0})->Args({512, 0})->ArgNames({"n_tokens", "n_past"})->UseRealTime();
 
+// The fixed cost of one parallel job: post it, every thread runs a trivial chunk, the caller
+// sees them all done. Decode pays it about 5 times per layer, so at SmolLM2's 152 jobs per token
+// this times 152 is the per-token hand-off cost. Arg: values each chunk writes (0: none; 288:
+// half of a 576-wide output, which the caller then reads, as the next serial op does).
+void BM_parallel_for_handoff(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<int32_t> y(size_t(std::max<int64_t>(n, 1) * pool().size()), 0);  // ints: both loops vectorise
+  int32_t sum = 0;
+  for (auto _ : state) {
+    pool().parallel_for(pool().size(), 1, [&](int, int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c)
+        for (int64_t i = 0; i < n; ++i) y[size_t(c * n + i)] += 1;
+    });
+    for (int64_t i = 0; i < n * pool().size(); ++i) sum += y[size_t(i)];  // the caller reads what the others wrote
+    benchmark::DoNotOptimize(sum);
+  }
+}
+BENCHMARK(BM_parallel_for_handoff)->Arg(0)->Arg(288)->UseRealTime();
+
 }  // namespace
