@@ -48,15 +48,13 @@ std::vector<LoadedTask> load_tasks(const TaskSpec& spec) {
     LoadedTask t{n, {}, {}, {}};
     if (n == "arc_easy" || n == "piqa") {
       t.mc = eval::read_mc_jsonl(n, (data / "mc" / (n + ".jsonl")).string());
-    } else if (n == "mmlu") {
-      t.mc = eval::read_mmlu((data / "mmlu").string());
-    } else if (n == "mmlu_continuation") {
-      t.mc = eval::read_mmlu((data / "mmlu").string(), {}, eval::MmluFormat::Continuation);
-    } else if (n.starts_with("mmlu_continuation_")) {
-      t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(18)}, eval::MmluFormat::Continuation);
-      t.mc->name = n;
-    } else if (n.starts_with("mmlu_")) {
-      t.mc = eval::read_mmlu((data / "mmlu").string(), {n.substr(5)});
+    } else if (n == "mmlu" || n.starts_with("mmlu_")) {
+      // mmlu[_continuation][_<subject>]: lm-eval's letter form or its cloze form, all subjects or one.
+      const bool cloze = n == "mmlu_continuation" || n.starts_with("mmlu_continuation_");
+      const std::string prefix = cloze ? "mmlu_continuation_" : "mmlu_";
+      const std::string subject = n.size() > prefix.size() ? n.substr(prefix.size()) : "";
+      t.mc = eval::read_mmlu((data / "mmlu").string(), subject.empty() ? std::vector<std::string>{} : std::vector{subject},
+                             cloze ? eval::MmluFormat::Continuation : eval::MmluFormat::Letters);
       t.mc->name = n;
     } else if (n == "gsm8k") {
       t.gen = eval::read_gsm8k((data / "gsm8k" / "test.jsonl").string(), (data / "gsm8k" / "train.jsonl").string());
