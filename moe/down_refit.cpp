@@ -141,56 +141,89 @@ void check_obs(int64_t n_ff, int64_t tokens, int64_t k) {
 
 // Greedy structured OBS from the fit x [n_embd, F+1] on all neurons (and the bias) with
 // h = A^-1: removes neurons until k are left, cheapest first, returning them in that order.
-// The matrices shrink to the live neurons whenever a quarter of their columns has gone, so the
-// rank-one updates cost about F^3/3 over a full order instead of F^3.
-std::vector<int32_t> obs_order(Mat x, Mat h, int64_t k, const std::vector<int32_t>& forced) {
-  const int64_t F = h.rows() - 1;
-  if (!h.allFinite() || !x.allFinite()) fail("obs: the second-moment matrix is singular (try a larger damping)");
+// Removing neuron b is the rank-one update  h -= u u^T / u_b,  x -= v u^T / u_b  with u = h's
+// row b and v = x's column b. Applied one at a time these stream all of h per removal
+// (memory-bound, F^3/3 over a full order), so they are applied lazily, kBatch at a time, as
+// one matrix product; in between, a removal's u and v are rebuilt from the pending ones, and
+// what the choice reads (h's diagonal, x's squared column norms) is updated per removal. The
+// matrices shrink to the live neurons whenever a quarter of their columns has gone.
+std::vector<int32_t> obs_order(const Mat& x_in, Mat h, int64_t k, const std::vector<int32_t>& forced) {
+  constexpr int64_t kBatch = 32;
+  const int64_t F = h.rows() - 1, E = x_in.rows();
+  if (!h.allFinite() || !x_in.allFinite()) fail("obs: the second-moment matrix is singular (try a larger damping)");
+  Mat xt = x_in.transpose();  // [F+1, n_embd]: row j is neuron j's output column
   std::vector<int32_t> removed;
-  std::vector<int32_t> id(static_cast<size_t>(F + 1));  // id[c]: the neuron in column c of x and h (F: the bias)
+  std::vector<int32_t> id(static_cast<size_t>(F + 1));  // id[c]: the neuron in row/column c (F: the bias)
   std::iota(id.begin(), id.end(), 0);
   std::vector<char> alive(size_t(F + 1), 1), locked(size_t(F + 1), 0);  // by column
   for (int32_t j : forced)
     if (j >= 0 && j < F) locked[size_t(j)] = 1;
-  int64_t dead = 0;  // removed columns still in the matrices
+  Eigen::VectorXd diag = h.diagonal(), norm = xt.rowwise().squaredNorm();  // [m+1] each: what the choice reads
+  Mat U(kBatch, F + 1), V(kBatch, E);  // pending removals' u [m+1] and v [n_embd], as rows
+  Eigen::VectorXd d(kBatch);           // and their pivots u_b
+  int64_t pending = 0, dead = 0;       // dead: removed columns still in the matrices
+  // Applies the pending removals to h and xt, zeroes the removed rows and columns, and
+  // recomputes the choice's inputs exactly (the per-removal updates drift in the last bits).
+  auto apply = [&] {
+    if (pending == 0) return;
+    const auto u = U.topRows(pending);                                               // [p, m+1]
+    const Mat su = d.head(pending).cwiseInverse().asDiagonal() * u;                  // [p, m+1]
+    const Mat sv = d.head(pending).cwiseInverse().asDiagonal() * V.topRows(pending);  // [p, n_embd]
+    h.noalias() -= u.transpose() * su;
+    xt.noalias() -= u.transpose() * sv;
+    for (int64_t c = 0; c < h.rows(); ++c)
+      if (!alive[size_t(c)]) h.row(c).setZero(), h.col(c).setZero(), xt.row(c).setZero();
+    diag = h.diagonal(), norm = xt.rowwise().squaredNorm();
+    pending = 0;
+  };
   for (int64_t left = F; left > k; --left) {
     const int64_t m = h.rows() - 1;  // neuron columns; column m is the bias
     int64_t best = -1;
     double best_err = std::numeric_limits<double>::infinity();
     for (int64_t j = 0; j < m; ++j) {
       if (!alive[size_t(j)] || locked[size_t(j)]) continue;
-      double err = x.col(j).squaredNorm() / std::max(h(j, j), 1e-300);
+      const double err = norm[j] / std::max(diag[j], 1e-300);
       if (err < best_err) best_err = err, best = j;
     }
     if (best < 0) break;  // only forced neurons left
-    // Remove `best`: the others absorb it (x -= x_:j h_j: / h_jj), then A^-1 without it.
-    const double hjj = h(best, best);
-    Eigen::VectorXd xj = x.col(best);      // [n_embd]
-    Eigen::RowVectorXd hj = h.row(best);  // [m+1]
-    x.noalias() -= xj * (hj / hjj);
-    h.noalias() -= hj.transpose() * (hj / hjj);  // A^-1 is symmetric: column best = hj^T
+    // Row `best` of h and column `best` of x as they stand after the pending removals.
+    const auto coef = (U.col(best).head(pending).array() / d.head(pending).array()).matrix();  // [p]
+    Eigen::RowVectorXd u = h.row(best) - coef.transpose() * U.topRows(pending);   // [m+1]
+    Eigen::RowVectorXd v = xt.row(best) - coef.transpose() * V.topRows(pending);  // [n_embd]
+    const double ub = u[best];
+    // The choice's inputs after this removal: diag_j -= u_j^2 / u_b, and with c_j = u_j / u_b,
+    // ||x_j - c_j v||^2 = ||x_j||^2 - 2 c_j <x_j, v> + c_j^2 ||v||^2, where x_j is the column
+    // after the pending removals: <x_j, v> = <xt_j, v> - sum_s U_sj <v_s, v> / d_s.
+    const Eigen::VectorXd vv = (V.topRows(pending) * v.transpose()).cwiseQuotient(d.head(pending));  // [p]
+    const Eigen::VectorXd g = xt * v.transpose() - U.topRows(pending).transpose() * vv;            // [m+1]
+    const Eigen::VectorXd c = u.transpose() / ub;                                                   // [m+1]
+    diag -= c.cwiseProduct(u.transpose());
+    norm += c.cwiseProduct(c * v.squaredNorm() - 2.0 * g);
+    U.row(pending) = u, V.row(pending) = v, d[pending] = ub;
+    ++pending;
     alive[size_t(best)] = 0;
     removed.push_back(id[size_t(best)]);
-    x.col(best).setZero();
-    h.row(best).setZero();
-    h.col(best).setZero();
-    if (++dead * 4 < m + 1) continue;
+    const bool shrink = ++dead * 4 >= m + 1;
+    if (pending == kBatch || shrink) apply();
+    if (!shrink) continue;
     // Keep only the live columns (and the bias, the last).
     std::vector<int64_t> keep;
-    for (int64_t c = 0; c <= m; ++c)
-      if (alive[size_t(c)]) keep.push_back(c);
+    for (int64_t c2 = 0; c2 <= m; ++c2)
+      if (alive[size_t(c2)]) keep.push_back(c2);
     const int64_t n = int64_t(keep.size());
-    Mat xs(x.rows(), n), hs(n, n);  // [n_embd, n], [n, n]
+    Mat xs(n, E), hs(n, n);  // [n, n_embd], [n, n]
     std::vector<int32_t> ids(static_cast<size_t>(n));
     std::vector<char> locks(static_cast<size_t>(n));
-    for (int64_t c = 0; c < n; ++c) {
-      xs.col(c) = x.col(keep[size_t(c)]);
-      for (int64_t r = 0; r < n; ++r) hs(r, c) = h(keep[size_t(r)], keep[size_t(c)]);
-      ids[size_t(c)] = id[size_t(keep[size_t(c)])];
-      locks[size_t(c)] = locked[size_t(keep[size_t(c)])];
+    for (int64_t r = 0; r < n; ++r) {
+      xs.row(r) = xt.row(keep[size_t(r)]);
+      for (int64_t c2 = 0; c2 < n; ++c2) hs(r, c2) = h(keep[size_t(r)], keep[size_t(c2)]);
+      ids[size_t(r)] = id[size_t(keep[size_t(r)])];
+      locks[size_t(r)] = locked[size_t(keep[size_t(r)])];
     }
-    x = std::move(xs), h = std::move(hs), id = std::move(ids), locked = std::move(locks);
+    xt = std::move(xs), h = std::move(hs), id = std::move(ids), locked = std::move(locks);
     alive.assign(size_t(n), 1);
+    diag = h.diagonal(), norm = xt.rowwise().squaredNorm();
+    U.resize(kBatch, n), V.resize(kBatch, E);
     dead = 0;
   }
   return removed;

@@ -54,7 +54,8 @@ struct ExpertSpec {
   const std::vector<std::vector<float>>* gram = nullptr;
   std::vector<LayerStats> gram_stats;
   // For BuildOptions::sequential: the calibration token streams of the domain(s) this expert
-  // serves and the pool the forward passes run on. A sub-domain expert counts only its own
+  // serves. `pool` (optional otherwise) runs its forward passes, the OBS orders of the layers
+  // and the row re-fits' token chunks. A sub-domain expert counts only its own
   // samples in them (token_mask), unlike the Gram matrices, which are its whole domain's.
   std::vector<std::span<const int32_t>> token_streams;
   // Optional, over token_streams[0] (its only stream): the tokens the re-fit counts, the others

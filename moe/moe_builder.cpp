@@ -118,8 +118,8 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
         // short runs scattered through the domain.
         spec.token_streams = calibration_tokens(stats, {d});
         if (K > 1) spec.token_mask = subdomain_token_mask(stats, d, micro_to_sub[d], s);
-        spec.pool = opts.pool;
       }
+      spec.pool = opts.pool;
       spec.name = ds.name + "/" + std::to_string(s);
       spec.domain = d;
       spec.subdomain = s;

@@ -43,7 +43,8 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   if (!ctx.pooled_gram.empty()) spec.gram = &ctx.pooled_gram, spec.gram_stats = spec.stats;
   BuildOptions b = o.build;
   if (method != "agnostic") b.widths = LayerWidths::Uniform, b.sequential = false, b.refit_rows = RefitRows::Down;
-  if (b.sequential) spec.token_streams = calibration_tokens(stats), spec.pool = ctx.pool;
+  if (b.sequential) spec.token_streams = calibration_tokens(stats);
+  spec.pool = ctx.pool;
   if (method == "magnitude") b.score = NeuronScore::Magnitude;
   if (method == "random") b.score = NeuronScore::Random;
   if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
