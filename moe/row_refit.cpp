@@ -73,14 +73,16 @@ RowSolve solve_rows(const RowMat& X, const RowMat& R0, const RowMat& D,
                     const Blocks& C, const RowRefitOptions& opts, const TokenChunks& chunks) {
   const size_t nb = C.size();
   const int64_t k = D.cols(), E = D.rows();
-  // The normal operator without the ridge, sum_t C_b[t] ⊙ (D^T D (sum_c C_c[t] ⊙ (V_c x_t))) x_t^T.
+  // The normal operator without the ridge, sum_t C_b[t] ⊙ (D^T D (sum_c C_c[t] ⊙ (V_c x_t))) x_t^T,
+  // with D^T D formed once: a [k, k] product per token instead of two [k, E] ones.
+  const RowMat DtD = D.transpose() * D;  // [k, k]
   auto normal = [&](const Blocks& V) {
     return chunks.sum(
         [&](int64_t b, int64_t e, Blocks& out) {
           const auto x = X.middleRows(b, e - b);  // [n, E]
           RowMat z = C[0].middleRows(b, e - b).cwiseProduct(x * V[0].transpose());  // [n, k]
           for (size_t i = 1; i < nb; ++i) z += C[i].middleRows(b, e - b).cwiseProduct(x * V[i].transpose());
-          const RowMat rd = (z * D.transpose()) * D;  // [n, k]
+          const RowMat rd = z * DtD;  // [n, k]
           for (size_t i = 0; i < nb; ++i) out[i].noalias() += C[i].middleRows(b, e - b).cwiseProduct(rd).transpose() * x;
         },
         nb, k, E);
