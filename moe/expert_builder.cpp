@@ -48,7 +48,7 @@ ExpertStageOptions stage_options(const BuildOptions& o) {
 }
 
 Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
-                    const std::vector<LayerStats>* pooled) {
+                    const std::vector<LayerStats>* pooled, const LayerProgress& on_layer) {
   check_build_options(opts, model.arch);
   const ExpertStageOptions so = stage_options(opts);
   const HParams& hp = model.hp;
@@ -75,6 +75,7 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
         compensate_layer({model, spec, il, down[il], seq, refit ? &refit->samples() : nullptr}, kept, so.compensate);
     lay_out_layer(model.w.layers[il], ffn, std::move(kept), il, e);
     if (refit && il + 1 < hp.n_layer) refit->advance(e.layers);  // the expert's streams past its new layer
+    if (on_layer) on_layer(il + 1, int(hp.n_layer));
   }
   return e;
 }

@@ -8,6 +8,7 @@
 // stage_options: select neurons (expert_select.h) -> compensate (expert_compensate.h) ->
 // lay out and quantise (expert_layout.h).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,9 +58,13 @@ struct ExpertStageOptions {
 };
 ExpertStageOptions stage_options(const BuildOptions& opts);
 
+// Called as an expert's layers are built: (layers built, n_layer). A sequential re-fit takes
+// minutes per expert on a real model; this is how a caller shows where it is.
+using LayerProgress = std::function<void(int, int)>;
+
 // Builds one expert. `pooled` (sum over all domains) is needed for shared_fraction > 0.
 Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
-                    const std::vector<LayerStats>* pooled = nullptr);
+                    const std::vector<LayerStats>* pooled = nullptr, const LayerProgress& on_layer = {});
 
 // Throws mf::Error unless density is in (0, 1] and shared_fraction in [0, 1].
 void check_build_options(const BuildOptions& opts);

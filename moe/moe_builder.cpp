@@ -92,8 +92,13 @@ bool parse_refit(const std::string& name, Compensation compensation, const Calib
   return true;
 }
 
+double BuildProgress::fraction() const {
+  if (n_experts <= 0) return 1.0;
+  return (double(expert) + (n_layer > 0 ? double(layer) / double(n_layer) : 0.0)) / double(n_experts);
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
-                   const std::function<void(int, int)>& on_expert) {
+                   const std::function<void(const BuildProgress&)>& on_progress) {
   stats.check_model(model);
   check_build_options(opts.build, model.arch);
   if (!(opts.threshold >= 0.0f && opts.threshold <= 1.0f)) fail("router threshold ", opts.threshold, " is outside [0, 1]");
@@ -127,8 +132,11 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
       for (size_t c = 0; c < ds.clusters.size(); ++c)
         if (micro_to_sub[d][c] == s)
           for (int64_t l = 0; l < stats.n_layer; ++l) spec.stats[l].add(ds.clusters[c].layers[l]);
-      parts.experts.push_back(build_expert(model, spec, opts.build, &pooled));
-      if (on_expert) on_expert(d * K + s + 1, D * K);
+      const int done = d * K + s, L = int(model.hp.n_layer);
+      LayerProgress on_layer;
+      if (on_progress) on_layer = [&](int l, int) { on_progress({done, D * K, l, L}); };
+      parts.experts.push_back(build_expert(model, spec, opts.build, &pooled, on_layer));
+      if (on_progress) on_progress({done + 1, D * K, 0, L});
     }
   }
   return parts;

@@ -24,10 +24,17 @@ struct MoeParts {
   std::vector<Expert> experts;  // domain-major: d * K + s
 };
 
+// Where a build is: `expert` experts of n_experts are done and the next has `layer` of its
+// n_layer layers (an expert just finished: expert counts it, layer is 0).
+struct BuildProgress {
+  int expert = 0, n_experts = 0, layer = 0, n_layer = 0;
+  double fraction() const;  // of the whole build, in [0, 1]
+};
+
 // Throws mf::Error on stats from another model, bad options, or too few calibration
 // clusters for the sub-domain count.
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
-                   const std::function<void(int, int)>& on_expert = {});
+                   const std::function<void(const BuildProgress&)>& on_progress = {});
 
 // Summed statistics of all domains ([n_layer]), for domain-agnostic baselines.
 std::vector<LayerStats> pooled_stats(const CalibStats& stats);

@@ -47,8 +47,8 @@ void run_build_moe(BuildMoeOptions o) {
   ThreadPool pool(o.model.threads);
   o.moe.pool = &pool;
   auto t0 = std::chrono::steady_clock::now();
-  Progress progress("build experts", int64_t(stats.domains.size()) * o.moe.subdomains);
-  MoeParts parts = build_moe(*model, stats, o.moe, [&](int done, int) { progress.update(done); });
+  BuildProgressBar progress("build experts");
+  MoeParts parts = build_moe(*model, stats, o.moe, [&](const BuildProgress& p) { progress.update(p); });
   progress.finish();
   MoeInfo info;
   info.mode = o.moe.build.mode;

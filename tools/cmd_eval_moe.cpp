@@ -167,8 +167,8 @@ void run_eval_moe(const EvalMoeOptions& o) {
       if (!built.count(key)) {  // the builds can take minutes: say which one runs
         const std::string what = "building " + key + "@" + num(density, "%.2f");
         progress.update(done, what);
-        built[key] = build_method(*model, stats, ctx, key, density, K, [&](int e, int n) {
-          progress.update(done, what + ": expert " + std::to_string(e) + "/" + std::to_string(n));
+        built[key] = build_method(*model, stats, ctx, key, density, K, [&](const BuildProgress& p) {
+          progress.update(done, what + ": " + build_progress_text(p));
         });
       }
       const Built& b = built[key];

@@ -13,7 +13,7 @@ const std::vector<Method> kMethods = {
 };
 
 Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
-                   double density, int K, const std::function<void(int, int)>& on_expert) {
+                   double density, int K, const std::function<void(const BuildProgress&)>& on_progress) {
   MoeBuildOptions o;
   o.router = ctx.router;
   o.build.density = density;
@@ -31,11 +31,11 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.pool = ctx.pool;
   o.subdomains = K;
   o.threshold = 0.0f;
-  if (method == "neurons") return {build_moe(model, stats, o, on_expert)};
+  if (method == "neurons") return {build_moe(model, stats, o, on_progress)};
   if (method == "dowp") {
     o.build.mode = "dowp";
     o.build.refit_rows = RefitRows::Down;
-    return {build_moe(model, stats, o, on_expert)};
+    return {build_moe(model, stats, o, on_progress)};
   }
   ExpertSpec spec;
   spec.name = method;
@@ -49,7 +49,10 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   if (method == "random") b.score = NeuronScore::Random;
   if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
   Built r;
-  r.parts.experts.push_back(build_expert(model, spec, b));
+  LayerProgress on_layer;
+  if (on_progress) on_layer = [&](int l, int L) { on_progress({0, 1, l, L}); };
+  r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
+  if (on_progress) on_progress({1, 1, 0, int(model.hp.n_layer)});
   return r;
 }
 

@@ -43,8 +43,8 @@ struct MethodContext {
   RouterTrainOptions router;
 };
 
-// on_expert(done, total) reports the experts of the per-domain methods as they are built.
+// on_progress reports the build as it goes (a method with one expert counts as 1 of 1).
 Built build_method(const Model& model, const CalibStats& stats, const MethodContext& ctx, const std::string& method,
-                   double density, int K, const std::function<void(int, int)>& on_expert = {});
+                   double density, int K, const std::function<void(const BuildProgress&)>& on_progress = {});
 
 }  // namespace mf::cli

@@ -12,6 +12,7 @@
 #include "model/throughput.h"
 #include "tools/common.h"
 #include "tools/eval_report.h"
+#include "tools/moe_cli.h"
 #include "tools/progress.h"
 
 namespace mf::cli {
@@ -99,8 +100,8 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     for (const char* m : {"neurons", "dowp", "agnostic", "magnitude", "random", "wanda"}) {
       const bool want = std::string(m) == "neurons" ? wants("neurons") || wants("neurons-routed") : wants(m);
       if (!want) continue;
-      Progress p(std::string("building ") + m + "@" + num(d), 1);
-      built[m][d] = build_method(model, stats, ctx, m, d, K, [&](int e, int n) { p.update(0, "expert " + std::to_string(e) + "/" + std::to_string(n)); });
+      BuildProgressBar p(std::string("building ") + m + "@" + num(d));
+      built[m][d] = build_method(model, stats, ctx, m, d, K, [&](const BuildProgress& bp) { p.update(bp); });
       p.finish();
     }
   // Routing by a method's router: the domain, then the nearest sub-domain centroid.

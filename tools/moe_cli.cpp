@@ -136,4 +136,15 @@ nlohmann::json routing_json(const LoadedModel& m, const Routing& r) {
   return j;
 }
 
+std::string build_progress_text(const BuildProgress& p) {
+  if (p.expert >= p.n_experts) return "expert " + std::to_string(p.n_experts) + "/" + std::to_string(p.n_experts) + " done";
+  return "expert " + std::to_string(p.expert + 1) + "/" + std::to_string(p.n_experts) + ", layer " +
+         std::to_string(p.layer) + "/" + std::to_string(p.n_layer);
+}
+
+void BuildProgressBar::update(const BuildProgress& p) {
+  if (!bar_) bar_ = std::make_unique<Progress>(label_, int64_t(p.n_experts) * p.n_layer);
+  bar_->update(int64_t(p.expert) * p.n_layer + p.layer, build_progress_text(p));
+}
+
 }  // namespace mf::cli

@@ -7,8 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "moe/moe_builder.h"
 #include "moe/moe_model.h"
 #include "tools/common.h"
+#include "tools/progress.h"
 
 namespace mf::cli {
 
@@ -49,6 +51,23 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o);
 // once b.sequential is known: auto is gate-up with a sequential re-fit and down without one; up
 // or gate-up without a sequential re-fit fails.
 void apply_refit_rows(const ExpertQualityOptions& o, BuildOptions& b);
+
+// "expert 2/4, layer 12/30": where an expert build is, for progress lines.
+std::string build_progress_text(const BuildProgress& p);
+// A progress bar over the layers of an expert build, made at its first report (when the
+// expert and layer counts are known).
+class BuildProgressBar {
+ public:
+  explicit BuildProgressBar(std::string label) : label_(std::move(label)) {}
+  void update(const BuildProgress& p);
+  void finish() {
+    if (bar_) bar_->finish();
+  }
+
+ private:
+  std::string label_;
+  std::unique_ptr<Progress> bar_;
+};
 
 // Adds the router training options (--router-hidden, --router-epochs, ...) to build-moe and eval-moe.
 void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o);

@@ -323,6 +323,41 @@ TEST(Experts, WidthsByErrorKeepTheBudgetAndLowerTheRefitError) {
   EXPECT_THROW(build_moe(m, s, o), Error);
 }
 
+TEST(Experts, BuildReportsEveryLayerInOrderAndThePoolChangesNoBytes) {
+  const Model& m = shared_model();
+  const CalibStats& s = shared_stats(m);
+  ThreadPool pool(2);
+  MoeBuildOptions o;
+  o.build.density = 0.5;
+  o.build.compensation = Compensation::LeastSquares;
+  o.build.obs_select = true;  // the layers' OBS orders run on the pool when there is one
+  o.build.widths = LayerWidths::ByError;
+  std::vector<BuildProgress> seen;
+  const MoeParts without = build_moe(m, s, o);
+  o.pool = &pool;
+  const MoeParts with = build_moe(m, s, o, [&](const BuildProgress& p) { seen.push_back(p); });
+  const int D = int(s.domains.size()), L = int(m.hp.n_layer);
+  ASSERT_EQ(seen.size(), size_t(D * (L + 1)));  // each layer, then each expert done
+  double last = -1;
+  for (int e = 0; e < D; ++e) {
+    for (int l = 1; l <= L; ++l) {
+      const BuildProgress& p = seen[size_t(e * (L + 1) + l - 1)];
+      EXPECT_EQ(p.expert, e);
+      EXPECT_EQ(p.layer, l);
+      EXPECT_EQ(p.n_experts, D);
+      EXPECT_EQ(p.n_layer, L);
+    }
+    EXPECT_EQ(seen[size_t(e * (L + 1) + L)].expert, e + 1);
+  }
+  for (const BuildProgress& p : seen) {
+    EXPECT_GE(p.fraction(), last);
+    last = p.fraction();
+  }
+  EXPECT_DOUBLE_EQ(last, 1.0);
+  ASSERT_EQ(with.experts.size(), without.experts.size());
+  for (size_t x = 0; x < with.experts.size(); ++x) EXPECT_EQ(with.experts[x].neurons, without.experts[x].neurons);
+}
+
 // Hook point `name` [n, width] at `layer` over the windows (default: the FFN activations),
 // running `layers` (null: dense).
 Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> activations(const Model& m, const std::vector<LayerWeights>* layers,
