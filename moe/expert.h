@@ -54,9 +54,10 @@ struct ExpertSpec {
   const std::vector<std::vector<float>>* gram = nullptr;
   std::vector<LayerStats> gram_stats;
   // For BuildOptions::sequential: the calibration token streams of the domain(s) this expert
-  // serves. `pool` (optional otherwise) runs its forward passes, the OBS orders of the layers
-  // and the row re-fits' token chunks. A sub-domain expert counts only its own
-  // samples in them (token_mask), unlike the Gram matrices, which are its whole domain's.
+  // serves. A sub-domain expert counts only its own samples in them (token_mask), unlike the
+  // Gram matrices, which are its whole domain's. `pool` (needed by the sequential re-fit,
+  // optional otherwise) runs the re-fit's forward passes and token chunks and the layers' OBS
+  // orders.
   std::vector<std::span<const int32_t>> token_streams;
   // Optional, over token_streams[0] (its only stream): the tokens the re-fit counts, the others
   // running only as their context (masked_refit_windows).
