@@ -10,6 +10,8 @@ Run from the repository root on the host (it copies the few data files and the G
 temporary folder under the repo, which the reference chroot can see, runs itself there with
 --inner, and removes the folder):
     python3 scripts/make_eval_goldens.py [--gguf PATH] [--data ../shared/data/eval]
+transformers 5.x loads a GGUF only with accelerate, which the reference setup does not install:
+    chroot /opt/ref-sid apt-get install -y python3-accelerate
 Writes tests/golden/data/eval/lm_eval_mc_default.json, lm_eval_mc_smollm2-135m-instruct-q4_1.json
 and gsm8k_prompts.json.
 
@@ -104,6 +106,11 @@ PIQA_TEXT = "Question: {{goal}}\nAnswer:"                # lm_eval/tasks/piqa/pi
 PIQA_CHOICE = "{{[sol1, sol2]}}"
 MMLU_TEXT = ("{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:")
 MMLU_CHOICES = ["A", "B", "C", "D"]                      # lm_eval/tasks/mmlu/default/_default_template_yaml
+# lm-eval's cloze MMLU (lm_eval/tasks/mmlu/continuation/_continuation_template_yaml, commit
+# 478562342bc9): the answer's own text is the continuation; doc_to_target "{{answer}}" indexes
+# doc_to_choice, so a few-shot answer is that choice's text.
+MMLU_CONT_TEXT = "Question: {{question.strip()}}\nAnswer:"
+MMLU_CONT_CHOICE = "{{choices}}"
 GSM8K_TEXT = "Question: {{question}}\nAnswer:"           # lm_eval/tasks/gsm8k/gsm8k.yaml
 GSM8K_TARGET = "{{answer}}"
 GSM8K_UNTIL = ["Question:", "</s>", "<|im_end|>"]
@@ -118,6 +125,7 @@ RULES = {
     "continuation": "target_delimiter + choice (the 'choices' field of each sample already includes it) [task.py construct_requests]",
     "arc_easy": "doc_to_text 'Question: {{question}}\\nAnswer:', choices = choices.text, gold = choices.label.index(answerKey), split test, 0-shot, acc + acc_norm [lm_eval/tasks/arc/arc_easy.yaml]. Our data's 'query' already is 'Question: ' + question, so context = query + '\\nAnswer:'.",
     "piqa": "doc_to_text 'Question: {{goal}}\\nAnswer:', choices [sol1, sol2], gold = label, split validation, acc + acc_norm [lm_eval/tasks/piqa/piqa.yaml]. Our data's 'query' already is 'Question: ' + goal.",
+    "mmlu_continuation": "task name mmlu_continuation_<subject> here (lm-eval: mmlu_<subject>_continuation); description 'The following are questions (with answers) about ' + ' '.join(subject.split('_')) + '.\\n\\n' [lm_eval/tasks/mmlu/continuation/mmlu_<subject>.yaml]; doc_to_text 'Question: {{question.strip()}}\\nAnswer:'; doc_to_choice '{{choices}}' (rendered, then ast.literal_eval: the four answers' own text); doc_to_target '{{answer}}' (so a few-shot answer is choices[answer]); few-shot from dev, first_n; acc + acc_norm [lm_eval/tasks/mmlu/continuation/_continuation_template_yaml @ 478562342bc9]",
     "mmlu": "description 'The following are multiple choice questions (with answers) about ' + ' '.join(subject.split('_')) + '.\\n\\n' [mmlu_<subject>.yaml, _generate_configs.py; all 57 checked]; doc_to_text '{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}\\nAnswer:' (question stripped with Python str.strip, choices NOT stripped); choices ['A','B','C','D']; gold = answer index; few-shot from dev with sampler first_n = first n dev rows in file order, answer text = the letter; metric acc only [lm_eval/tasks/mmlu/default/_default_template_yaml, lm_eval/api/samplers.py FirstNSampler]",
     "token_split": "n = len(ctx)-len(ctx.rstrip()); if n: cont = ctx[-n:]+cont, ctx = ctx[:-n]; whole = enc(ctx+cont); context_ids = enc(ctx); continuation_ids = whole[len(context_ids):]; model input = context_ids + continuation_ids [lm_eval/api/model.py TemplateLM._encode_pair]",
     "bos": "lm-eval <= 0.4.9.1: add_special_tokens=False for causal HF models (no BOS) unless add_bos_token=True. Since 5302f2a90 (#3347; v0.4.9.2, v0.4.10+): tokenizer default (add_special_tokens unset), i.e. BOS iff the tokenizer's post-processor adds one [lm_eval/models/huggingface.py HFLM.tok_encode, lm_eval/models/utils.py _add_special_kwargs]. Primary values here: add_special_tokens=False. If this model's tokenizer adds BOS by default, each sample also has bos_variant (BOS prepended to context_ids; continuation_ids unchanged).",
@@ -163,6 +171,11 @@ def mmlu_doc(row):
 def mmlu_description(subject):
     # lm_eval/tasks/mmlu/_generate_configs.py -> mmlu_<subject>.yaml "description"
     return f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
+
+
+def mmlu_continuation_description(subject):
+    # lm_eval/tasks/mmlu/continuation/mmlu_<subject>.yaml "description" (no "multiple choice")
+    return f"The following are questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
 
 
 def fewshot_context(description, shots, text_fn, answer_fn, doc):
@@ -223,6 +236,16 @@ def build_mc_requests(data):
                 plain = lambda x: (x["question"].strip() + "".join(f"\n{L}. {c}" for L, c in zip("ABCD", x["choices"])) + "\nAnswer:")
                 assert ctx == mmlu_description(subject) + "".join(plain(f) + " " + "ABCD"[f["answer"]] + "\n\n" for f in fs) + plain(doc)
                 reqs.append((f"mmlu_{subject}", i, shots, ctx, list(MMLU_CHOICES), doc["answer"]))
+        # the cloze form, on the same documents
+        text = lambda x: render(MMLU_CONT_TEXT, x)
+        answer = lambda x: render_choices(MMLU_CONT_CHOICE, x)[x["answer"]]
+        for shots, n in ((0, N_MMLU_0), (5, N_MMLU_5)):
+            for i in range(n):
+                doc = test[i]
+                ctx = fewshot_context(mmlu_continuation_description(subject), dev[:shots], text, answer, doc)
+                choices = render_choices(MMLU_CONT_CHOICE, doc)
+                assert choices == doc["choices"]
+                reqs.append((f"mmlu_continuation_{subject}", i, shots, ctx, choices, doc["answer"]))
     return reqs
 
 

@@ -1,7 +1,8 @@
 // moeforge eval against lm-evaluation-harness's rules as re-implemented on transformers
 // (scripts/make_eval_goldens.py, float32): for every golden sample the context string our
 // task readers and prompt layout build, the token split, and each choice's log-likelihood and
-// greedy flag (f32 numerics, relative error below 1e-4), on the committed default model and
+// greedy flag (f32 numerics, relative error below 1e-4; ARC-Easy, PIQA, MMLU as letters and
+// as cloze), on the committed default model and
 // on SmolLM2-135M-Instruct (skipped when it has not been pulled).
 #include <gtest/gtest.h>
 
@@ -25,8 +26,10 @@ const McTask& task_named(const std::string& name) {
   static std::map<std::string, McTask> cache;
   auto it = cache.find(name);
   if (it != cache.end()) return it->second;
-  McTask t = name.starts_with("mmlu_") ? read_mmlu(kData + "/mmlu", {name.substr(5)})
-                                       : read_mc_jsonl(name, kData + "/mc/" + name + ".jsonl");
+  const std::string cloze = "mmlu_continuation_";
+  McTask t = name.starts_with(cloze) ? read_mmlu(kData + "/mmlu", {name.substr(cloze.size())}, MmluFormat::Continuation)
+             : name.starts_with("mmlu_") ? read_mmlu(kData + "/mmlu", {name.substr(5)})
+                                         : read_mc_jsonl(name, kData + "/mc/" + name + ".jsonl");
   return cache.emplace(name, std::move(t)).first->second;
 }
 
