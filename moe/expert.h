@@ -37,6 +37,8 @@ enum class LayerWidths {
   Uniform,  // every layer keeps density * n_ff
   ByError,  // the split minimising the summed least-squares re-fit error of the FFN outputs
             // (layer_widths.h); needs Compensation::LeastSquares
+  ByRelativeError,  // the same with each layer's error divided by its dense FFN output energy,
+                    // so a layer whose outputs are large does not take the budget for that alone
 };
 
 enum class RefitRows { Down, Up, GateUp };

@@ -92,7 +92,7 @@ void check_compensation(const ExpertSpec& spec, const CompensateOptions& opts, i
   const bool lsq = opts.method == Compensation::LeastSquares;
   if (lsq && (!spec.gram || int64_t(spec.gram->size()) != n_layer || int64_t(spec.gram_stats.size()) != n_layer))
     fail("expert '", spec.name, "': least-squares compensation needs Gram matrices (calibrate with --gram on)");
-  if (opts.widths == LayerWidths::ByError && !lsq)
+  if (opts.widths != LayerWidths::Uniform && !lsq)
     fail("expert '", spec.name, "': widths by error need least-squares compensation");
   if (opts.sequential.on && !lsq) fail("expert '", spec.name, "': a sequential re-fit needs least-squares compensation");
   if (opts.sequential.on && (spec.token_streams.empty() || !spec.pool))
@@ -119,7 +119,8 @@ std::vector<int64_t> layer_widths(const Model& model, const ExpertSpec& spec, co
       std::vector<int32_t> kept = top_k_neurons(ranking.scores[il], w, ranking.forced[il]);
       DownRefit fit = refitter.fit(kept, opts.damp);
       curves[il].width.push_back(w);
-      curves[il].error.push_back(energy - fit.explained);
+      const double error = energy - fit.explained;
+      curves[il].error.push_back(opts.widths == LayerWidths::ByRelativeError ? error / std::max(energy, 1e-30) : error);
     }
   }
   return allocate_widths(curves, k * hp.n_layer);

@@ -61,10 +61,15 @@ Compensation parse_compensation(const std::string& name, const CalibStats& stats
 LayerWidths parse_layer_widths(const std::string& name, Compensation compensation) {
   if (name == "auto") return compensation == Compensation::LeastSquares ? LayerWidths::ByError : LayerWidths::Uniform;
   if (name == "uniform") return LayerWidths::Uniform;
-  if (name != "error") fail("unknown layer widths '", name, "' (expected auto, uniform or error)");
+  if (name != "error" && name != "relative")
+    fail("unknown layer widths '", name, "' (expected auto, uniform, error or relative)");
   if (compensation != Compensation::LeastSquares)
     fail("layer widths by error need least-squares compensation (Gram matrices in the stats, --compensation lsq)");
-  return LayerWidths::ByError;
+  return name == "error" ? LayerWidths::ByError : LayerWidths::ByRelativeError;
+}
+
+const char* layer_widths_name(LayerWidths w) {
+  return w == LayerWidths::ByError ? "error" : w == LayerWidths::ByRelativeError ? "relative" : "uniform";
 }
 
 RefitTarget parse_refit_target(const std::string& name) {

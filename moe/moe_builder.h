@@ -54,9 +54,11 @@ std::vector<uint8_t> subdomain_token_mask(const CalibStats& stats, int d, const 
 // Compensation named auto (least squares when the stats have Gram matrices, else mean),
 // lsq, mean or none. Throws mf::Error on another name, or lsq without Gram matrices.
 Compensation parse_compensation(const std::string& name, const CalibStats& stats);
-// Layer widths named auto (error with least-squares compensation, else uniform), uniform or
-// error; error needs least-squares compensation. Throws mf::Error.
+// Layer widths named auto (error with least-squares compensation, else uniform), uniform,
+// error or relative; the last two need least-squares compensation. Throws mf::Error.
 LayerWidths parse_layer_widths(const std::string& name, Compensation compensation);
+// "uniform", "error" or "relative".
+const char* layer_widths_name(LayerWidths w);
 // Sequential re-fit target named ffn or residual. Throws mf::Error on another name.
 RefitTarget parse_refit_target(const std::string& name);
 // Neuron choice named auto (obs with least-squares compensation, else score), obs (structured

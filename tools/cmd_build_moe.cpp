@@ -70,7 +70,7 @@ void run_build_moe(BuildMoeOptions o) {
                       {"compensation", o.moe.build.compensation == Compensation::LeastSquares ? "lsq"
                                        : o.moe.build.compensation == Compensation::Mean     ? "mean"
                                                                                             : "none"},
-                      {"layer_widths", o.moe.build.widths == LayerWidths::ByError ? "error" : "uniform"},
+                      {"layer_widths", layer_widths_name(o.moe.build.widths)},
                       {"refit", o.moe.build.compensation != Compensation::LeastSquares ? "none"
                                 : o.moe.build.sequential                                ? "sequential"
                                                                                         : "plain"},
@@ -134,7 +134,8 @@ void add_build_moe(CLI::App& app) {
   add_expert_quality_options(cmd, o->quality);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "neurons: neurons per layer: uniform (density * n_ff each), error (the split of the same total\n"
-                  "that minimises the summed re-fit error of the FFN outputs; needs lsq), or auto = error with lsq");
+                  "that minimises the summed re-fit error of the FFN outputs; needs lsq), relative (the same with\n"
+                  "each layer's error as a fraction of its FFN output energy), or auto = error with lsq");
   cmd->add_option("--dowp-scale", o->dowp_scale, "dowp: rescaling of surviving weights: energy (default) or none");
   cmd->add_option("--threshold", o->moe.threshold, "Router confidence below which the dense model runs");
   cmd->add_option("--reroute-every", o->reroute_every, "Default for generate: re-route every N generated tokens (0: never)")

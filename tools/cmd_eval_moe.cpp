@@ -287,7 +287,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
                                                                    : "no") +
                    (ctx.sequential ? " (sequential re-fit toward the " + o.quality.refit_target + " target over " + std::to_string(ctx.refit_tokens) + " tokens, re-fitting the " + refit_rows_name(ctx.refit_rows) + " rows)" : "") +
                    (ctx.shared_fraction > 0 ? ", shared fraction " + std::to_string(ctx.shared_fraction) : "") +
-                   " compensation, " + (ctx.widths == LayerWidths::ByError ? "layer widths by re-fit error" : "uniform layer widths") +
+                   " compensation, " + (ctx.widths == LayerWidths::Uniform ? std::string("uniform layer widths") : std::string("layer widths by ") + (ctx.widths == LayerWidths::ByError ? "" : "relative ") + "re-fit error") +
                    ", domain experts' neurons chosen " + (ctx.obs_select ? "by OBS" : "by score") +
                    ".\n\n## Perplexity (lower is better)\n\n";
   std::string csv = "test,method,density,ppl,dense_ppl\n";
@@ -402,7 +402,8 @@ void add_eval_moe(CLI::App& app) {
   add_expert_quality_options(cmd, o->quality);
   cmd->add_option("--layer-widths", o->layer_widths,
                   "Domain and agnostic experts' neurons per layer: uniform, error (the split of the same total that\n"
-                  "minimises the summed re-fit error; needs lsq compensation), or auto = error with lsq");
+                  "minimises the summed re-fit error; needs lsq compensation), relative (each layer's error as a\n"
+                  "fraction of its FFN output energy), or auto = error with lsq");
   add_router_train_options(cmd, o->router);
   cmd->add_option("--methods", o->methods,
                   "Evaluate the perplexity of only these methods (default: all): neurons, neurons-routed, dowp,\n"

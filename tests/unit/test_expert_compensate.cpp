@@ -177,6 +177,32 @@ TEST(ExpertCompensate, WidthsByErrorKeepTheBudgetAndLowerTheError) {
   }
 }
 
+// Widths by relative error do not move when one layer's FFN outputs are scaled up; widths by
+// absolute error give that layer more neurons.
+TEST(ExpertCompensate, RelativeWidthsIgnoreAnFfnOutputScale) {
+  auto m = test::tiny_ffn_model(DType::F32, 3, 32, 128);
+  std::vector<std::vector<float>> gram;
+  const ExpertSpec spec = test::tiny_spec(*m, kTokens, kSeed, gram);
+  std::vector<std::vector<float>> down;
+  for (int il = 0; il < m->hp.n_layer; ++il) down.push_back(dense_down(*m, il));
+  SelectOptions so;
+  so.density = 0.25;
+  so.centered = true;
+  const NeuronRanking r = rank_neurons(*m, spec, down, so, nullptr);
+  std::vector<std::vector<float>> scaled = down;
+  for (float& v : scaled[1]) v *= 30.0f;  // layer 1's outputs 30x larger, its errors 900x
+  CompensateOptions o;
+  o.method = Compensation::LeastSquares;
+  o.widths = LayerWidths::ByRelativeError;
+  const std::vector<int64_t> relative = layer_widths(*m, spec, r, down, o);
+  EXPECT_EQ(std::accumulate(relative.begin(), relative.end(), int64_t(0)), 3 * r.k);
+  EXPECT_EQ(layer_widths(*m, spec, r, scaled, o), relative);
+  o.widths = LayerWidths::ByError;
+  const std::vector<int64_t> absolute = layer_widths(*m, spec, r, down, o);
+  const std::vector<int64_t> absolute_scaled = layer_widths(*m, spec, r, scaled, o);
+  EXPECT_GT(absolute_scaled[1], absolute[1]);
+}
+
 TEST(ExpertCompensate, ChecksNameWhatTheOptionsNeed) {
   auto m = test::tiny_ffn_model();
   std::vector<std::vector<float>> gram;
