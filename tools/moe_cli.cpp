@@ -52,7 +52,10 @@ void add_expert_quality_options(CLI::App* cmd, ExpertQualityOptions& o) {
   cmd->add_option("--refit-target", o.refit_target,
                   "Sequential re-fit's target: residual (default: the dense residual stream after the layer, which\n"
                   "also corrects the drift left by the expert's earlier layers) or ffn (the dense FFN output)");
-  cmd->add_option("--refit-tokens", o.refit_tokens, "Calibration tokens per expert for the sequential re-fit")
+  cmd->add_option("--refit-tokens", o.refit_tokens,
+                  "Calibration tokens per expert for the sequential re-fit (default " + std::to_string(o.refit_tokens) +
+                      "). Fewer build faster,\n"
+                  "but the gate-up re-fit then fits the calibration text and loses task accuracy (docs/moe.md)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--refit-rows", o.refit_rows,
                   "Sequential re-fit: which FFN matrices it re-fits toward its target: down (ffn_down and a\n"
