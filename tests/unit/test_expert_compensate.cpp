@@ -140,17 +140,28 @@ TEST(ExpertCompensate, SequentialFitsItsTargetsAndRowRefitsLowerTheError) {
   EXPECT_THROW(compensate_layer({*m, spec, il, down}, kept, o), Error);                 // and the moments
 }
 
-TEST(ExpertCompensate, WidthsByErrorKeepTheBudgetAndLowerTheError) {
-  for (DType dt : {DType::F32, DType::Q8_0}) {
-    auto m = test::tiny_ffn_model(dt, 3, 32, 128);
-    std::vector<std::vector<float>> gram;
-    const ExpertSpec spec = test::tiny_spec(*m, kTokens, kSeed, gram);
-    std::vector<std::vector<float>> down;
+// A 3-layer FFN model (32 wide, 128 neurons), its domain's statistics, dense ffn_down copies
+// and the neuron ranking at D=0.25: the inputs of layer_widths. Built in place (spec points at gram).
+struct WidthsSetup {
+  explicit WidthsSetup(DType dt) : m(test::tiny_ffn_model(dt, 3, 32, 128)), spec(test::tiny_spec(*m, kTokens, kSeed, gram)) {
     for (int il = 0; il < m->hp.n_layer; ++il) down.push_back(dense_down(*m, il));
     SelectOptions so;
     so.density = 0.25;
     so.centered = true;
-    const NeuronRanking r = rank_neurons(*m, spec, down, so, nullptr);
+    r = rank_neurons(*m, spec, down, so, nullptr);
+  }
+  WidthsSetup(const WidthsSetup&) = delete;
+  std::unique_ptr<Model> m;
+  std::vector<std::vector<float>> gram;
+  ExpertSpec spec;
+  std::vector<std::vector<float>> down;  // [n_layer][n_embd * n_ff]
+  NeuronRanking r;
+};
+
+TEST(ExpertCompensate, WidthsByErrorKeepTheBudgetAndLowerTheError) {
+  for (DType dt : {DType::F32, DType::Q8_0}) {
+    const WidthsSetup w(dt);
+    const auto& [m, gram, spec, down, r] = w;
     CompensateOptions o;
     o.method = Compensation::LeastSquares;
     const std::vector<int64_t> uniform = layer_widths(*m, spec, r, down, o);
@@ -180,15 +191,8 @@ TEST(ExpertCompensate, WidthsByErrorKeepTheBudgetAndLowerTheError) {
 // Widths by relative error do not move when one layer's FFN outputs are scaled up; widths by
 // absolute error give that layer more neurons.
 TEST(ExpertCompensate, RelativeWidthsIgnoreAnFfnOutputScale) {
-  auto m = test::tiny_ffn_model(DType::F32, 3, 32, 128);
-  std::vector<std::vector<float>> gram;
-  const ExpertSpec spec = test::tiny_spec(*m, kTokens, kSeed, gram);
-  std::vector<std::vector<float>> down;
-  for (int il = 0; il < m->hp.n_layer; ++il) down.push_back(dense_down(*m, il));
-  SelectOptions so;
-  so.density = 0.25;
-  so.centered = true;
-  const NeuronRanking r = rank_neurons(*m, spec, down, so, nullptr);
+  const WidthsSetup w(DType::F32);
+  const auto& [m, gram, spec, down, r] = w;
   std::vector<std::vector<float>> scaled = down;
   for (float& v : scaled[1]) v *= 30.0f;  // layer 1's outputs 30x larger, its errors 900x
   CompensateOptions o;
