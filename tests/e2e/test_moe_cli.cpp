@@ -91,7 +91,14 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_NE(bad_widths.err.find("least-squares"), std::string::npos) << bad_widths.err;
   auto bogus = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --layer-widths wide -o " + dir + "/x.moe");
   EXPECT_EQ(bogus.code, 1);
-  EXPECT_NE(bogus.err.find("uniform or error"), std::string::npos) << bogus.err;
+  EXPECT_NE(bogus.err.find("uniform, error or relative"), std::string::npos) << bogus.err;
+  // Widths by relative error: the same total, split by another measure.
+  auto rel = run_cli("build-moe -m " + kModel + " -s " + dir + "/s.gguf --density 0.5 --layer-widths relative --refit plain -o " +
+                     dir + "/r.moe --json");
+  ASSERT_EQ(rel.code, 0) << rel.err;
+  const json relj = json::parse(rel.out);
+  EXPECT_EQ(relj["layer_widths"], "relative");
+  for (const auto& [name, widths] : relj["expert_widths"].items()) EXPECT_EQ(total(widths), total(mj["expert_widths"][name])) << name;
   auto bad = run_cli("build-moe -m " + kModel + " -s " + dir + "/s0.gguf --density 0.5 --compensation lsq -o " + dir + "/x.moe");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("Gram"), std::string::npos) << bad.err;
