@@ -469,6 +469,7 @@ void Session::run_layer(int il) {
       MoeFfnArgs args{&l, model_.arch.ffn_act, numerics_.quantized_acts, segments_};
       moe_ffn_forward(args, xn + r * E, n, E, xn + r * E, moe_, pool_, &routing_stats_[size_t(il)]);  // [n, E]
       if (hook_) emit_moe_weights(il, n);
+      emit("ffn_out", il, xn + r * E, n, E);
       add_residual(r, n, l.ffn_post_norm);
       emit("block_out", il, x + r * E, n, E);
       continue;
@@ -488,6 +489,7 @@ void Session::run_layer(int il) {
     matmul(l.ffn_down, gate, xn + r * E, n);  // [n, E]
     adapt(g, il, {{TensorRole::FfnDown, xn + r * E, E}}, gate, F);
     add_bias(xn + r * E, l.ffn_down_b, n, E);
+    emit("ffn_out", il, xn + r * E, n, E);
     add_residual(r, n, l.ffn_post_norm);
     emit("block_out", il, x + r * E, n, E);
   }

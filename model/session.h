@@ -18,8 +18,9 @@ namespace mf {
 // Hook points: "attn_in" [n_tokens, n_embd] (normed attention input), "attn_out" [n_tokens, n_embd_q]
 // (attention output, the input of wo), "ffn_resid" [n_tokens, n_embd] (the residual stream
 // entering the FFN block), "ffn_in" [n_tokens, n_embd] (normed FFN input),
-// "ffn_gate_act" [n_tokens, n_ff] (silu(gate)*up, the input of ffn_down; n_ff is the running
-// expert's width), "block_out" [n_tokens, n_embd]; token-routed MoE layers instead of
+// "ffn_gate_act" [n_tokens, n_ff] (act(gate)*up, the input of ffn_down; n_ff is the running
+// expert's width), "ffn_out" [n_tokens, n_embd] (the FFN's output, before any post-FFN norm),
+// "block_out" [n_tokens, n_embd]; token-routed MoE layers instead of
 // "ffn_gate_act": "moe_weights" [n_tokens, n_expert] (each chosen expert's combine weight, 0 elsewhere).
 // MoDE models: "mode_gate" [n_tokens, 1 + n_expert] with layer = the block (the gate weights,
 // column 0 the backbone), and the expert layers report under their own layer indices.

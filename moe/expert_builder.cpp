@@ -15,17 +15,6 @@ void check_build_options(const BuildOptions& o) {
     fail("re-fitting the ", refit_rows_name(o.refit_rows), " rows needs the sequential re-fit of neurons mode");
 }
 
-void check_build_options(const BuildOptions& o, const ArchInfo& arch) {
-  check_build_options(o);
-  // The row re-fit linearises silu(gate) * up; the sequential re-fit's targets are the residual
-  // stream, which a post-FFN norm (Gemma) puts out of ffn_down's linear reach.
-  if (o.refit_rows != RefitRows::Down && arch.ffn_act != FfnAct::SiLU)
-    fail("re-fitting the ", refit_rows_name(o.refit_rows), " rows assumes a SiLU-gated FFN; ", arch.name,
-         " uses GELU: use --refit-rows down");
-  if (o.sequential && arch.post_norms)
-    fail("the sequential re-fit does not model ", arch.name, "'s post-FFN norm yet: use --refit plain");
-}
-
 ExpertStageOptions stage_options(const BuildOptions& o) {
   // Compensation needs the expert's activation statistics: the data-free scores get none.
   const Compensation comp = o.score == NeuronScore::Activation ? o.compensation : Compensation::None;
@@ -49,7 +38,7 @@ ExpertStageOptions stage_options(const BuildOptions& o) {
 
 Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,
                     const std::vector<LayerStats>* pooled, const LayerProgress& on_layer) {
-  check_build_options(opts, model.arch);
+  check_build_options(opts);
   const ExpertStageOptions so = stage_options(opts);
   const HParams& hp = model.hp;
   Expert e = start_expert(model, spec);

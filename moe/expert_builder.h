@@ -68,7 +68,5 @@ Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptio
 
 // Throws mf::Error unless density is in (0, 1] and shared_fraction in [0, 1].
 void check_build_options(const BuildOptions& opts);
-// The same, plus what the model's architecture allows (throws mf::Error naming the option).
-void check_build_options(const BuildOptions& opts, const ArchInfo& arch);
 
 }  // namespace mf

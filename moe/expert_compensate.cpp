@@ -75,10 +75,11 @@ CompactFfn sequential(const LayerFitInput& in, const std::vector<int32_t>& kept,
     }
     RowRefitOptions ro = so.row_refit;
     ro.gate = so.rows == RefitRows::GateUp;
+    ro.act = in.model.arch.ffn_act;
     for (int round = 0; round < so.rounds; ++round) {
       RowRefit rr = refit_rows(smp.inputs, smp.targets, smp.tokens, hp.n_embd, g, u, fit.down, fit.bias, k, ro, in.spec.pool);
       g = std::move(rr.gate), u = std::move(rr.up);
-      fit = refit_down_on_samples(smp.inputs, smp.targets, smp.tokens, hp.n_embd, g, u, k, opts.damp);
+      fit = refit_down_on_samples(smp.inputs, smp.targets, smp.tokens, hp.n_embd, g, u, k, opts.damp, ro.act);
     }
     f.gate = std::move(g), f.up = std::move(u);
   }

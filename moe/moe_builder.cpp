@@ -105,7 +105,7 @@ double BuildProgress::fraction() const {
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(const BuildProgress&)>& on_progress) {
   stats.check_model(model);
-  check_build_options(opts.build, model.arch);
+  check_build_options(opts.build);
   if (!(opts.threshold >= 0.0f && opts.threshold <= 1.0f)) fail("router threshold ", opts.threshold, " is outside [0, 1]");
   MoeParts parts;
   std::vector<std::vector<int>> micro_to_sub;

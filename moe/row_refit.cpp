@@ -21,6 +21,16 @@ float silu_grad(float z) {  // sigma(z) (1 + z (1 - sigma(z)))
   const float sg = 1.0f / (1.0f + std::exp(-z));
   return sg * (1.0f + z * (1.0f - sg));
 }
+// gelu_tanh(z) = z/2 (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3), as ops::geglu computes it.
+constexpr float kGeluC = 0.7978845608028654f, kGeluA = 0.044715f;
+float gelu(float z) { return 0.5f * z * (1.0f + std::tanh(kGeluC * (z + kGeluA * z * z * z))); }
+float gelu_grad(float z) {  // (1 + tanh u)/2 + z/2 (1 - tanh^2 u) du/dz
+  const float t = std::tanh(kGeluC * (z + kGeluA * z * z * z));
+  return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * kGeluC * (1.0f + 3.0f * kGeluA * z * z);
+}
+using ActFn = float (*)(float);
+ActFn act_fn(FfnAct a) { return a == FfnAct::GeluTanh ? &gelu : &silu; }
+ActFn act_grad_fn(FfnAct a) { return a == FfnAct::GeluTanh ? &gelu_grad : &silu_grad; }
 
 double dot(const Blocks& a, const Blocks& b) {
   double s = 0;
@@ -163,6 +173,7 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
       int64_t(up.size()) != k * E || int64_t(down.size()) != E * k || int64_t(bias.size()) != E)
     fail("row re-fit: mismatched sizes for ", T, " tokens, ", E, " inputs and ", k, " neurons");
   const TokenChunks chunks(T, pool);
+  const ActFn act = act_fn(opts.act);
   // Owned (aligned) copies: Eigen's vectorised reductions over a Map depend on the address's
   // alignment, which would make the result vary from run to run in its last bits.
   const RowMat X = Eigen::Map<const RowMat>(x.data(), T, E), G0 = Eigen::Map<const RowMat>(gate.data(), k, E),
@@ -174,7 +185,7 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
     Zu.middleRows(b, e - b).noalias() = xs * U0.transpose();
     R0.middleRows(b, e - b) = Eigen::Map<const RowMat>(y.data() + b * E, e - b, E);
     R0.middleRows(b, e - b).rowwise() -= Eigen::Map<const Eigen::RowVectorXf>(bias.data(), E);
-    R0.middleRows(b, e - b).noalias() -= Zg.middleRows(b, e - b).unaryExpr(&silu).cwiseProduct(Zu.middleRows(b, e - b)) *
+    R0.middleRows(b, e - b).noalias() -= Zg.middleRows(b, e - b).unaryExpr(act).cwiseProduct(Zu.middleRows(b, e - b)) *
                                          D.transpose();
   });
   // The error of rows G0 + s dG, U0 + s dU, per token.
@@ -185,8 +196,8 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
       RowMat zg = Zg.middleRows(b, e - b), zu = Zu.middleRows(b, e - b);  // [n, k]
       if (dG) zg.noalias() += s * (xs * dG->transpose());
       if (dU) zu.noalias() += s * (xs * dU->transpose());
-      const RowMat a = zg.unaryExpr(&silu).cwiseProduct(zu) - Zg.middleRows(b, e - b).unaryExpr(&silu).cwiseProduct(
-                                                                  Zu.middleRows(b, e - b));  // the change [n, k]
+      const RowMat a = zg.unaryExpr(act).cwiseProduct(zu) - Zg.middleRows(b, e - b).unaryExpr(act).cwiseProduct(
+                                                                Zu.middleRows(b, e - b));  // the change [n, k]
       part[size_t(c)] += double((R0.middleRows(b, e - b) - a * D.transpose()).squaredNorm());
     });
     double sum = 0;
@@ -196,9 +207,9 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
   RowRefit out;
   out.gate = gate, out.up = up;
   out.error_before = out.error_after = error(nullptr, nullptr, 0.0f);
-  Blocks C;  // the coefficients of the changes: silu'(g.x) (u.x) for the gate, silu(g.x) for up
-  if (opts.gate) C.push_back(Zg.unaryExpr(&silu_grad).cwiseProduct(Zu));
-  C.push_back(Zg.unaryExpr(&silu));
+  Blocks C;  // the coefficients of the changes: act'(g.x) (u.x) for the gate [T, k], act(g.x) for up [T, k]
+  if (opts.gate) C.push_back(Zg.unaryExpr(act_grad_fn(opts.act)).cwiseProduct(Zu));
+  C.push_back(Zg.unaryExpr(act));
   const RowSolve sol = solve_rows(X, R0, D, C, opts, chunks);
   out.iterations = sol.iterations;
   const RowMat* dG = opts.gate ? &sol.delta[0] : nullptr;
@@ -222,14 +233,14 @@ RowRefit refit_rows(const std::vector<float>& x, const std::vector<float>& y, in
 
 DownRefit refit_down_on_samples(const std::vector<float>& x, const std::vector<float>& y, int64_t tokens,
                                 int64_t n_embd, const std::vector<float>& gate, const std::vector<float>& up, int64_t k,
-                                double damp) {
+                                double damp, FfnAct act) {
   const int64_t T = tokens, E = n_embd;
   if (int64_t(x.size()) != T * E || int64_t(y.size()) != T * E || int64_t(gate.size()) != k * E ||
       int64_t(up.size()) != k * E)
     fail("down re-fit: mismatched sizes for ", T, " tokens, ", E, " inputs and ", k, " neurons");
   const RowMat X = Eigen::Map<const RowMat>(x.data(), T, E), Y = Eigen::Map<const RowMat>(y.data(), T, E),
                G = Eigen::Map<const RowMat>(gate.data(), k, E), U = Eigen::Map<const RowMat>(up.data(), k, E);  // aligned copies
-  const RowMat A = (X * G.transpose()).unaryExpr(&silu).cwiseProduct(X * U.transpose());  // [T, k]
+  const RowMat A = (X * G.transpose()).unaryExpr(act_fn(act)).cwiseProduct(X * U.transpose());  // [T, k]
   std::vector<float> gram(static_cast<size_t>(k * k)), sum(static_cast<size_t>(k)), cross(static_cast<size_t>(E * k)),
       out_sum(static_cast<size_t>(E));
   Eigen::Map<RowMat>(gram.data(), k, k) = A.transpose() * A;   // [k, k]

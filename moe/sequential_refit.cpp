@@ -1,6 +1,7 @@
 #include "moe/sequential_refit.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string_view>
 
 #include <Eigen/Core>
@@ -126,19 +127,15 @@ class MomentSums {
       : F_(n_ff), E_(n_embd), gram_(Eigen::MatrixXd::Zero(F_, F_)), out_cross_(Eigen::MatrixXd::Zero(E_, F_)),
         sum_(Eigen::VectorXd::Zero(F_)), out_sum_(Eigen::VectorXd::Zero(E_)) {}
 
-  // One window's rows: activations a [n, F], the dense block output [n, E] and the stream the
-  // target subtracts from it [n, E]; only the rows `mask` counts when it is not null (the
-  // vectors are then compacted in place).
-  void add(std::vector<float>& a_rows, std::vector<float>& block_out_rows, std::vector<float>& resid_rows, int64_t n,
-           const std::vector<uint8_t>* mask) {
+  // One window's rows: activations a [n, F] and the targets y [n, E]; only the rows `mask`
+  // counts when it is not null (the vectors are then compacted in place).
+  void add(std::vector<float>& a_rows, std::vector<float>& y_rows, int64_t n, const std::vector<uint8_t>* mask) {
     if (mask) {
       keep_counted_rows(a_rows, F_, *mask);
-      keep_counted_rows(block_out_rows, E_, *mask);
-      n = keep_counted_rows(resid_rows, E_, *mask);
+      n = keep_counted_rows(y_rows, E_, *mask);
     }
-    Eigen::Map<const RowMat> a(a_rows.data(), n, F_);                                            // [n, F]
-    Eigen::Map<const RowMat> bd(block_out_rows.data(), n, E_), resid(resid_rows.data(), n, E_);  // [n, E] each
-    const RowMat y = bd - resid;                                                                 // [n, E]
+    Eigen::Map<const RowMat> a(a_rows.data(), n, F_);  // [n, F]
+    Eigen::Map<const RowMat> y(y_rows.data(), n, E_);  // [n, E]
     // f32 products per window (at most a few hundred rows), summed in f64.
     gram_.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
     out_cross_.noalias() += (y.transpose() * a).cast<double>();  // [E, F]
@@ -168,6 +165,33 @@ class MomentSums {
   int64_t tokens_ = 0;
 };
 
+// The targets y [n, E] of layer `layer`'s FFN output: what the block should add to the stream,
+// block_out - from. Where a post-FFN norm (Gemma) stands between the FFN and the stream, y is
+// mapped back through it: with the norm's scale held at the dense FFN output's own,
+// rms(f_dense) (the row of dense_ffn_out [n, E]), f = y ⊙ rms(f_dense) / w gives norm(f) = y.
+// The norm divides out f's scale, so holding it only sets how the tokens weigh in the fit; for
+// the dense targets (RefitTarget::Ffn) f is f_dense exactly. A channel the norm zeroes (w = 0)
+// cannot be reached and keeps its dense value.
+std::vector<float> ffn_targets(const Model& model, int layer, const std::vector<float>& block_out,
+                               const std::vector<float>& from, const std::vector<float>& dense_ffn_out, int64_t n) {
+  const int64_t E = model.hp.n_embd;
+  std::vector<float> y(size_t(n * E));  // [n, E]
+  for (size_t i = 0; i < y.size(); ++i) y[i] = block_out[i] - from[i];
+  const TensorView& post = model.w.layers.at(size_t(layer)).ffn_post_norm;
+  if (!post.data) return y;
+  if (int64_t(dense_ffn_out.size()) != n * E) fail("sequential re-fit: no dense FFN output for layer ", layer);
+  const float* w = post.f32();  // [E]
+  for (int64_t t = 0; t < n; ++t) {
+    const float* f = dense_ffn_out.data() + t * E;  // [E]
+    double ss = 0;
+    for (int64_t c = 0; c < E; ++c) ss += double(f[c]) * f[c];
+    const float rms = float(std::sqrt(ss / double(E) + double(model.hp.rms_eps)));
+    float* yt = y.data() + t * E;  // [E]
+    for (int64_t c = 0; c < E; ++c) yt[c] = w[c] != 0.0f ? yt[c] * rms / w[c] : f[c];
+  }
+  return y;
+}
+
 int64_t longest_window(const RefitWindows& windows) {
   int64_t longest = 0;
   for (const auto& w : windows.windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
@@ -190,7 +214,7 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
   const int64_t longest = longest_window(windows);
   Session dense(model, int(longest), pool), expert(model, int(longest), pool);
   expert.set_layers(&expert_layers);
-  std::vector<float> a_rows, resid_rows, bd_rows;  // [n, F], [n, E], [n, E]: one window
+  std::vector<float> a_rows, resid_rows, bd_rows, f_rows;  // [n, F], [n, E] x 3: one window
   // The stream y subtracts from the dense block output: the expert's (Residual) or the dense
   // model's own (Ffn) stream entering the FFN.
   const bool residual = target == RefitTarget::Residual;
@@ -199,12 +223,13 @@ RefitMoments collect_refit_moments(const Model& model, const std::vector<LayerWe
     const std::span<const int32_t> w = windows.windows[wi];
     if (residual) {
       capture(expert, w, layer, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
-      capture(dense, w, layer, {"block_out"}, {&bd_rows});
+      capture(dense, w, layer, {"ffn_out", "block_out"}, {&f_rows, &bd_rows});
     } else {
       capture(expert, w, layer, {"ffn_gate_act"}, {&a_rows});
-      capture(dense, w, layer, {"ffn_resid", "block_out"}, {&resid_rows, &bd_rows});
+      capture(dense, w, layer, {"ffn_resid", "ffn_out", "block_out"}, {&resid_rows, &f_rows, &bd_rows});
     }
-    sums.add(a_rows, bd_rows, resid_rows, int64_t(w.size()), windows.masks.empty() ? nullptr : &windows.masks[wi]);
+    std::vector<float> y = ffn_targets(model, layer, bd_rows, resid_rows, f_rows, int64_t(w.size()));  // [n, E]
+    sums.add(a_rows, y, int64_t(w.size()), windows.masks.empty() ? nullptr : &windows.masks[wi]);
   }
   return sums.finish();
 }
@@ -244,28 +269,27 @@ RefitMoments SequentialRefit::moments(const std::vector<LayerWeights>& expert_la
   check_dense_width(model_, expert_layers, layer_);
   const int64_t E = model_.hp.n_embd;
   const bool residual = target_ == RefitTarget::Residual;
-  std::vector<float> a_rows, resid_rows, dense_resid, scratch, in_rows;  // [n, F], [n, E] x 4
+  std::vector<float> a_rows, resid_rows, dense_resid, dense_f, scratch, in_rows;  // [n, F], [n, E] x 5
   MomentSums sums(model_.hp.n_ff, E);
   samples_ = {};
   for (size_t wi = 0; wi < windows_.windows.size(); ++wi) {
     const int64_t n = int64_t(windows_.windows[wi].size());
     // The dense stream moves past this layer now (its block output is the target's).
-    dense_resid.clear();
-    run(nullptr, dense_[wi], n, {"ffn_resid"}, {&dense_resid});
+    dense_resid.clear(), dense_f.clear();
+    run(nullptr, dense_[wi], n, {"ffn_resid", "ffn_out"}, {&dense_resid, &dense_f});
     scratch = expert_[wi];  // the expert's own stream stays before this layer until advance()
     a_rows.clear(), resid_rows.clear(), in_rows.clear();
     if (keep_samples_)
       run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act", "ffn_in"}, {&resid_rows, &a_rows, &in_rows});
     else
       run(&expert_layers, scratch, n, {"ffn_resid", "ffn_gate_act"}, {&resid_rows, &a_rows});
-    std::vector<float> block_out = dense_[wi];  // [n, E]
     const std::vector<uint8_t>* mask = windows_.masks.empty() ? nullptr : &windows_.masks[wi];
-    std::vector<float>& from = residual ? resid_rows : dense_resid;
-    sums.add(a_rows, block_out, from, n, mask);  // compacts the rows to the counted ones
+    std::vector<float> y = ffn_targets(model_, layer_, dense_[wi], residual ? resid_rows : dense_resid, dense_f, n);  // [n, E]
+    sums.add(a_rows, y, n, mask);  // compacts the rows to the counted ones
     if (keep_samples_) {
       const int64_t c = mask ? keep_counted_rows(in_rows, E, *mask) : n;
       samples_.inputs.insert(samples_.inputs.end(), in_rows.begin(), in_rows.begin() + c * E);
-      for (int64_t i = 0; i < c * E; ++i) samples_.targets.push_back(block_out[size_t(i)] - from[size_t(i)]);
+      samples_.targets.insert(samples_.targets.end(), y.begin(), y.begin() + c * E);
       samples_.tokens += c;
     }
   }

@@ -45,6 +45,8 @@ RefitWindows masked_refit_windows(std::span<const int32_t> stream, const std::ve
 // Residual: the dense block output less the expert's residual stream entering the FFN,
 //           y = block_out_dense - ffn_resid_expert, so the expert's stream after layer l is
 //           as close to the dense one as this layer can bring it.
+// With a post-FFN norm (Gemma 3), y is what the FFN should output before that norm: the
+// difference above divided by the norm's weight, at the dense FFN output's scale per token.
 enum class RefitTarget { Ffn, Residual };
 
 // Sums over the windows' tokens, for one layer: of a a^T and a, with a the FFN activations

@@ -2,6 +2,7 @@
 // end on the default model and small committed domain texts, plus bad input.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -41,6 +42,27 @@ const Built& built() {
     return x;
   }();
   return b;
+}
+
+// Gemma 3 (GELU gate, post-FFN norm) takes the default sequential gate-up re-fit, and the
+// experts run.
+TEST(MoeCli, GemmaBuildsWithTheDefaultSequentialRefit) {
+  const std::string gemma = "tests/golden/data/models/gemma3-swa6", dir = test::temp_dir();
+  auto c = run_cli("calibrate -m " + gemma + " --domain code=tests/data/moe/code.txt --domain prose=tests/data/moe/prose.txt" +
+                   kSmall + " --gram on -o " + dir + "/s.gguf");
+  ASSERT_EQ(c.code, 0) << c.err;
+  auto b = run_cli("build-moe -m " + gemma + " -s " + dir + "/s.gguf --density 0.5 -t 2 -o " + dir + "/g.moe --json");
+  ASSERT_EQ(b.code, 0) << b.err;
+  json j = json::parse(b.out);
+  EXPECT_EQ(j["refit"], "sequential");
+  EXPECT_EQ(j["refit_rows"], "gate-up");
+  const std::string ppl = "perplexity -m " + dir + "/g.moe -f tests/data/moe/prose_test.txt -c 64 --json --domain ";
+  auto pe = run_cli(ppl + "prose"), pd = run_cli(ppl + "dense");
+  ASSERT_EQ(pe.code, 0) << pe.err;
+  ASSERT_EQ(pd.code, 0) << pd.err;
+  const double expert = json::parse(pe.out)["ppl"], dense = json::parse(pd.out)["ppl"];
+  EXPECT_TRUE(std::isfinite(expert) && expert > 1.0) << expert;
+  EXPECT_NE(expert, dense);
 }
 
 TEST(MoeCli, CalibrateAndBuildReportJson) {

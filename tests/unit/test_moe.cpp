@@ -537,6 +537,48 @@ TEST(Experts, SequentialRefitRunnerEqualsFullForwardPasses) {
   EXPECT_THROW(runner.moments(e.layers), Error);
 }
 
+// Gemma 3 puts an RMSNorm between the FFN and the residual stream. The sequential re-fit maps
+// its targets back through it: for the dense target they are the FFN output itself, the
+// layer-by-layer runner agrees with the full passes, and the re-fitted expert (GELU gate and up
+// rows included) ends closer to the dense stream than the plain re-fit.
+TEST(Experts, SequentialRefitMapsItsTargetsThroughAPostFfnNorm) {
+  using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const std::unique_ptr<Model> gm = load_model("tests/golden/data/models/gemma3-swa6");
+  const Model& m = *gm;
+  ASSERT_TRUE(m.arch.post_norms);
+  ASSERT_TRUE(m.arch.ffn_act == FfnAct::GeluTanh);
+  ThreadPool pool(2);
+  const CalibStats s = calibrate(m, small_domains(), small_opts(), pool);
+  const int d = 2, L = int(m.hp.n_layer) - 1;
+  const int64_t E = m.hp.n_embd, F = m.hp.n_ff;
+  const RefitWindows w = refit_windows(calibration_tokens(s, {d}), 1024, 128);
+  // The dense target at layer 0 is the FFN output before the norm, W a (no bias): sum y a^T = W G.
+  const RefitMoments m0 = collect_refit_moments(m, m.w.layers, 0, w, RefitTarget::Ffn, pool);
+  const MatR want = MapF(m.w.layers[0].ffn_down.f32(), E, F).cast<double>() * MapF(m0.gram.data(), F, F).cast<double>();  // [E, F]
+  EXPECT_LT((MapF(m0.out_cross.data(), E, F).cast<double>() - want).norm(), 1e-4 * want.norm());
+  MoeBuildOptions o = lsq_options(pool);
+  const MoeParts plain = build_moe(m, s, o);
+  o.build.sequential = true;
+  o.build.refit_rows = RefitRows::GateUp;
+  const MoeParts seq = build_moe(m, s, o);
+  // The runner's moments equal the full passes' at every layer, with the expert's layers below.
+  SequentialRefit runner(m, w, RefitTarget::Residual, pool);
+  std::vector<LayerWeights> layers = m.w.layers;
+  for (int il = 0; il <= L; ++il) {
+    const RefitMoments got = runner.moments(layers), ref = collect_refit_moments(m, layers, il, w, RefitTarget::Residual, pool);
+    const auto gx = MapF(got.out_cross.data(), E, F), rx = MapF(ref.out_cross.data(), E, F);
+    EXPECT_LE((gx - rx).norm(), 1e-5 * rx.norm()) << "layer " << il;
+    layers[size_t(il)] = plain.experts[d].layers[size_t(il)];
+    runner.advance(layers);
+  }
+  // The stream after the last layer, against the dense one on the same tokens.
+  const MatR dense = activations(m, nullptr, w, L, "block_out");  // [n, E]
+  auto drift = [&](const Expert& e) { return (activations(m, &e.layers, w, L, "block_out") - dense).squaredNorm(); };
+  const double e_plain = drift(plain.experts[d]), e_seq = drift(seq.experts[d]);
+  EXPECT_LT(e_seq, 0.9 * e_plain) << e_seq << " vs " << e_plain;
+}
+
 TEST(Experts, MaskedRefitWindowsCountOnlyTheMaskedTokens) {
   using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using MapF = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;

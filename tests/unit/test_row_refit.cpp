@@ -16,15 +16,19 @@ namespace {
 using MatR = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 double silu(double z) { return z / (1.0 + std::exp(-z)); }
+double gelu_tanh(double z) { return 0.5 * z * (1.0 + std::tanh(0.7978845608028654 * (z + 0.044715 * z * z * z))); }
 
-// A small SwiGLU layer: inputs x [T, E], kept rows gate and up [k, E], down [E, k], bias [E];
-// targets from other up rows plus noise, so the best up rows are neither the start nor exact.
+// A small gated FFN layer (SwiGLU, or GeGLU as Gemma's): inputs x [T, E], kept rows gate and up
+// [k, E], down [E, k], bias [E]; targets from other up rows plus noise, so the best up rows are
+// neither the start nor exact.
 struct Problem {
   int64_t T, E, k;
+  FfnAct act;
   std::vector<float> x, y, gate, up, down, bias;
   // gate_shift: how far the gate rows behind the targets are from the starting ones.
-  explicit Problem(float gate_shift = 0.0f, int64_t tokens = 400, int64_t inputs = 6, int64_t kept = 5)
-      : T(tokens), E(inputs), k(kept) {
+  explicit Problem(float gate_shift = 0.0f, FfnAct gate_act = FfnAct::SiLU, int64_t tokens = 400, int64_t inputs = 6,
+                   int64_t kept = 5)
+      : T(tokens), E(inputs), k(kept), act(gate_act) {
     std::mt19937 rng(7);
     std::normal_distribution<float> g(0.0f, 1.0f);
     auto fill = [&](std::vector<float>& v, int64_t n, float scale) {
@@ -41,12 +45,13 @@ struct Problem {
         y.push_back(float(acc));
       }
   }
-  // silu(gate_i . x_t) * (u_i . x_t) for the rows u [k, E].
+  double actf(double z) const { return act == FfnAct::GeluTanh ? gelu_tanh(z) : silu(z); }
+  // act(gate_i . x_t) * (u_i . x_t) for the rows u [k, E].
   double activation(int64_t t, int64_t i, const std::vector<float>& u) const { return activation(t, i, u, gate); }
   double activation(int64_t t, int64_t i, const std::vector<float>& u, const std::vector<float>& g) const {
     double zg = 0, zu = 0;
     for (int64_t j = 0; j < E; ++j) zg += g[size_t(i * E + j)] * x[size_t(t * E + j)], zu += u[size_t(i * E + j)] * x[size_t(t * E + j)];
-    return silu(zg) * zu;
+    return actf(zg) * zu;
   }
   double error(const std::vector<float>& u) const {  // mean over tokens of the squared error
     double e = 0;
@@ -59,8 +64,8 @@ struct Problem {
     return e / double(T);
   }
   // The direct solution in changes of the up rows (unknown i*E+j) and, with `gate`, first of the
-  // gate rows: each token's prediction row r is linear in them, down_ri * silu(z_i) * x_tj for
-  // up and down_ri * silu'(z_i) * (u_i.x_t) * x_tj for the gate, silu' by central differences
+  // gate rows: each token's prediction row r is linear in them, down_ri * act(z_i) * x_tj for
+  // up and down_ri * act'(z_i) * (u_i.x_t) * x_tj for the gate, act' by central differences
   // (the Gauss-Newton linearisation); a ridge of lambda_fraction times each block's mean
   // diagonal. Returns the rows after the whole step: [gate (with `gate`), up].
   std::vector<float> direct(double lambda_fraction, bool with_gate = false) const {
@@ -71,12 +76,12 @@ struct Problem {
       for (int64_t i = 0; i < k; ++i) {
         double zg = 0, zu = 0;
         for (int64_t j = 0; j < E; ++j) zg += gate[size_t(i * E + j)] * x[size_t(t * E + j)], zu += up[size_t(i * E + j)] * x[size_t(t * E + j)];
-        const double h = 1e-4, dsilu = (silu(zg + h) - silu(zg - h)) / (2 * h);
+        const double h = 1e-4, dact = (actf(zg + h) - actf(zg - h)) / (2 * h);
         for (int64_t r = 0; r < E; ++r)
           for (int64_t j = 0; j < E; ++j) {
             const double dx = down[size_t(r * k + i)] * x[size_t(t * E + j)];
-            a(t * E + r, (nb - 1) * n_up + i * E + j) = dx * silu(zg);
-            if (with_gate) a(t * E + r, i * E + j) = dx * dsilu * zu;
+            a(t * E + r, (nb - 1) * n_up + i * E + j) = dx * actf(zg);
+            if (with_gate) a(t * E + r, i * E + j) = dx * dact * zu;
           }
       }
       for (int64_t r = 0; r < E; ++r) {
@@ -101,7 +106,7 @@ struct Problem {
 
 RowRefit refit(const Problem& p, bool gate, double damp, int iterations, double tolerance = 1e-3, ThreadPool* pool = nullptr) {
   RowRefitOptions o;
-  o.gate = gate, o.damp = damp, o.max_iterations = iterations, o.tolerance = tolerance;
+  o.gate = gate, o.damp = damp, o.max_iterations = iterations, o.tolerance = tolerance, o.act = p.act;
   return refit_rows(p.x, p.y, p.T, p.E, p.gate, p.up, p.down, p.bias, p.k, o, pool);
 }
 
@@ -123,7 +128,7 @@ TEST(RowRefit, UpEqualsTheDirectLeastSquaresSolution) {
     }
   }
   // Over several token chunks: the same rows with and without threads, bit for bit.
-  const Problem big(0.2f, 5000);
+  const Problem big(0.2f, FfnAct::SiLU, 5000);
   RowRefitOptions o;
   o.gate = true;
   const RowRefit one = refit_rows(big.x, big.y, big.T, big.E, big.gate, big.up, big.down, big.bias, big.k, o);
@@ -143,8 +148,11 @@ TEST(RowRefit, UpEqualsTheDirectLeastSquaresSolution) {
   EXPECT_LT(distance(p.direct(1.0)), distance(p.direct(0.0)));
 }
 
-TEST(RowRefit, GateUpIsTheGaussNewtonStepAndBeatsUpAlone) {
-  const Problem p(0.3f);  // targets from other gate rows too
+// For SiLU and for Gemma's GELU-tanh: the derivative the re-fit uses is the activation's.
+class RowRefitAct : public ::testing::TestWithParam<FfnAct> {};
+
+TEST_P(RowRefitAct, GateUpIsTheGaussNewtonStepAndBeatsUpAlone) {
+  const Problem p(0.3f, GetParam());  // targets from other gate rows too
   const RowRefit up = refit(p, false, 0.01, 50), both = refit(p, true, 0.01, 400, 1e-7);
   ASSERT_EQ(both.step, 1.0f);  // the whole step: the rows are the Gauss-Newton solution
   const std::vector<float> want = p.direct(0.01, true);  // [gate, up]
@@ -165,16 +173,16 @@ TEST(RowRefit, GateUpIsTheGaussNewtonStepAndBeatsUpAlone) {
         double zg = 0, zu = 0;
         for (int64_t j = 0; j < p.E; ++j)
           zg += both.gate[size_t(i * p.E + j)] * p.x[size_t(t * p.E + j)], zu += both.up[size_t(i * p.E + j)] * p.x[size_t(t * p.E + j)];
-        pred += p.down[size_t(r * p.k + i)] * silu(zg) * zu;
+        pred += p.down[size_t(r * p.k + i)] * p.actf(zg) * zu;
       }
       e += std::pow(p.y[size_t(t * p.E + r)] - pred, 2);
     }
   EXPECT_NEAR(both.error_after, e / double(p.T), 1e-3 * e / double(p.T));
 }
 
-TEST(RowRefit, DownOnSamplesEqualsTheFitOfItsOwnActivations) {
-  const Problem p;
-  const DownRefit fit = refit_down_on_samples(p.x, p.y, p.T, p.E, p.gate, p.up, p.k, 0.0);
+TEST_P(RowRefitAct, DownOnSamplesEqualsTheFitOfItsOwnActivations) {
+  const Problem p(0.0f, GetParam());
+  const DownRefit fit = refit_down_on_samples(p.x, p.y, p.T, p.E, p.gate, p.up, p.k, 0.0, p.act);
   // The direct least squares of y on [a, 1].
   MatR a(p.T, p.k + 1), y(p.T, p.E);  // [T, k+1], [T, E]
   for (int64_t t = 0; t < p.T; ++t) {
@@ -188,6 +196,10 @@ TEST(RowRefit, DownOnSamplesEqualsTheFitOfItsOwnActivations) {
     EXPECT_NEAR(fit.bias[size_t(r)], sol(p.k, r), 2e-3 * (1 + std::abs(sol(p.k, r))));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Activations, RowRefitAct, ::testing::Values(FfnAct::SiLU, FfnAct::GeluTanh),
+                         [](const ::testing::TestParamInfo<FfnAct>& i) { return i.param == FfnAct::SiLU ? "SiLU" : "GeluTanh"; });
+
 
 TEST(RowRefit, RejectsBadInput) {
   const Problem p;
