@@ -135,7 +135,9 @@ class MomentSums {
       n = keep_counted_rows(y_rows, E_, *mask);
     }
     Eigen::Map<const RowMat> a(a_rows.data(), n, F_);  // [n, F]
-    Eigen::Map<const RowMat> y(y_rows.data(), n, E_);  // [n, E]
+    // An owned (aligned) copy, as before y had its own rows: Eigen's reductions over a Map can
+    // depend on the address's alignment in their last bits.
+    const RowMat y = Eigen::Map<const RowMat>(y_rows.data(), n, E_);  // [n, E]
     // f32 products per window (at most a few hundred rows), summed in f64.
     gram_.noalias() += (a.transpose() * a).cast<double>();       // [F, F]
     out_cross_.noalias() += (y.transpose() * a).cast<double>();  // [E, F]
