@@ -58,9 +58,16 @@ struct ExpertStageOptions {
 };
 ExpertStageOptions stage_options(const BuildOptions& opts);
 
-// Called as an expert's layers are built: (layers built, n_layer). A sequential re-fit takes
-// minutes per expert on a real model; this is how a caller shows where it is.
-using LayerProgress = std::function<void(int, int)>;
+// Called as an expert's layers are built: (layers built, n_layer, share of the expert's build
+// cost done, in [0, 1]). A sequential re-fit takes minutes per expert on a real model; this is
+// how a caller shows where it is. Its layers' costs differ several-fold with their widths,
+// so an ETA should follow the share, not the layer count.
+using LayerProgress = std::function<void(int, int, double)>;
+
+// The share of an expert's build cost done once each layer is built [n_layer]: the last is 1.
+// Estimated from the layer widths where the row re-fits' conjugate gradients dominate, equal
+// steps otherwise.
+std::vector<double> build_cost_done(const std::vector<int64_t>& widths, int64_t n_embd, int64_t n_ff, const CompensateOptions& opts);
 
 // Builds one expert. `pooled` (sum over all domains) is needed for shared_fraction > 0.
 Expert build_expert(const Model& model, const ExpertSpec& spec, const BuildOptions& opts,

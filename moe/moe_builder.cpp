@@ -99,7 +99,7 @@ bool parse_refit(const std::string& name, Compensation compensation, const Calib
 
 double BuildProgress::fraction() const {
   if (n_experts <= 0) return 1.0;
-  return (double(expert) + (n_layer > 0 ? double(layer) / double(n_layer) : 0.0)) / double(n_experts);
+  return (double(expert) + (expert < n_experts ? expert_done : 0.0)) / double(n_experts);
 }
 
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
@@ -139,7 +139,7 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
           for (int64_t l = 0; l < stats.n_layer; ++l) spec.stats[l].add(ds.clusters[c].layers[l]);
       const int done = d * K + s, L = int(model.hp.n_layer);
       LayerProgress on_layer;
-      if (on_progress) on_layer = [&](int l, int) { on_progress({done, D * K, l, L}); };
+      if (on_progress) on_layer = [&](int l, int, double work) { on_progress({done, D * K, l, L, work}); };
       parts.experts.push_back(build_expert(model, spec, opts.build, &pooled, on_layer));
       if (on_progress) on_progress({done + 1, D * K, 0, L});
     }

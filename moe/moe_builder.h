@@ -28,7 +28,8 @@ struct MoeParts {
 // n_layer layers (an expert just finished: expert counts it, layer is 0).
 struct BuildProgress {
   int expert = 0, n_experts = 0, layer = 0, n_layer = 0;
-  double fraction() const;  // of the whole build, in [0, 1]
+  double expert_done = 0;   // share of the current expert's build cost done (LayerProgress)
+  double fraction() const;  // of the whole build's cost, in [0, 1], experts counted equal
 };
 
 // Throws mf::Error on stats from another model, bad options, or too few calibration

@@ -50,7 +50,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   if (method == "wanda") b.mode = "dowp", b.dowp_scale = DowpScale::None;  // plain Wanda masks
   Built r;
   LayerProgress on_layer;
-  if (on_progress) on_layer = [&](int l, int L) { on_progress({0, 1, l, L}); };
+  if (on_progress) on_layer = [&](int l, int L, double work) { on_progress({0, 1, l, L, work}); };
   r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
   if (on_progress) on_progress({1, 1, 0, int(model.hp.n_layer)});
   return r;

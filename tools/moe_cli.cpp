@@ -147,7 +147,7 @@ std::string build_progress_text(const BuildProgress& p) {
 
 void BuildProgressBar::update(const BuildProgress& p) {
   if (!bar_) bar_ = std::make_unique<Progress>(label_, int64_t(p.n_experts) * p.n_layer);
-  bar_->update(int64_t(p.expert) * p.n_layer + p.layer, build_progress_text(p));
+  bar_->update_work(int64_t(p.expert) * p.n_layer + p.layer, p.fraction(), build_progress_text(p));
 }
 
 }  // namespace mf::cli

@@ -12,6 +12,9 @@ class Progress {
   Progress(std::string label, int64_t total, bool enabled = true);
   ~Progress();
   void update(int64_t done, const std::string& extra = "");
+  // As update(), but the bar and the ETA follow `work`, the share of the job's cost done in
+  // [0, 1], for steps of unequal cost (an expert's wide layers take longest).
+  void update_work(int64_t done, double work, const std::string& extra = "");
   void finish();
 
  private:
@@ -21,7 +24,7 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
   // The first update seen: the rate for the ETA is measured from here, so work resumed part
   // way (a training run from its checkpoint) does not count the earlier steps as done now.
-  int64_t base_done_ = -1;
+  double base_work_ = -1;
   std::chrono::steady_clock::time_point base_time_;
 };
 

@@ -2,6 +2,8 @@
 // the public, CLI-facing options are read.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "moe/expert_builder.h"
 
 namespace mf {
@@ -68,6 +70,25 @@ TEST(ExpertStageOptions, SequentialAndLayoutOptionsCarryOver) {
   EXPECT_TRUE(d.layout.dowp);
   EXPECT_EQ(d.layout.density, 0.4);
   EXPECT_EQ(d.layout.scale, DowpScale::None);
+}
+
+TEST(ExpertBuildCost, RowRefitsWeighLayersByWidthOthersCountLayersEqually) {
+  CompensateOptions c;
+  const std::vector<int64_t> widths = {256, 1536, 256, 1536};  // [n_layer]
+  std::vector<double> done = build_cost_done(widths, 576, 1536, c);  // no sequential re-fit
+  ASSERT_EQ(done.size(), widths.size());
+  for (size_t l = 0; l < done.size(); ++l) EXPECT_DOUBLE_EQ(done[l], double(l + 1) / 4.0);
+  c.sequential.on = true;
+  c.sequential.rows = RefitRows::Down;  // moments over the dense width: layers cost the same
+  EXPECT_EQ(build_cost_done(widths, 576, 1536, c), done);
+  c.sequential.rows = RefitRows::GateUp;
+  done = build_cost_done(widths, 576, 1536, c);
+  const double narrow = done[0], wide = done[1] - done[0];
+  EXPECT_NEAR(done[2] - done[1], narrow, 1e-12);
+  EXPECT_GT(wide / narrow, 2.5);  // whole layers took ~110 s against ~30 s for narrow ones on SmolLM2
+  EXPECT_LT(wide / narrow, 5.0);
+  EXPECT_EQ(done.back(), 1.0);
+  EXPECT_TRUE(std::is_sorted(done.begin(), done.end()));
 }
 
 }  // namespace

@@ -346,7 +346,9 @@ TEST(Experts, BuildReportsEveryLayerInOrderAndThePoolChangesNoBytes) {
       EXPECT_EQ(p.layer, l);
       EXPECT_EQ(p.n_experts, D);
       EXPECT_EQ(p.n_layer, L);
+      EXPECT_GT(p.expert_done, 0.0);
     }
+    EXPECT_EQ(seen[size_t(e * (L + 1) + L - 1)].expert_done, 1.0);  // the expert's last layer
     EXPECT_EQ(seen[size_t(e * (L + 1) + L)].expert, e + 1);
   }
   for (const BuildProgress& p : seen) {
