@@ -84,6 +84,7 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_EQ(bj["router"]["holdout_samples"], 4 * 6);  // 10% of each domain's 64 samples
   EXPECT_GT(bj["router"]["train_accuracy"].get<double>(), 0.5);
   EXPECT_TRUE(j["gram"].get<bool>());  // auto: on for the small default model
+  EXPECT_EQ(bj["decode_speedup_bound"], 1.0);  // DOWP keeps the dense shapes: no fewer bytes per token
 
   // Least squares is the default compensation with Gram matrices, mean without them, and
   // asking for it without them is a clear error that writes nothing.
@@ -92,6 +93,11 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   json lj = json::parse(lsq.out);
   EXPECT_EQ(lj["compensation"], "lsq");
   EXPECT_EQ(lj["layer_widths"], "error");  // auto: widths by re-fit error with lsq
+  // Half the FFN neurons: the FFNs' bytes per token at most halve, the rest stays.
+  const double dense_step = lj["dense_decode_bytes"], expert_step = lj["expert_decode_bytes"], dense_ffn = lj["dense_ffn_bytes"];
+  EXPECT_LT(expert_step, dense_step);
+  EXPECT_GE(expert_step, dense_step - 0.5 * dense_ffn - 1024);  // a quantisation block per row of slack
+  EXPECT_DOUBLE_EQ(lj["decode_speedup_bound"].get<double>(), dense_step / expert_step);
   auto off = run_cli("calibrate -m " + kModel + domains() + kSmall + " --gram off -o " + dir + "/s0.gguf --json");
   ASSERT_EQ(off.code, 0) << off.err;
   EXPECT_FALSE(json::parse(off.out)["gram"].get<bool>());
