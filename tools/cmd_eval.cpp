@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/text_file.h"
 #include "eval/evaluator.h"
+#include "eval/paired_difference.h"
 #include "model/throughput.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -110,6 +111,29 @@ void run_report(const ReportOptions& o) {
   std::fprintf(stderr, "wrote %s/report.md and %s/report.html\n", o.out.c_str(), o.out.c_str());
 }
 
+struct CompareOptions {
+  std::string a, b;
+  bool json_out = false;
+};
+
+// Run a against run b on the same documents, from their --records files.
+void run_compare(const CompareOptions& o) {
+  const eval::PairedDifference d = eval::paired_difference(read_text_file(o.a), read_text_file(o.b), o.a, o.b);
+  if (o.json_out) {
+    json j = {{"a", o.a}, {"b", o.b}, {"mean_diff", d.mean_diff}, {"mean_se", d.mean_se}, {"tasks", json::array()}};
+    for (const eval::PairedTask& t : d.tasks)
+      j["tasks"].push_back({{"task", t.task}, {"documents", t.n}, {"diff", t.diff}, {"se", t.se}, {"a_only", t.a_only},
+                            {"b_only", t.b_only}});
+    std::printf("%s\n", j.dump(1).c_str());
+    return;
+  }
+  std::printf("accuracy of %s minus %s, in points, paired over the same documents:\n", o.a.c_str(), o.b.c_str());
+  for (const eval::PairedTask& t : d.tasks)
+    std::printf("%-24s %+7.2f ± %.2f  (%lld documents; %lld right only in a, %lld only in b)\n", t.task.c_str(), 100 * t.diff,
+                100 * t.se, (long long)t.n, (long long)t.a_only, (long long)t.b_only);
+  std::printf("%-24s %+7.2f ± %.2f  (tasks weighted equally)\n", "mean", 100 * d.mean_diff, 100 * d.mean_se);
+}
+
 }  // namespace
 
 void add_eval(CLI::App& app) {
@@ -147,6 +171,16 @@ void add_eval(CLI::App& app) {
   rep->add_option("runs", r->runs, "eval --json output files")->required();
   rep->add_option("-o,--out", r->out, "Report directory")->required();
   rep->callback([r] { run_report(*r); });
+
+  auto c = std::make_shared<CompareOptions>();
+  CLI::App* cmp = app.add_subcommand(
+      "eval-compare",
+      "Accuracy difference of two runs on the same multiple-choice documents, per task and averaged, with\n"
+      "standard errors from the per-document differences (much tighter than the accuracies' own errors)");
+  cmp->add_option("a", c->a, "Per-document records of run a (eval --records, eval-moe's runs/*.records.jsonl)")->required();
+  cmp->add_option("b", c->b, "Per-document records of run b, over the same documents")->required();
+  cmp->add_flag("--json", c->json_out, "Print JSON");
+  cmp->callback([c] { run_compare(*c); });
 }
 
 }  // namespace mf::cli

@@ -9,6 +9,7 @@
 #include "calib/calibrate.h"
 #include "calib/kmeans.h"
 #include "core/error.h"
+#include "eval/paired_difference.h"
 #include "model/throughput.h"
 #include "tools/common.h"
 #include "tools/eval_report.h"
@@ -165,6 +166,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
 
   std::filesystem::create_directories(o.out_dir + "/runs");
   std::vector<json> runs;
+  std::vector<std::string> run_records;  // [rows] per-document JSONL
   Progress overall("eval-moe tasks", int64_t(rows.size()));
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
@@ -183,6 +185,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     write_text_atomic(o.out_dir + "/runs/" + file + ".json", run.dump(1) + "\n");
     write_text_atomic(o.out_dir + "/runs/" + file + ".records.jsonl", records);
     runs.push_back(run);
+    run_records.push_back(std::move(records));
     std::fprintf(stderr, "%-24s MC mean %.2f%%\n", r.label.c_str(), 100 * mean_mc(run["tasks"]));
   }
   overall.finish();
@@ -194,7 +197,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   const double dense_bytes = dense["decode_weight_bytes"].get<double>();
   std::string md = "# Free-MoE by task accuracy\n\nModel `" + o.model_label + "`, " + std::to_string(o.tasks.size()) +
                    " tasks, " + limits_text(o.tasks) +
-                   ". Accuracy in %, difference to dense in points. Speed: medians of " + std::to_string(o.bench_reps) +
+                   ". Accuracy in %, difference to dense in points (± its standard error, paired over the same documents). Speed: medians of " + std::to_string(o.bench_reps) +
                    " interleaved runs on " + std::to_string(pool.size()) + " threads; bound = dense weight bytes / the row's.\n\n| row |";
   json summary = json::array();
   std::vector<std::string> task_names;
@@ -204,7 +207,18 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
         " | weights in memory MB |\n|---|";
   for (size_t k = 0; k < task_names.size() + 9; ++k) md += "---:|";
   md += "\n";
-  for (const json& run : runs) {
+  // Each row against dense on the same documents: paired standard errors (eval/paired_difference.h).
+  std::vector<eval::PairedDifference> paired(runs.size());
+  const bool any_mc = !std::isnan(mean_mc(runs[0]["tasks"]));  // else only generation or perplexity tasks
+  for (size_t i = 1; i < runs.size() && any_mc; ++i)
+    paired[i] = eval::paired_difference(run_records[i], run_records[0], runs[i]["label"].get<std::string>(), "dense");
+  auto paired_task = [&](size_t i, const std::string& task) -> const eval::PairedTask* {
+    for (const eval::PairedTask& t : paired[i].tasks)
+      if (t.task == task) return &t;
+    return nullptr;
+  };
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const json& run = runs[i];
     md += "| " + run["label"].get<std::string>() + " |";
     json row = {{"label", run["label"]}, {"density", run["density"]}};
     for (const std::string& t : task_names) {
@@ -216,23 +230,29 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     const double mc = mean_mc(run["tasks"]), dmc = mean_mc(dense["tasks"]);
     const double su = run["decode_tps"].get<double>() / dense_tps, bound = dense_bytes / run["decode_weight_bytes"].get<double>();
     const double psu = run["prefill_tps"].get<double>() / dense_prefill;
-    md += " " + num(100 * mc) + " | " + num(100 * (mc - dmc), "%+.2f") + " | " + num(su, "%.3fx") + " | " + num(bound, "%.3fx") +
+    const std::string se = i > 0 && any_mc ? " ± " + num(100 * paired[i].mean_se) : "";
+    md += " " + num(100 * mc) + " | " + num(100 * (mc - dmc), "%+.2f") + se + " | " + num(su, "%.3fx") + " | " + num(bound, "%.3fx") +
           " | " + num(su / bound, "%.3f") + " | " + num(psu, "%.3fx") + " | " +
           num(run["decode_weight_bytes"].get<double>() / 1e6, "%.1f") + " | " +
           num(run["flops_per_token"].get<double>() / 1e9, "%.3f") + " | " +
           num(run["resident_weight_bytes"].get<double>() / 1e6, "%.1f") + " |\n";
     row["mc_mean"] = mc, row["delta_mc_mean"] = mc - dmc, row["decode_speedup"] = su, row["bound"] = bound;
+    if (i > 0 && any_mc) row["delta_mc_mean_se"] = paired[i].mean_se;
     row["prefill_speedup"] = psu, row["resident_weight_bytes"] = run["resident_weight_bytes"];
     summary.push_back(row);
   }
   // Experts on their own domain's task (when a domain is named after a task).
   std::string own;
-  for (const json& run : runs) {
+  for (size_t i = 1; i < runs.size(); ++i) {
+    const json& run = runs[i];
     const std::string dom = run.value("forced_domain", "");
     if (dom.empty() || !run["tasks"].contains(dom)) continue;
     const double v = headline_metric(run["tasks"][dom]).second, dv = headline_metric(dense["tasks"][dom]).second;
+    const eval::PairedTask* pt = paired_task(i, dom);
     own += "- `" + run["label"].get<std::string>() + "` on " + dom + ": " + num(100 * v) + " vs dense " + num(100 * dv) + " (" +
-           num(100 * (v - dv), "%+.2f") + (v > dv ? ", beats dense" : ", does not beat dense") + ")\n";
+           num(100 * (v - dv), "%+.2f") + (pt ? " ± " + num(100 * pt->se) : "") +
+           (v > dv ? ", beats dense" : ", does not beat dense") +
+           (pt ? "; " + std::to_string(pt->a_only) + " documents won, " + std::to_string(pt->b_only) + " lost" : "") + ")\n";
   }
   if (!own.empty()) md += "\n## Each expert on its own domain's task\n\n" + own;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -109,6 +109,17 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   EXPECT_LT(mem(6), mem(0));
   for (const char* f : {"summary.md", "report.md", "report.html", "runs/dense.json", "runs/random_0.50.records.jsonl"})
     EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
+  // Each row's difference to dense comes with its paired standard error; eval-compare gives the
+  // same difference from the two rows' records, and refuses records over other documents.
+  for (size_t i = 1; i < s["rows"].size(); ++i) EXPECT_GE(s["rows"][i]["delta_mc_mean_se"].get<double>(), 0.0);
+  auto cmp = test::run_cli("eval-compare " + dir + "/out/runs/random_0.50.records.jsonl " + dir + "/out/runs/dense.records.jsonl --json");
+  ASSERT_EQ(cmp.code, 0) << cmp.err;
+  const auto cj = nlohmann::json::parse(cmp.out);
+  EXPECT_NEAR(cj["mean_diff"].get<double>(), s["rows"][6]["delta_mc_mean"].get<double>(), 1e-9);
+  EXPECT_DOUBLE_EQ(cj["mean_se"].get<double>(), s["rows"][6]["delta_mc_mean_se"].get<double>());
+  EXPECT_EQ(cj["tasks"][0]["documents"], 4);
+  test::write_file(dir + "/other.jsonl", R"({"task":"arc_easy","id":"arc_easy/99","acc":1})" "\n");
+  expect_error("eval-compare " + dir + "/out/runs/dense.records.jsonl " + dir + "/other.jsonl", "scores 4 multiple-choice documents");
   expect_error("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks nosuchtask -o " + dir + "/bad",
                "unknown task 'nosuchtask'");
   // A .moe routes each document (records say where), or is forced with --domain.
