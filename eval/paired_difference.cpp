@@ -27,7 +27,7 @@ Scores read_scores(const std::string& records, const std::string& what) {
     if (!r.contains("task") || !r["task"].is_string() || !r.contains("id") || !r["id"].is_string() || !r["acc"].is_number())
       fail(what, ": line ", no, " lacks a string task and id or a numeric acc");
     if (!s.emplace(std::make_pair(r["task"].get<std::string>(), r["id"].get<std::string>()), r["acc"].get<double>()).second)
-      fail(what, ": document ", r["id"].get<std::string>(), " appears twice");
+      fail(what, ": document ", r["id"].get<std::string>(), " of task ", r["task"].get<std::string>(), " appears twice");
   }
   return s;
 }

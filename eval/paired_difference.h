@@ -13,7 +13,7 @@ struct PairedTask {
   std::string task;
   int64_t n = 0;      // documents in both runs
   double diff = 0;    // mean over documents of acc_a - acc_b
-  double se = 0;      // its standard error: sample s.d. of the differences / sqrt(n)
+  double se = 0;      // its standard error: sample s.d. of the differences / sqrt(n) (0 when n = 1)
   int64_t a_only = 0, b_only = 0;  // documents only run a (only run b) got right
 };
 
@@ -23,7 +23,7 @@ struct PairedDifference {
   double mean_se = 0;    // sqrt(sum of the tasks' se^2) / tasks
 };
 
-// records_a, records_b: per-document JSONL as `eval --report` and `eval-moe` write them (task,
+// records_a, records_b: per-document JSONL as `eval --records` and `eval-moe` write them (task,
 // id, acc). Documents of generation and perplexity tasks (no `acc`) are skipped. Throws
 // mf::Error, naming `what_a` / `what_b`, on a malformed line, a document id seen twice, or when
 // the two runs do not hold the same multiple-choice documents.

@@ -39,10 +39,11 @@ ExpertStageOptions stage_options(const BuildOptions& o) {
 std::vector<double> build_cost_done(const std::vector<int64_t>& widths, int64_t n_embd, int64_t n_ff,
                                     const CompensateOptions& opts) {
   const bool rows = opts.sequential.on && opts.sequential.rows != RefitRows::Down;
-  // A row re-fit's conjugate-gradient products per token cost about k (4 E + k) for k kept
-  // neurons. The block forwards and the moments, the same for every layer, are set at 0.12 of
-  // a whole layer's products, so that a whole layer costs 3-5 times a narrow one, as in
-  // SmolLM2's build log (D = 0.5, 32,768 tokens: ~30 s early, ~110 s for the whole last six).
+  // The gate-up re-fit's conjugate-gradient products per token cost about k (4 E + k) for k
+  // kept neurons (up alone somewhat less; only the ETA depends on it). The block forwards and
+  // the moments, the same for every layer, are set at 0.12 of a whole layer's products, so that
+  // a whole layer costs 3-5 times a narrow one, as in SmolLM2's build log (D = 0.5, 32,768
+  // tokens: ~30 s for each early layer, ~110 s for each of the last six, kept whole).
   auto cost = [&](int64_t k) {
     if (!rows) return 1.0;
     return 0.12 * double(n_ff) * double(4 * n_embd + n_ff) + double(k) * double(4 * n_embd + k);

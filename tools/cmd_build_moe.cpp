@@ -66,12 +66,13 @@ void run_build_moe(BuildMoeOptions o) {
   int64_t dense = moe->dense_bytes(), experts = moe->expert_bytes();
   const int64_t dense_ffn = ffn_weight_bytes(moe->model().w.layers);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // What decode can gain: weight bytes read per token with the widest expert in place against
-  // dense's. Where the FFNs are a small share of them (a large tied vocabulary, as Gemma 3
+  // What decode can gain: weight bytes read per token with the widest expert in place (the
+  // slowest; narrower ones read less) against dense's. Where the FFNs are a small share of them (a large tied vocabulary, as Gemma 3
   // 270M's), narrower FFNs buy little speed.
   const int64_t dense_step = decode_weight_bytes(moe->model());
   int64_t expert_step = 0;
   for (const Expert& e : moe->experts()) expert_step = std::max(expert_step, decode_weight_bytes(moe->model(), &e.layers));
+  if (expert_step <= 0) fail(o.out, ": no experts were built");
   nlohmann::json j = {{"out", o.out},
                       {"mode", info.mode},
                       {"density", info.density},
@@ -115,8 +116,8 @@ void run_build_moe(BuildMoeOptions o) {
     std::printf("%s\n", router_report_line(parts.router_report, o.moe.router).c_str());
     std::printf("memory: dense weights %.2f MB, experts %.2f MB (+%.0f%%), file %.2f MB\n", dense / 1e6, experts / 1e6,
                 100.0 * double(experts) / double(dense), file_bytes / 1e6);
-    std::printf("speed bound: an expert reads %.2f MB of weights per decoded token against dense's %.2f (FFNs %.0f%% of "
-                "them), so decode can be at most %.2fx faster\n",
+    std::printf("speed bound: the widest expert reads %.2f MB of weights per decoded token against dense's %.2f (FFNs "
+                "%.0f%% of them), so decode with it can be at most %.2fx faster\n",
                 expert_step / 1e6, dense_step / 1e6, 100.0 * double(dense_ffn) / double(dense_step),
                 double(dense_step) / double(expert_step));
   }

@@ -189,6 +189,25 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     std::fprintf(stderr, "%-24s MC mean %.2f%%\n", r.label.c_str(), 100 * mean_mc(run["tasks"]));
   }
   overall.finish();
+  // Each row against dense on the same documents: paired standard errors (eval/paired_difference.h).
+  // A side statistic: if it cannot be computed, say why and report without it.
+  std::vector<eval::PairedDifference> paired(runs.size());
+  std::vector<bool> has_se(runs.size(), false);
+  const bool any_mc = !std::isnan(mean_mc(runs[0]["tasks"]));  // else only generation or perplexity tasks
+  for (size_t i = 1; i < runs.size() && any_mc; ++i) {
+    try {
+      paired[i] = eval::paired_difference(run_records[i], run_records[0], runs[i]["label"].get<std::string>(), "dense");
+      has_se[i] = true;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "warning: no paired standard error for %s: %s\n", runs[i]["label"].get<std::string>().c_str(), e.what());
+    }
+  }
+  auto paired_task = [&](size_t i, const std::string& task) -> const eval::PairedTask* {
+    if (!has_se[i]) return nullptr;
+    for (const eval::PairedTask& t : paired[i].tasks)
+      if (t.task == task) return &t;
+    return nullptr;
+  };
   write_eval_report(runs, o.out_dir);
 
   // Summary: each row against dense, per task and on average; speed against its bound.
@@ -197,7 +216,7 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
   const double dense_bytes = dense["decode_weight_bytes"].get<double>();
   std::string md = "# Free-MoE by task accuracy\n\nModel `" + o.model_label + "`, " + std::to_string(o.tasks.size()) +
                    " tasks, " + limits_text(o.tasks) +
-                   ". Accuracy in %, difference to dense in points (± its standard error, paired over the same documents). Speed: medians of " + std::to_string(o.bench_reps) +
+                   ". Accuracy in %, difference to dense in points (Δ mean ± its standard error, paired over the same documents). Speed: medians of " + std::to_string(o.bench_reps) +
                    " interleaved runs on " + std::to_string(pool.size()) + " threads; bound = dense weight bytes / the row's.\n\n| row |";
   json summary = json::array();
   std::vector<std::string> task_names;
@@ -207,16 +226,6 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
         " | weights in memory MB |\n|---|";
   for (size_t k = 0; k < task_names.size() + 9; ++k) md += "---:|";
   md += "\n";
-  // Each row against dense on the same documents: paired standard errors (eval/paired_difference.h).
-  std::vector<eval::PairedDifference> paired(runs.size());
-  const bool any_mc = !std::isnan(mean_mc(runs[0]["tasks"]));  // else only generation or perplexity tasks
-  for (size_t i = 1; i < runs.size() && any_mc; ++i)
-    paired[i] = eval::paired_difference(run_records[i], run_records[0], runs[i]["label"].get<std::string>(), "dense");
-  auto paired_task = [&](size_t i, const std::string& task) -> const eval::PairedTask* {
-    for (const eval::PairedTask& t : paired[i].tasks)
-      if (t.task == task) return &t;
-    return nullptr;
-  };
   for (size_t i = 0; i < runs.size(); ++i) {
     const json& run = runs[i];
     md += "| " + run["label"].get<std::string>() + " |";
@@ -230,14 +239,14 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
     const double mc = mean_mc(run["tasks"]), dmc = mean_mc(dense["tasks"]);
     const double su = run["decode_tps"].get<double>() / dense_tps, bound = dense_bytes / run["decode_weight_bytes"].get<double>();
     const double psu = run["prefill_tps"].get<double>() / dense_prefill;
-    const std::string se = i > 0 && any_mc ? " ± " + num(100 * paired[i].mean_se) : "";
+    const std::string se = has_se[i] ? " ± " + num(100 * paired[i].mean_se) : "";
     md += " " + num(100 * mc) + " | " + num(100 * (mc - dmc), "%+.2f") + se + " | " + num(su, "%.3fx") + " | " + num(bound, "%.3fx") +
           " | " + num(su / bound, "%.3f") + " | " + num(psu, "%.3fx") + " | " +
           num(run["decode_weight_bytes"].get<double>() / 1e6, "%.1f") + " | " +
           num(run["flops_per_token"].get<double>() / 1e9, "%.3f") + " | " +
           num(run["resident_weight_bytes"].get<double>() / 1e6, "%.1f") + " |\n";
     row["mc_mean"] = mc, row["delta_mc_mean"] = mc - dmc, row["decode_speedup"] = su, row["bound"] = bound;
-    if (i > 0 && any_mc) row["delta_mc_mean_se"] = paired[i].mean_se;
+    if (has_se[i]) row["delta_mc_mean_se"] = paired[i].mean_se;
     row["prefill_speedup"] = psu, row["resident_weight_bytes"] = run["resident_weight_bytes"];
     summary.push_back(row);
   }

@@ -52,7 +52,7 @@ TEST(PairedDifference, RefusesRunsOverOtherDocumentsAndMalformedRecords) {
   EXPECT_NE(message(a, rec("x", 0, 1) + rec("x", 2, 0)).find("B.jsonl has no document x/1 of task x"), std::string::npos);
   EXPECT_NE(message(a, rec("x", 0, 1)).find("A.jsonl scores 2 multiple-choice documents, B.jsonl 1"), std::string::npos);
   EXPECT_NE(message(a + "{not json\n", a).find("A.jsonl: line 3 is not a JSON object"), std::string::npos);
-  EXPECT_NE(message(a, a + rec("x", 0, 1)).find("B.jsonl: document x/0 appears twice"), std::string::npos);
+  EXPECT_NE(message(a, a + rec("x", 0, 1)).find("B.jsonl: document x/0 of task x appears twice"), std::string::npos);
   EXPECT_NE(message(R"({"task":"x","acc":1})" "\n", a).find("line 1 lacks a string task and id"), std::string::npos);
   EXPECT_NE(message("", "").find("A.jsonl: no multiple-choice documents"), std::string::npos);
 }
