@@ -67,8 +67,8 @@ void run_build_moe(BuildMoeOptions o) {
   const int64_t dense_ffn = ffn_weight_bytes(moe->model().w.layers);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // What decode can gain: weight bytes read per token with the widest expert in place (the
-  // slowest; narrower ones read less) against dense's. Where the FFNs are a small share of them (a large tied vocabulary, as Gemma 3
-  // 270M's), narrower FFNs buy little speed.
+  // slowest; narrower ones read less) against dense's. Where the FFNs are a small share of them
+  // (a large tied vocabulary, as Gemma 3 270M's), narrower FFNs buy little speed.
   const int64_t dense_step = decode_weight_bytes(moe->model());
   int64_t expert_step = 0;
   for (const Expert& e : moe->experts()) expert_step = std::max(expert_step, decode_weight_bytes(moe->model(), &e.layers));

@@ -176,7 +176,7 @@ void add_eval(CLI::App& app) {
   CLI::App* cmp = app.add_subcommand(
       "eval-compare",
       "Accuracy difference of two runs on the same multiple-choice documents, per task and averaged, with\n"
-      "standard errors from the per-document differences (much tighter than the accuracies' own errors)");
+      "standard errors from the per-document differences (about half an unpaired difference's)");
   cmp->add_option("a", c->a, "Per-document records of run a (eval --records, eval-moe's runs/*.records.jsonl)")->required();
   cmp->add_option("b", c->b, "Per-document records of run b, over the same documents")->required();
   cmp->add_flag("--json", c->json_out, "Print JSON");
