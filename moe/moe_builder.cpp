@@ -138,9 +138,17 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
         if (micro_to_sub[d][c] == s)
           for (int64_t l = 0; l < stats.n_layer; ++l) spec.stats[l].add(ds.clusters[c].layers[l]);
       const int done = d * K + s, L = int(model.hp.n_layer);
+      if (opts.checkpoint)
+        if (std::optional<Expert> e = opts.checkpoint->load(model, size_t(done)); e && e->domain == d && e->subdomain == s) {
+          parts.experts.push_back(std::move(*e));
+          ++parts.resumed;
+          if (on_progress) on_progress({done + 1, D * K, 0, L});
+          continue;
+        }
       LayerProgress on_layer;
       if (on_progress) on_layer = [&](int l, int, double work) { on_progress({done, D * K, l, L, work}); };
       parts.experts.push_back(build_expert(model, spec, opts.build, &pooled, on_layer));
+      if (opts.checkpoint) opts.checkpoint->save(model, size_t(done), parts.experts.back());
       if (on_progress) on_progress({done + 1, D * K, 0, L});
     }
   }

@@ -6,6 +6,7 @@
 
 #include "calib/calib_stats.h"
 #include "moe/expert_builder.h"
+#include "moe/expert_checkpoint.h"
 #include "moe/router.h"
 
 namespace mf {
@@ -16,12 +17,16 @@ struct MoeBuildOptions {
   float threshold = 0.5f;
   RouterTrainOptions router;
   ThreadPool* pool = nullptr;  // for build.sequential: the re-fit's forward passes
+  // Where finished experts are saved and looked up before each is built (expert_checkpoint.h);
+  // none: every expert is built.
+  const ExpertCheckpoint* checkpoint = nullptr;
 };
 
 struct MoeParts {
   Router router;
   RouterTrainReport router_report;
   std::vector<Expert> experts;  // domain-major: d * K + s
+  int resumed = 0;              // experts taken from the checkpoint instead of built
 };
 
 // Where a build is: `expert` experts of n_experts are done and the next has `layer` of its

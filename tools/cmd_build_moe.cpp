@@ -26,6 +26,7 @@ struct BuildMoeOptions {
   MoeBuildOptions moe;
   int reroute_every = 0;
   bool json = false;
+  std::function<std::string(const Model&)> checkpoint_key;  // of the parsed command (expert_checkpoint_key)
 };
 
 void run_build_moe(BuildMoeOptions o) {
@@ -48,10 +49,17 @@ void run_build_moe(BuildMoeOptions o) {
   refuse_mode_model(*model, "Free-MoE domain experts");
   ThreadPool pool(o.model.threads);
   o.moe.pool = &pool;
+  // Each finished expert is kept beside the output until the .moe is written, so that the same
+  // command resumes an interrupted build (a sequential re-fit takes tens of minutes per expert).
+  const ExpertCheckpoint checkpoint(o.out + ".checkpoint", o.checkpoint_key(*model));
+  o.moe.checkpoint = &checkpoint;
   auto t0 = std::chrono::steady_clock::now();
   BuildProgressBar progress("build experts");
   MoeParts parts = build_moe(*model, stats, o.moe, [&](const BuildProgress& p) { progress.update(p); });
   progress.finish();
+  if (parts.resumed)
+    std::fprintf(stderr, "resumed: %d of %zu experts read from %s/, built by an interrupted run of this command\n",
+                 parts.resumed, parts.experts.size(), checkpoint.dir().c_str());
   MoeInfo info;
   info.mode = o.moe.build.mode;
   info.density = o.moe.build.density;
@@ -59,6 +67,7 @@ void run_build_moe(BuildMoeOptions o) {
   info.source_fingerprint = stats.model_fingerprint;
   info.reroute_every = o.reroute_every;
   MoeModel::write(*model, parts.router, parts.experts, info, o.out);
+  checkpoint.remove();
 
   // Report what the experts cost, from the file just written.
   auto moe = MoeModel::load(o.out);
@@ -89,6 +98,7 @@ void run_build_moe(BuildMoeOptions o) {
                       {"select", o.moe.build.obs_select ? "obs" : "score"},
                       {"subdomains", o.moe.subdomains},
                       {"experts", parts.experts.size()},
+                      {"resumed_experts", parts.resumed},
                       {"file_bytes", file_bytes},
                       {"dense_weight_bytes", dense},
                       {"dense_ffn_bytes", dense_ffn},
@@ -158,9 +168,13 @@ void add_build_moe(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->moe.build.seed, "Seed (random baseline)");
   add_router_train_options(cmd, o->moe.router);
-  cmd->add_option("-o,--out", o->out, "Output .moe file")->required();
+  cmd->add_option("-o,--out", o->out, "Output .moe file. Until it is written, finished experts are kept in OUT.checkpoint/: the same\n"
+                  "command run again resumes an interrupted build from them")->required();
   cmd->add_flag("--json", o->json, "Print a JSON summary with memory figures");
-  cmd->callback([o] { run_build_moe(*o); });
+  cmd->callback([o, cmd] {
+    o->checkpoint_key = [o, cmd](const Model& m) { return expert_checkpoint_key(*cmd, o->stats, m); };
+    run_build_moe(*o);
+  });
 }
 
 }  // namespace mf::cli

@@ -32,6 +32,7 @@ struct EvalMoeOptions {
   std::vector<std::string> tests, unseen;  // NAME=FILE
   std::vector<double> densities = {0.25, 0.5, 0.75};
   int subdomains = 1;
+  std::function<std::string(const Model&)> checkpoint_key;  // of the parsed command (expert_checkpoint_key)
   int ctx = 128;
   int64_t max_tokens = 16384;
   int router_prompts = 100;
@@ -104,6 +105,10 @@ void run_eval_moe(const EvalMoeOptions& o) {
   }
   ctx.pool = &pool;
   std::filesystem::create_directories(o.out_dir);
+  // Built experts are kept here until the run ends, so that the same command run again resumes
+  // an interrupted one; each build's key adds its method and density.
+  ctx.checkpoint_dir = o.out_dir + "/checkpoint";
+  ctx.checkpoint_key = o.checkpoint_key(*model);
   const int K = o.subdomains;
   if (task_mode) {
     TaskProtocolOptions tp;
@@ -117,6 +122,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
     tp.out_dir = o.out_dir;
     tp.model_label = o.model.model;
     run_task_protocol(*model, stats, ctx, tp, pool);
+    ExpertCheckpoint(ctx.checkpoint_dir, "").remove();
     return;
   }
 
@@ -257,6 +263,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   MethodContext shapes = ctx;  // speed depends on the layers' widths, not on re-fitted values
   shapes.sequential = false;
   shapes.refit_rows = RefitRows::Down;
+  shapes.checkpoint_dir.clear();  // other experts than the evaluated ones of the same name: never kept
   for (double density : o.densities) {
     speed_built.push_back(build_method(*model, stats, shapes, "agnostic", density, 1));  // a domain expert's bytes per token
     configs.push_back(&speed_built.back().parts.experts[0].layers);
@@ -368,6 +375,7 @@ void run_eval_moe(const EvalMoeOptions& o) {
   write_text_atomic(o.out_dir + "/speed.csv", speed_csv);
   write_text_atomic(o.out_dir + "/results.json", report.dump(2) + "\n");
   write_text_atomic(o.out_dir + "/results.md", md);
+  ExpertCheckpoint(ctx.checkpoint_dir, "").remove();
   if (o.json) std::printf("%s\n", dump_json(report).c_str());
   else std::printf("%s", md.c_str());
 }
@@ -420,7 +428,12 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("--limit", o->tasks.limits,
                   "Tasks: N or TASK=N (repeatable), the first N documents of every task or of one (of each MMLU subject)");
   cmd->add_option("--batch", o->task_eval.batch_slots, "Tasks: sequences per forward step")->check(CLI::Range(1, 256));
-  cmd->callback([o] { run_eval_moe(*o); });
+  cmd->callback([o, cmd] {
+    o->checkpoint_key = [o, cmd](const Model& m) {
+      return expert_checkpoint_key(*cmd, o->stats, m, {"methods", "densities"});  // named by each build's key
+    };
+    run_eval_moe(*o);
+  });
 }
 
 }  // namespace mf::cli

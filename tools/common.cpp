@@ -1,10 +1,13 @@
 #include "tools/common.h"
 
 
+#include <algorithm>
 #include <filesystem>
+#include <sstream>
 
 #include "adapters/glider.h"
 #include "adapters/lora_library.h"
+#include "calib/fingerprint.h"
 #include "core/error.h"
 #include "formats/atomic_file.h"
 #include "model/gguf_export.h"
@@ -153,6 +156,17 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   AtomicFile f(path);
   f.write(text.data(), text.size());
   f.commit();
+}
+
+std::string expert_checkpoint_key(const CLI::App& cmd, const std::string& stats_path, const Model& model,
+                                  const std::vector<std::string>& ignored) {
+  std::istringstream options(cmd.config_to_str(false, false));  // one "name=value" line per option given
+  std::string key = "program " + sha256_file("/proc/self/exe") + "\n", line;
+  while (std::getline(options, line)) {
+    const std::string name = line.substr(0, line.find('='));
+    if (name != "threads" && name != "json" && std::find(ignored.begin(), ignored.end(), name) == ignored.end()) key += line + "\n";
+  }
+  return key + "stats " + sha256_file(stats_path) + "\nmodel " + fingerprint_hex(model_fingerprint(model));
 }
 
 }  // namespace mf::cli

@@ -66,6 +66,13 @@ nlohmann::json lora_json(const Model& model);
 // Writes text to path atomically (a temporary renamed into place): no half-written file.
 void write_text_atomic(const std::string& path, const std::string& text);
 
+// The key that expert checkpoints (moe/expert_checkpoint.h) of a build are saved under: this
+// program's bytes, the subcommand's options as parsed (but --threads and --json, on which builds
+// do not depend, and the `ignored` ones, which the caller adds to each build's key itself), the
+// calibration file's bytes and the model's fingerprint. Change any and the experts are built again.
+std::string expert_checkpoint_key(const CLI::App& cmd, const std::string& stats_path, const Model& model,
+                                  const std::vector<std::string>& ignored = {});
+
 template <typename Json>
 std::string dump_json(const Json& j, int indent = -1) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);

@@ -1,5 +1,8 @@
 #include "tools/eval_moe_methods.h"
 
+#include <cstdio>
+#include <optional>
+
 namespace mf::cli {
 
 const std::vector<Method> kMethods = {
@@ -31,6 +34,14 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.pool = ctx.pool;
   o.subdomains = K;
   o.threshold = 0.0f;
+  std::optional<ExpertCheckpoint> checkpoint;
+  if (!ctx.checkpoint_dir.empty()) {
+    char d[32];
+    std::snprintf(d, sizeof d, "%.4g", density);
+    const std::string build = method + "@" + d + (K > 1 ? "x" + std::to_string(K) : "");
+    checkpoint.emplace(ctx.checkpoint_dir + "/" + build, ctx.checkpoint_key + "\nbuild " + build);
+    o.checkpoint = &*checkpoint;
+  }
   if (method == "neurons") return {build_moe(model, stats, o, on_progress)};
   if (method == "dowp") {
     o.build.mode = "dowp";
@@ -51,7 +62,13 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   Built r;
   LayerProgress on_layer;
   if (on_progress) on_layer = [&](int l, int L, double work) { on_progress({0, 1, l, L, work}); };
-  r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
+  if (std::optional<Expert> e = checkpoint ? checkpoint->load(model, 0) : std::nullopt) {
+    r.parts.experts.push_back(std::move(*e));
+    r.parts.resumed = 1;
+  } else {
+    r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
+    if (checkpoint) checkpoint->save(model, 0, r.parts.experts.back());
+  }
   if (on_progress) on_progress({1, 1, 0, int(model.hp.n_layer)});
   return r;
 }

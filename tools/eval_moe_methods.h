@@ -41,6 +41,9 @@ struct MethodContext {
   RowRefitOptions row_refit;
   ThreadPool* pool = nullptr;
   RouterTrainOptions router;
+  // Where finished experts are kept, one sub-directory per method and density, under this key
+  // (expert_checkpoint_key): a rerun resumes an interrupted build. Empty: not kept.
+  std::string checkpoint_dir, checkpoint_key;
 };
 
 // on_progress reports the build as it goes (a method with one expert counts as 1 of 1).

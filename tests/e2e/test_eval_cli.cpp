@@ -91,9 +91,19 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   auto c = test::run_cli("calibrate -m models/default" + domains +
                          " --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 2 -o " + dir + "/stats.gguf");
   ASSERT_EQ(c.code, 0) << c.err;
-  auto r = test::run_cli("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks arc_easy --limit 4 --densities 0.5 "
-                         "--methods neurons-routed,random --refit plain --bench-reps 1 -o " + dir + "/out");
+  const std::string eval_moe = "eval-moe -m models/default -s " + dir + "/stats.gguf --tasks arc_easy --limit 4 "
+                               "--densities 0.5 --methods neurons-routed,random --refit plain --bench-reps 1 -o " + dir + "/out";
+  // Interrupted (its summary cannot be written), a run keeps the experts it built and the same
+  // command resumes from them.
+  fs::create_directories(dir + "/out/summary.md");
+  ASSERT_EQ(test::run_cli(eval_moe).code, 1);
+  EXPECT_TRUE(fs::exists(dir + "/out/checkpoint/neurons@0.5/expert-3.gguf"));
+  EXPECT_TRUE(fs::exists(dir + "/out/checkpoint/random@0.5/expert-0.gguf"));
+  fs::remove(dir + "/out/summary.md");
+  auto r = test::run_cli(eval_moe);
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resumed: 4 of 4 experts of neurons@0.50"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("resumed: 1 of 1 experts of random@0.50"), std::string::npos) << r.err;
   const auto s = nlohmann::json::parse(test::read_file(dir + "/out/summary.json"));
   std::vector<std::string> labels;
   for (const auto& row : s["rows"]) labels.push_back(row["label"]);
@@ -109,6 +119,7 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   EXPECT_LT(mem(6), mem(0));
   for (const char* f : {"summary.md", "report.md", "report.html", "runs/dense.json", "runs/random_0.50.records.jsonl"})
     EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
+  EXPECT_FALSE(fs::exists(dir + "/out/checkpoint")) << "the built experts are kept only until the run ends";
   // Each row's difference to dense comes with its paired standard error; eval-compare gives the
   // same difference from the two rows' records, and refuses records over other documents.
   for (size_t i = 1; i < s["rows"].size(); ++i) EXPECT_TRUE(s["rows"][i].contains("delta_mc_mean_se")) << i;

@@ -210,6 +210,43 @@ TEST(MoeCli, CalibrateAndBuildReportJson) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/x.moe"));
 }
 
+// An interrupted build keeps its finished experts in OUT.checkpoint/ and the same command
+// resumes from them: the .moe equals an uninterrupted build's byte for byte. A checkpoint file
+// that cannot be read, or one saved by another command, is built again.
+TEST(MoeCli, BuildResumesFromItsCheckpoint) {
+  const std::string dir = test::temp_dir(), base = "build-moe -m " + kModel + " -s " + built().stats +
+                                                   " --density 0.5 --refit plain -o ";
+  auto a = run_cli(base + dir + "/a.moe");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_FALSE(fs::exists(dir + "/a.moe.checkpoint")) << "removed once the .moe is written";
+  EXPECT_EQ(a.err.find("resumed"), std::string::npos);
+
+  // The output path is a directory: every expert is built and kept, then the write fails.
+  fs::create_directory(dir + "/b.moe");
+  auto failed = run_cli(base + dir + "/b.moe");
+  ASSERT_EQ(failed.code, 1);
+  EXPECT_NE(failed.err.find("b.moe"), std::string::npos) << failed.err;
+  for (int e = 0; e < 4; ++e)
+    EXPECT_TRUE(fs::exists(dir + "/b.moe.checkpoint/expert-" + std::to_string(e) + ".gguf")) << e;
+  fs::resize_file(dir + "/b.moe.checkpoint/expert-2.gguf", 100);  // cut short: built again
+  fs::remove(dir + "/b.moe");
+  auto b = run_cli(base + dir + "/b.moe -t 1 --json");  // the thread count is not part of the key
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(json::parse(b.out)["resumed_experts"], 3);
+  EXPECT_NE(b.err.find("resumed: 3 of 4 experts"), std::string::npos) << b.err;
+  EXPECT_EQ(test::read_file(dir + "/a.moe"), test::read_file(dir + "/b.moe"));
+  EXPECT_FALSE(fs::exists(dir + "/b.moe.checkpoint"));
+
+  // Another option, another key: nothing is taken from the checkpoint.
+  fs::create_directory(dir + "/c.moe");
+  ASSERT_EQ(run_cli(base + dir + "/c.moe").code, 1);
+  fs::remove(dir + "/c.moe");
+  auto c = run_cli(base + dir + "/c.moe --refit-damp 0.01");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(c.err.find("resumed"), std::string::npos) << c.err;
+  EXPECT_NE(test::read_file(dir + "/a.moe"), test::read_file(dir + "/c.moe"));
+}
+
 TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
   const Built& b = built();
   // Held-out prompts of about 100 tokens: the start of each quarter of a domain's test text.
