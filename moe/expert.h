@@ -83,6 +83,14 @@ struct Expert {
   std::vector<std::vector<uint8_t>> buffers;  // gate, up, down bytes per layer
   std::vector<LayerWeights> layers;           // attention views point into the dense model
   int64_t ffn_bytes() const;                  // bytes of this expert's own FFN weights
+
+  // Moves keep the views valid (the buffers' heap blocks move with them); a copy's would point
+  // into the original's buffers, so there are none.
+  Expert() = default;
+  Expert(Expert&&) = default;
+  Expert& operator=(Expert&&) = default;
+  Expert(const Expert&) = delete;
+  Expert& operator=(const Expert&) = delete;
 };
 
 // Bytes of the FFN weights (gate, up, down and down's bias) of these layers.

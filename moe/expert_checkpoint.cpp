@@ -29,26 +29,32 @@ std::string ExpertCheckpoint::path(size_t index) const {
   return (fs::path(dir_) / ("expert-" + std::to_string(index) + ".gguf")).string();
 }
 
-void ExpertCheckpoint::save(const Model& model, size_t index, const Expert& e) const {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) fail(dir_, ": cannot create the checkpoint directory: ", ec.message());
-  GgufWriter w;
-  w.set_string("moeforge.checkpoint.key", key_);
-  w.set_string("moeforge.checkpoint.expert_name", e.name);
-  w.set_i32("moeforge.checkpoint.domain", e.domain);
-  w.set_i32("moeforge.checkpoint.subdomain", e.subdomain);
-  w.set_u32("moeforge.checkpoint.n_layer", uint32_t(model.hp.n_layer));
-  for (int il = 0; il < model.hp.n_layer; ++il) {
-    const LayerWeights& l = e.layers.at(size_t(il));
-    for (const FfnSlot& s : kSlots)
-      if ((l.*s.view).data) w.add_tensor(layer_tensor(il, s.name), l.*s.view);
-    if (!e.neurons.empty()) {
-      const std::vector<int32_t>& n = e.neurons.at(size_t(il));
-      w.add_tensor(layer_tensor(il, "neurons"), make_view(DType::I32, {int64_t(n.size())}, n.data()));
+bool ExpertCheckpoint::save(const Model& model, size_t index, const Expert& e, std::string* why) const {
+  try {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) fail(dir_, ": cannot create the checkpoint directory: ", ec.message());
+    GgufWriter w;
+    w.set_string("moeforge.checkpoint.key", key_);
+    w.set_string("moeforge.checkpoint.expert_name", e.name);
+    w.set_i32("moeforge.checkpoint.domain", e.domain);
+    w.set_i32("moeforge.checkpoint.subdomain", e.subdomain);
+    w.set_u32("moeforge.checkpoint.n_layer", uint32_t(model.hp.n_layer));
+    for (int il = 0; il < model.hp.n_layer; ++il) {
+      const LayerWeights& l = e.layers.at(size_t(il));
+      for (const FfnSlot& s : kSlots)
+        if ((l.*s.view).data) w.add_tensor(layer_tensor(il, s.name), l.*s.view);
+      if (!e.neurons.empty()) {
+        const std::vector<int32_t>& n = e.neurons.at(size_t(il));
+        w.add_tensor(layer_tensor(il, "neurons"), make_view(DType::I32, {int64_t(n.size())}, n.data()));
+      }
     }
+    w.write(path(index));
+    return true;
+  } catch (const std::exception& err) {
+    if (why) *why = err.what();
+    return false;
   }
-  w.write(path(index));
 }
 
 std::optional<Expert> ExpertCheckpoint::load(const Model& model, size_t index, std::string* why) const {
@@ -57,54 +63,60 @@ std::optional<Expert> ExpertCheckpoint::load(const Model& model, size_t index, s
     if (why) *why = p + ": " + reason;
     return std::nullopt;
   };
-  if (!fs::exists(p)) return refuse("none saved");
-  std::unique_ptr<GgufFile> g;
-  try {
-    g = GgufFile::open(p);
-  } catch (const Error& err) {
-    return refuse(err.what());
-  }
-  if (g->get_string("moeforge.checkpoint.key", "") != key_) return refuse("saved by another command or input");
-  const int64_t n_layer = model.hp.n_layer;
-  if (g->get_int("moeforge.checkpoint.n_layer", -1) != n_layer) return refuse("another layer count");
-  Expert e;
-  e.name = g->get_string("moeforge.checkpoint.expert_name", "");
-  e.domain = int(g->get_int("moeforge.checkpoint.domain", -1));
-  e.subdomain = int(g->get_int("moeforge.checkpoint.subdomain", 0));
-  e.layers = model.w.layers;
-  e.buffers.reserve(size_t(n_layer) * 4);
-  const bool has_neurons = g->find_tensor(layer_tensor(0, "neurons")) != nullptr;
-  for (int il = 0; il < n_layer; ++il) {
-    LayerWeights& l = e.layers[size_t(il)];
-    for (const FfnSlot& s : kSlots) {
-      const GgufTensorInfo* t = g->find_tensor(layer_tensor(il, s.name));
-      if (!t) {
-        if (s.view == &LayerWeights::ffn_down_b) {
+  try {  // whatever is wrong with the file, the expert is built again
+    std::error_code ec;
+    if (!fs::exists(p, ec)) return refuse("none saved");
+    const std::unique_ptr<GgufFile> g = GgufFile::open(p);
+    if (g->get_string("moeforge.checkpoint.key", "") != key_) return refuse("saved by another command or input");
+    const int64_t n_layer = model.hp.n_layer, n_embd = model.hp.n_embd;
+    if (g->get_int("moeforge.checkpoint.n_layer", -1) != n_layer) return refuse("another layer count");
+    Expert e;
+    e.name = g->get_string("moeforge.checkpoint.expert_name", "");
+    e.domain = int(g->get_int("moeforge.checkpoint.domain", -1));
+    e.subdomain = int(g->get_int("moeforge.checkpoint.subdomain", 0));
+    e.layers = model.w.layers;
+    e.buffers.reserve(size_t(n_layer) * 4);
+    const bool has_neurons = g->find_tensor(layer_tensor(0, "neurons")) != nullptr;
+    for (int il = 0; il < n_layer; ++il) {
+      const LayerWeights& dense = model.w.layers[size_t(il)];
+      LayerWeights& l = e.layers[size_t(il)];
+      const std::string at = "layer " + std::to_string(il) + ": ";
+      for (const FfnSlot& s : kSlots) {
+        const GgufTensorInfo* t = g->find_tensor(layer_tensor(il, s.name));
+        const bool bias = s.view == &LayerWeights::ffn_down_b;
+        if (!t) {
+          if (!bias) return refuse(at + "no " + s.name);
           l.ffn_down_b = TensorView{};
           continue;
         }
-        return refuse("no tensor " + layer_tensor(il, s.name));
+        // Matrices keep the dense model's type; the bias is f32 [n_embd].
+        const bool fits = bias ? t->view.dtype == DType::F32 && t->view.n_dims == 1 && t->view.numel() == n_embd
+                               : t->view.dtype == (dense.*s.view).dtype && t->view.n_dims == 2;
+        if (!fits) return refuse(at + s.name + " " + t->view.shape_str() + " does not fit the model");
+        // Copied out: the file is unmapped when this returns.
+        const auto* b = static_cast<const uint8_t*>(t->view.data);
+        e.buffers.emplace_back(b, b + t->view.nbytes());
+        TensorView v = t->view;
+        v.data = e.buffers.back().data();
+        l.*s.view = v;
       }
-      // Copied out: the file is unmapped when this returns.
-      const auto* b = static_cast<const uint8_t*>(t->view.data);
-      e.buffers.emplace_back(b, b + t->view.nbytes());
-      TensorView v = t->view;
-      v.data = e.buffers.back().data();
-      l.*s.view = v;
+      const int64_t k = l.ffn_gate.shape[0];
+      if (l.ffn_gate.shape[1] != n_embd || l.ffn_up.shape[0] != k || l.ffn_up.shape[1] != n_embd ||
+          l.ffn_down.shape[0] != n_embd || l.ffn_down.shape[1] != k || k < 1 || k > model.hp.n_ff)
+        return refuse(at + "FFN shapes do not fit the model");
+      if (has_neurons) {
+        const GgufTensorInfo* t = g->find_tensor(layer_tensor(il, "neurons"));
+        if (!t || t->view.dtype != DType::I32 || t->view.numel() != k) return refuse(at + "no list of its neurons");
+        const auto* n = static_cast<const int32_t*>(t->view.data);
+        e.neurons.emplace_back(n, n + k);
+        for (int32_t id : e.neurons.back())
+          if (id < 0 || id >= model.hp.n_ff) return refuse(at + "a neuron id outside the FFN");
+      }
     }
-    const int64_t k = l.ffn_gate.shape[0], n_embd = model.hp.n_embd;
-    if (l.ffn_gate.n_dims != 2 || l.ffn_gate.shape[1] != n_embd || l.ffn_up.shape[0] != k || l.ffn_up.shape[1] != n_embd ||
-        l.ffn_down.shape[0] != n_embd || l.ffn_down.shape[1] != k || k > model.hp.n_ff)
-      return refuse("layer " + std::to_string(il) + " does not fit the model's FFN shapes");
-    if (has_neurons) {
-      const GgufTensorInfo* t = g->find_tensor(layer_tensor(il, "neurons"));
-      if (!t || t->view.dtype != DType::I32 || t->view.numel() != k)
-        return refuse("layer " + std::to_string(il) + " has no list of its " + std::to_string(k) + " neurons");
-      const auto* n = static_cast<const int32_t*>(t->view.data);
-      e.neurons.emplace_back(n, n + k);
-    }
+    return e;
+  } catch (const std::exception& err) {
+    return refuse(err.what());
   }
-  return e;
 }
 
 void ExpertCheckpoint::remove() const {

@@ -1,5 +1,5 @@
 // Finished experts of a long build, kept on disk so that an interrupted build resumes where it
-// stopped. With the default sequential gate-up re-fit an expert of a 135M model takes 30-40
+// stopped. With the default sequential gate-up re-fit an expert of a 135M model takes 20-40
 // minutes on 2 cores, so a build of four is hours: a killed session should cost at most the
 // expert in progress.
 // One GGUF file per expert in a directory, each stamped with a key that names everything the
@@ -22,8 +22,9 @@ class ExpertCheckpoint {
   // attention views pointing into `model`; nullopt if there is none, it has another key, or it
   // does not fit the model (then `why` says so when given).
   std::optional<Expert> load(const Model& model, size_t index, std::string* why = nullptr) const;
-  // Writes the expert atomically (a temporary renamed into place). Throws mf::Error if it cannot.
-  void save(const Model& model, size_t index, const Expert& e) const;
+  // Writes the expert atomically (a temporary renamed into place). False, with the reason in
+  // `why`, if it cannot (a full disk): a long build then goes on without its checkpoint.
+  bool save(const Model& model, size_t index, const Expert& e, std::string* why = nullptr) const;
   // Removes the directory and its files (the build they served is written).
   void remove() const;
 

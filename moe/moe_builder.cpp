@@ -148,7 +148,8 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
       LayerProgress on_layer;
       if (on_progress) on_layer = [&](int l, int, double work) { on_progress({done, D * K, l, L, work}); };
       parts.experts.push_back(build_expert(model, spec, opts.build, &pooled, on_layer));
-      if (opts.checkpoint) opts.checkpoint->save(model, size_t(done), parts.experts.back());
+      if (opts.checkpoint && parts.checkpoint_error.empty())
+        opts.checkpoint->save(model, size_t(done), parts.experts.back(), &parts.checkpoint_error);
       if (on_progress) on_progress({done + 1, D * K, 0, L});
     }
   }

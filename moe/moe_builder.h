@@ -27,6 +27,7 @@ struct MoeParts {
   RouterTrainReport router_report;
   std::vector<Expert> experts;  // domain-major: d * K + s
   int resumed = 0;              // experts taken from the checkpoint instead of built
+  std::string checkpoint_error; // why the checkpoint could not be written (the build went on), or empty
 };
 
 // Where a build is: `expert` experts of n_experts are done and the next has `layer` of its

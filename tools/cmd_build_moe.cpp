@@ -57,6 +57,8 @@ void run_build_moe(BuildMoeOptions o) {
   BuildProgressBar progress("build experts");
   MoeParts parts = build_moe(*model, stats, o.moe, [&](const BuildProgress& p) { progress.update(p); });
   progress.finish();
+  if (!parts.checkpoint_error.empty())
+    std::fprintf(stderr, "warning: finished experts not kept for a resume: %s\n", parts.checkpoint_error.c_str());
   if (parts.resumed)
     std::fprintf(stderr, "resumed: %d of %zu experts read from %s/, built by an interrupted run of this command\n",
                  parts.resumed, parts.experts.size(), checkpoint.dir().c_str());

@@ -176,6 +176,9 @@ void run_eval_moe(const EvalMoeOptions& o) {
         built[key] = build_method(*model, stats, ctx, key, density, K, [&](const BuildProgress& p) {
           progress.update(done, what + ": " + build_progress_text(p));
         });
+        if (!built[key].parts.checkpoint_error.empty())
+          std::fprintf(stderr, "\nwarning: %s not kept for a resume: %s\n", what.c_str(),
+                       built[key].parts.checkpoint_error.c_str());
       }
       const Built& b = built[key];
       method_bytes[m.name][density] = b.parts.experts[0].ffn_bytes();

@@ -36,10 +36,12 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.threshold = 0.0f;
   std::optional<ExpertCheckpoint> checkpoint;
   if (!ctx.checkpoint_dir.empty()) {
-    char d[32];
-    std::snprintf(d, sizeof d, "%.4g", density);
-    const std::string build = method + "@" + d + (K > 1 ? "x" + std::to_string(K) : "");
-    checkpoint.emplace(ctx.checkpoint_dir + "/" + build, ctx.checkpoint_key + "\nbuild " + build);
+    char name[32], exact[40];
+    std::snprintf(name, sizeof name, "%.4g", density);    // the directory's
+    std::snprintf(exact, sizeof exact, "%.17g", density);  // the key's: nearby densities never share
+    const std::string sub = K > 1 ? "x" + std::to_string(K) : "";
+    checkpoint.emplace(ctx.checkpoint_dir + "/" + method + "@" + name + sub,
+                       ctx.checkpoint_key + "\nbuild " + method + "@" + exact + sub);
     o.checkpoint = &*checkpoint;
   }
   if (method == "neurons") return {build_moe(model, stats, o, on_progress)};
@@ -67,7 +69,7 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
     r.parts.resumed = 1;
   } else {
     r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
-    if (checkpoint) checkpoint->save(model, 0, r.parts.experts.back());
+    if (checkpoint) checkpoint->save(model, 0, r.parts.experts.back(), &r.parts.checkpoint_error);
   }
   if (on_progress) on_progress({1, 1, 0, int(model.hp.n_layer)});
   return r;

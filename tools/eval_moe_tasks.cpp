@@ -104,6 +104,9 @@ void run_task_protocol(const Model& model, const CalibStats& stats, const Method
       BuildProgressBar p(std::string("building ") + m + "@" + num(d));
       built[m][d] = build_method(model, stats, ctx, m, d, K, [&](const BuildProgress& bp) { p.update(bp); });
       p.finish();
+      if (const MoeParts& b = built[m][d].parts; !b.checkpoint_error.empty())
+        std::fprintf(stderr, "warning: experts of %s@%s not kept for a resume: %s\n", m, num(d).c_str(),
+                     b.checkpoint_error.c_str());
       if (const MoeParts& b = built[m][d].parts; b.resumed)
         std::fprintf(stderr, "resumed: %d of %zu experts of %s@%s read from %s/, built by an interrupted run\n", b.resumed,
                      b.experts.size(), m, num(d).c_str(), ctx.checkpoint_dir.c_str());

@@ -99,11 +99,16 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   ASSERT_EQ(test::run_cli(eval_moe).code, 1);
   EXPECT_TRUE(fs::exists(dir + "/out/checkpoint/neurons@0.5/expert-3.gguf"));
   EXPECT_TRUE(fs::exists(dir + "/out/checkpoint/random@0.5/expert-0.gguf"));
+  const std::vector<std::string> records = {"runs/moe-routed_0.50.records.jsonl", "runs/random_0.50.records.jsonl"};
+  std::vector<std::string> first;  // what the interrupted run's experts scored
+  for (const std::string& f : records) first.push_back(test::read_file(dir + "/out/" + f));
   fs::remove(dir + "/out/summary.md");
   auto r = test::run_cli(eval_moe);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("resumed: 4 of 4 experts of neurons@0.50"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("resumed: 1 of 1 experts of random@0.50"), std::string::npos) << r.err;
+  for (size_t i = 0; i < records.size(); ++i)  // the resumed experts score every document the same
+    EXPECT_EQ(test::read_file(dir + "/out/" + records[i]), first[i]) << records[i];
   const auto s = nlohmann::json::parse(test::read_file(dir + "/out/summary.json"));
   std::vector<std::string> labels;
   for (const auto& row : s["rows"]) labels.push_back(row["label"]);

@@ -245,6 +245,17 @@ TEST(MoeCli, BuildResumesFromItsCheckpoint) {
   ASSERT_EQ(c.code, 0) << c.err;
   EXPECT_EQ(c.err.find("resumed"), std::string::npos) << c.err;
   EXPECT_NE(test::read_file(dir + "/a.moe"), test::read_file(dir + "/c.moe"));
+
+  // DOWP experts (dense-shaped, no neuron lists) come back the same way.
+  const std::string dowp = "build-moe -m " + kModel + " -s " + built().stats + " --density 0.5 --mode dowp -o ";
+  ASSERT_EQ(run_cli(dowp + dir + "/d1.moe").code, 0);
+  fs::create_directory(dir + "/d2.moe");
+  ASSERT_EQ(run_cli(dowp + dir + "/d2.moe").code, 1);
+  fs::remove(dir + "/d2.moe");
+  auto d = run_cli(dowp + dir + "/d2.moe");
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_NE(d.err.find("resumed: 4 of 4 experts"), std::string::npos) << d.err;
+  EXPECT_EQ(test::read_file(dir + "/d1.moe"), test::read_file(dir + "/d2.moe"));
 }
 
 TEST(MoeCli, RouteSendsDomainPromptsToTheirExperts) {
