@@ -157,5 +157,22 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   expect_error("eval -m " + dir + "/m.moe --domain nosuch --tasks arc_easy --limit 3", "unknown expert 'nosuch'");
 }
 
+// With no multiple-choice task (WikiText only) there is no accuracy to pair: the rows come
+// without paired errors instead of failing.
+TEST(EvalMoeCli, TaskProtocolWithoutMultipleChoice) {
+  const std::string dir = test::temp_dir();
+  auto c = test::run_cli("calibrate -m models/default --domain code=tests/data/moe/code.txt --domain "
+                         "prose=tests/data/moe/prose.txt --tokens-per-domain 2048 --sample-tokens 32 --micro-clusters 2 -o " +
+                         dir + "/stats.gguf");
+  ASSERT_EQ(c.code, 0) << c.err;
+  auto r = test::run_cli("eval-moe -m models/default -s " + dir + "/stats.gguf --tasks wikitext --limit 1 --densities 0.5 "
+                         "--methods random --refit plain --bench-reps 1 -o " + dir + "/out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto s = nlohmann::json::parse(test::read_file(dir + "/out/summary.json"));
+  ASSERT_EQ(s["rows"].size(), 2u);  // dense, random@0.50
+  for (const auto& row : s["rows"]) EXPECT_FALSE(row.contains("delta_mc_mean_se")) << row["label"];
+  EXPECT_TRUE(fs::exists(dir + "/out/runs/random_0.50.json"));
+}
+
 }  // namespace
 }  // namespace mf
