@@ -8,7 +8,8 @@
 # moeforge's run (bench_ops BM_ReadBandwidth), since it moves with the machine's neighbours:
 # "of bound" is the median over rounds of decode GB/s / that round's read GB/s.
 # LLAMA_BENCH=/path/to/llama-bench uses that build (e.g. one built from current source, see
-# docs/benchmarks.md) instead of the reference environment's Debian package.
+# docs/benchmarks.md) instead of the reference environment's Debian package; LLAMA_BENCH=none
+# runs moeforge and the bandwidth test alone (the llama.cpp columns then read "-").
 # Usage: scripts/bench_vs_llamacpp.sh [ROUNDS] [FILES...]   (prints a markdown table)
 set -euo pipefail
 REF=${REF:-../shared/reference/run.sh}
@@ -25,6 +26,7 @@ for f in "${FILES[@]}"; do
       python3 -c 'import json,sys; print(json.load(sys.stdin)["benchmarks"][0]["bytes_per_second"] / 1e9)' \
       >> "$tmp/$(basename "$f").bw"
     $BIN bench -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" --json 2>/dev/null >> "$tmp/$(basename "$f").mf"
+    if [ "${LLAMA_BENCH:-}" = none ]; then echo '{}' >> "$tmp/$(basename "$f").lc"; continue; fi
     if [ -n "${LLAMA_BENCH:-}" ]; then "$LLAMA_BENCH" -m "$f" -t "$T" -p "$P" -n "$N" -r "$R" -o json 2>/dev/null
     else $REF sh -c "llama-bench -m $f -t $T -p $P -n $N -r $R -o json 2>/dev/null"; fi | python3 -c '
 import json,sys
@@ -45,11 +47,13 @@ for f in files:
     b = os.path.basename(f)
     mf = [json.loads(l) for l in open(f"{tmp}/{b}.mf")]
     lc = [json.loads(l) for l in open(f"{tmp}/{b}.lc")]
-    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    med = lambda rows, k: statistics.median(r[k] for r in rows) if all(k in r for r in rows) else None
     pm, pl, dm, dl = med(mf, "prefill_tps"), med(lc, "prefill_tps"), med(mf, "decode_tps"), med(lc, "decode_tps")
+    f1 = lambda x: "-" if x is None else f"{x:.1f}"
+    ratio = lambda a, b: "-" if a is None or b is None else f"{a / b:.2f}"
     gbps = statistics.median(r["decode_gbps"] for r in mf)
     bw = [float(l) for l in open(f"{tmp}/{b}.bw")]
     of_bound = statistics.median(r["decode_gbps"] / w for r, w in zip(mf, bw))
-    print(f"| {b} | {pm:.1f} | {pl:.1f} | {pm/pl:.2f} | {dm:.1f} | {dl:.1f} | {dm/dl:.2f} | {gbps:.2f} | {statistics.median(bw):.1f} | {of_bound:.0%} |")
+    print(f"| {b} | {f1(pm)} | {f1(pl)} | {ratio(pm, pl)} | {f1(dm)} | {f1(dl)} | {ratio(dm, dl)} | {gbps:.2f} | {statistics.median(bw):.1f} | {of_bound:.0%} |")
 PY
 rm -rf "$tmp"
