@@ -403,7 +403,10 @@ void add_eval_moe(CLI::App& app) {
   cmd->add_option("--router-prompts", o->router_prompts, "Held-out prompts per domain and length")->check(CLI::PositiveNumber);
   cmd->add_option("--prompt-lengths", o->prompt_lengths, "Prompt lengths for router accuracy")->delimiter(',');
   cmd->add_option("--bench-reps", o->bench_reps, "Speed repetitions")->check(CLI::PositiveNumber);
-  cmd->add_option("-o,--out", o->out_dir, "Output directory")->required();
+  cmd->add_option("-o,--out", o->out_dir,
+                  "Output directory. While the run lasts it also keeps the experts built so far in OUT/checkpoint/:\n"
+                  "the same command run again resumes an interrupted run from them")
+      ->required();
   cmd->add_option("--compensation", o->compensation,
                   "Structured methods' compensation: auto (lsq with Gram matrices, else mean), lsq, mean or none");
   cmd->add_option("--refit-damp", o->refit_damp, "lsq: ridge as a fraction of the mean kept second moment")
