@@ -92,7 +92,8 @@ void add_router_train_options(CLI::App* cmd, RouterTrainOptions& o) {
   cmd->add_option("--router-lr", o.learning_rate, "Router: Adam learning rate")->check(CLI::PositiveNumber);
   cmd->add_option("--router-weight-decay", o.weight_decay, "Router: decoupled weight decay (AdamW)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--router-holdout", o.holdout_fraction,
-                  "Router: fraction of each domain's calibration samples held out (in contiguous blocks) to pick the epoch")
+                  "Router: fraction of each domain's calibration samples held out (in contiguous blocks) to measure\n"
+                  "its accuracy on samples it did not train on")
       ->check(CLI::Range(0.0, 0.9));
   cmd->add_option("--router-seed", o.seed, "Router: seed of the initial weights, shuffles and sub-domain K-means");
 }
