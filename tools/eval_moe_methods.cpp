@@ -9,7 +9,7 @@ const std::vector<Method> kMethods = {
     {"neurons", "domain expert, structured (this work), test domain given, sub-domain routed", true, false},
     {"neurons-routed", "the same experts, domain and sub-domain chosen by the router", true, true},
     {"dowp", "domain expert, unstructured DOWP purification (quality reference)", true, false},
-    {"agnostic", "structured, activation importance of all domains pooled", false, false},
+    {"agnostic", "structured, the domain experts' build on all domains pooled", false, false},
     {"magnitude", "structured, weight magnitude only", false, false},
     {"random", "structured, random neurons", false, false},
     {"wanda", "unstructured Wanda (|W| * ||X||, all domains pooled)", false, false},
@@ -26,7 +26,9 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   o.build.sequential = ctx.sequential;
   o.build.refit_target = ctx.refit_target;
   o.build.shared_fraction = method == "neurons" ? ctx.shared_fraction : 0.0;
-  o.build.obs_select = method == "neurons" && ctx.obs_select;
+  // The agnostic expert is the domain experts' build on all domains pooled (selection,
+  // compensation, widths and re-fit alike): what routing adds is then all that differs.
+  o.build.obs_select = (method == "neurons" || method == "agnostic") && ctx.obs_select;
   o.build.sequential_tokens = ctx.refit_tokens;
   o.build.refit_rows = ctx.sequential ? ctx.refit_rows : RefitRows::Down;
   o.build.refit_rounds = ctx.refit_rounds;
