@@ -221,15 +221,19 @@ TEST(MoeCli, BuildResumesFromItsCheckpoint) {
   EXPECT_FALSE(fs::exists(dir + "/a.moe.checkpoint")) << "removed once the .moe is written";
   EXPECT_EQ(a.err.find("resumed"), std::string::npos);
 
-  // The output path is a directory: every expert is built and kept, then the write fails.
-  fs::create_directory(dir + "/b.moe");
-  auto failed = run_cli(base + dir + "/b.moe");
-  ASSERT_EQ(failed.code, 1);
-  EXPECT_NE(failed.err.find("b.moe"), std::string::npos) << failed.err;
-  for (int e = 0; e < 4; ++e)
-    EXPECT_TRUE(fs::exists(dir + "/b.moe.checkpoint/expert-" + std::to_string(e) + ".gguf")) << e;
+  // Interrupted: the output path is a directory, so every expert is built and kept, then the
+  // write fails; the directory is gone for the rerun.
+  const auto interrupt = [&](const std::string& cmd, const std::string& out) {
+    fs::create_directory(out);
+    auto failed = run_cli(cmd + out);
+    EXPECT_EQ(failed.code, 1);
+    EXPECT_NE(failed.err.find(out), std::string::npos) << failed.err;
+    for (int e = 0; e < 4; ++e)
+      EXPECT_TRUE(fs::exists(out + ".checkpoint/expert-" + std::to_string(e) + ".gguf")) << out << " " << e;
+    fs::remove(out);
+  };
+  interrupt(base, dir + "/b.moe");
   fs::resize_file(dir + "/b.moe.checkpoint/expert-2.gguf", 100);  // cut short: built again
-  fs::remove(dir + "/b.moe");
   auto b = run_cli(base + dir + "/b.moe -t 1 --json");  // the thread count is not part of the key
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(json::parse(b.out)["resumed_experts"], 3);
@@ -238,9 +242,7 @@ TEST(MoeCli, BuildResumesFromItsCheckpoint) {
   EXPECT_FALSE(fs::exists(dir + "/b.moe.checkpoint"));
 
   // Another option, another key: nothing is taken from the checkpoint.
-  fs::create_directory(dir + "/c.moe");
-  ASSERT_EQ(run_cli(base + dir + "/c.moe").code, 1);
-  fs::remove(dir + "/c.moe");
+  interrupt(base, dir + "/c.moe");
   auto c = run_cli(base + dir + "/c.moe --refit-damp 0.01");
   ASSERT_EQ(c.code, 0) << c.err;
   EXPECT_EQ(c.err.find("resumed"), std::string::npos) << c.err;
@@ -249,9 +251,7 @@ TEST(MoeCli, BuildResumesFromItsCheckpoint) {
   // DOWP experts (dense-shaped, no neuron lists) come back the same way.
   const std::string dowp = "build-moe -m " + kModel + " -s " + built().stats + " --density 0.5 --mode dowp -o ";
   ASSERT_EQ(run_cli(dowp + dir + "/d1.moe").code, 0);
-  fs::create_directory(dir + "/d2.moe");
-  ASSERT_EQ(run_cli(dowp + dir + "/d2.moe").code, 1);
-  fs::remove(dir + "/d2.moe");
+  interrupt(dowp, dir + "/d2.moe");
   auto d = run_cli(dowp + dir + "/d2.moe");
   ASSERT_EQ(d.code, 0) << d.err;
   EXPECT_NE(d.err.find("resumed: 4 of 4 experts"), std::string::npos) << d.err;
