@@ -102,6 +102,18 @@ double BuildProgress::fraction() const {
   return (double(expert) + (expert < n_experts ? expert_done : 0.0)) / double(n_experts);
 }
 
+Expert checkpointed_expert(const ExpertCheckpoint* checkpoint, const Model& model, size_t index, const std::string& name,
+                           MoeParts& parts, const std::function<Expert()>& build) {
+  if (!checkpoint) return build();
+  if (std::optional<Expert> e = checkpoint->load(model, index); e && e->name == name) {
+    ++parts.resumed;
+    return std::move(*e);
+  }
+  Expert e = build();
+  if (parts.checkpoint_error.empty()) checkpoint->save(model, index, e, &parts.checkpoint_error);
+  return e;
+}
+
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,
                    const std::function<void(const BuildProgress&)>& on_progress) {
   stats.check_model(model);
@@ -138,18 +150,10 @@ MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOp
         if (micro_to_sub[d][c] == s)
           for (int64_t l = 0; l < stats.n_layer; ++l) spec.stats[l].add(ds.clusters[c].layers[l]);
       const int done = d * K + s, L = int(model.hp.n_layer);
-      if (opts.checkpoint)
-        if (std::optional<Expert> e = opts.checkpoint->load(model, size_t(done)); e && e->domain == d && e->subdomain == s) {
-          parts.experts.push_back(std::move(*e));
-          ++parts.resumed;
-          if (on_progress) on_progress({done + 1, D * K, 0, L});
-          continue;
-        }
       LayerProgress on_layer;
       if (on_progress) on_layer = [&](int l, int, double work) { on_progress({done, D * K, l, L, work}); };
-      parts.experts.push_back(build_expert(model, spec, opts.build, &pooled, on_layer));
-      if (opts.checkpoint && parts.checkpoint_error.empty())
-        opts.checkpoint->save(model, size_t(done), parts.experts.back(), &parts.checkpoint_error);
+      parts.experts.push_back(checkpointed_expert(opts.checkpoint, model, size_t(done), spec.name, parts,
+                                                  [&] { return build_expert(model, spec, opts.build, &pooled, on_layer); }));
       if (on_progress) on_progress({done + 1, D * K, 0, L});
     }
   }

@@ -38,6 +38,12 @@ struct BuildProgress {
   double fraction() const;  // of the whole build's cost, in [0, 1], experts counted equal
 };
 
+// The expert named `name` saved at `index` in `checkpoint` if it is there (parts.resumed counts
+// it), else build() saved there (parts.checkpoint_error says why not, once). No checkpoint:
+// build().
+Expert checkpointed_expert(const ExpertCheckpoint* checkpoint, const Model& model, size_t index, const std::string& name,
+                           MoeParts& parts, const std::function<Expert()>& build);
+
 // Throws mf::Error on stats from another model, bad options, or too few calibration
 // clusters for the sub-domain count.
 MoeParts build_moe(const Model& model, const CalibStats& stats, const MoeBuildOptions& opts,

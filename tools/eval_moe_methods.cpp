@@ -66,13 +66,8 @@ Built build_method(const Model& model, const CalibStats& stats, const MethodCont
   Built r;
   LayerProgress on_layer;
   if (on_progress) on_layer = [&](int l, int L, double work) { on_progress({0, 1, l, L, work}); };
-  if (std::optional<Expert> e = checkpoint ? checkpoint->load(model, 0) : std::nullopt) {
-    r.parts.experts.push_back(std::move(*e));
-    r.parts.resumed = 1;
-  } else {
-    r.parts.experts.push_back(build_expert(model, spec, b, nullptr, on_layer));
-    if (checkpoint) checkpoint->save(model, 0, r.parts.experts.back(), &r.parts.checkpoint_error);
-  }
+  r.parts.experts.push_back(checkpointed_expert(o.checkpoint, model, 0, spec.name, r.parts,
+                                                [&] { return build_expert(model, spec, b, nullptr, on_layer); }));
   if (on_progress) on_progress({1, 1, 0, int(model.hp.n_layer)});
   return r;
 }
