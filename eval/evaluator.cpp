@@ -241,11 +241,13 @@ TaskResult evaluate_wikitext(const Model& model, ThreadPool& pool, const std::st
 
   std::vector<LlRequest> requests;
   std::vector<size_t> article_of;
+  std::vector<std::string> article_route;
   int64_t words = 0, bytes = 0;
   for (size_t a = 0; a < articles.size(); ++a) {
     const std::vector<int32_t> ids = tok.encode(articles[a], /*add_special=*/false);
     const RouteChoice rc = route ? route(ids) : RouteChoice{};
     r.routes[rc.name]++;
+    article_route.push_back(rc.name);
     for (auto& [ctx, cont] : rolling_windows(ids, prefix, window)) {
       requests.push_back(LlRequest{std::move(ctx), {std::move(cont)}, rc.placement()});
       article_of.push_back(a);
@@ -280,7 +282,7 @@ TaskResult evaluate_wikitext(const Model& model, ThreadPool& pool, const std::st
   }
   for (size_t a = 0; a < articles.size(); ++a)
     r.records.push_back({{"id", name + "/" + std::to_string(a)}, {"task", name}, {"loglikelihood", article_ll[a]},
-                         {"bytes", articles[a].size()}});
+                         {"bytes", articles[a].size()}, {"route", article_route[a]}});
   r.n = int64_t(articles.size());
   r.metrics["word_perplexity"] = Metric{std::exp(-ll / double(words)), 0};
   r.metrics["byte_perplexity"] = Metric{std::exp(-ll / double(bytes)), 0};

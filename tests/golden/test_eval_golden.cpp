@@ -2,8 +2,9 @@
 // (scripts/make_eval_goldens.py, float32): for every golden sample the context string our
 // task readers and prompt layout build, the token split, and each choice's log-likelihood and
 // greedy flag (f32 numerics, relative error below 1e-4; ARC-Easy, PIQA, MMLU as letters and
-// as cloze), on the committed default model and
-// on SmolLM2-135M-Instruct (skipped when it has not been pulled).
+// as cloze); WikiText's rolling-window log-likelihoods and GSM8K's greedy generations
+// (scripts/make_eval_rolling_gen_goldens.py); on the committed default model and on
+// SmolLM2-135M-Instruct (skipped when it has not been pulled).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/evaluator.h"
+#include "eval/generate_until.h"
 #include "eval/loglikelihood.h"
 #include "eval/tasks.h"
 #include "test_util.h"
@@ -88,6 +90,65 @@ TEST(EvalGolden, SmolLM2MatchesTransformers) {
   const std::string path = test::pulled_model_file("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf");
   if (path.empty()) GTEST_SKIP() << "SmolLM2-135M-Instruct is not pulled (moeforge pull smollm2-135m-instruct)";
   check_golden(path, "tests/golden/data/eval/lm_eval_mc_smollm2-135m-instruct-q4_1.json", /*bos=*/false);
+}
+
+// WikiText scored in rolling windows and GSM8K generated greedily, against transformers on the
+// same f32 weights (lm-eval's loglikelihood_rolling and generate_until).
+void check_rolling_and_generation(const std::string& model_path, const std::string& golden) {
+  const auto g = nlohmann::json::parse(test::read_file(golden));
+  auto model = load_model(model_path);
+  const Tokenizer& tok = model->require_tokenizer();
+  ThreadPool pool(2);
+
+  EvalOptions eo;
+  eo.limit = int64_t(g["wikitext"].size());
+  eo.n_ctx = g["header"]["wikitext_window"];
+  eo.numerics = Numerics{false, false};
+  const TaskResult wt = evaluate_wikitext(*model, pool, "wikitext", test::read_file(kData + "/wikitext2/test.txt"), eo, {});
+  ASSERT_EQ(wt.records.size(), g["wikitext"].size());
+  double ll = 0, words = 0;
+  for (size_t a = 0; a < wt.records.size(); ++a) {
+    const auto& want = g["wikitext"][a];
+    EXPECT_EQ(wt.records[a]["bytes"], want["bytes"]) << "article " << a << ": another article split";
+    const double w = want["loglikelihood"];
+    EXPECT_NEAR(wt.records[a]["loglikelihood"].get<double>(), w, 1e-4 * std::abs(w)) << "article " << a;
+    ll += w, words += want["words"].get<double>();
+  }
+  const double want_ppl = std::exp(-ll / words);
+  EXPECT_NEAR(wt.metrics.at("word_perplexity").value, want_ppl, 1e-3 * want_ppl);
+
+  const GenTask task = read_gsm8k(kData + "/gsm8k/test.jsonl", kData + "/gsm8k/train.jsonl");
+  const auto prompts = nlohmann::json::parse(test::read_file("tests/golden/data/eval/gsm8k_prompts.json"))["prompts"];
+  GenOptions go;
+  go.until = task.until;
+  go.max_tokens = g["header"]["gsm8k_max_gen_toks"];
+  go.n_ctx = g["header"]["max_length"];
+  go.numerics = Numerics{false, false};
+  std::vector<GenRequest> requests;
+  for (const auto& want : g["gsm8k"]) {
+    const auto& p = prompts[want["doc_index"].get<size_t>()];
+    requests.push_back(GenRequest{tok.encode(p["context"].get<std::string>(), /*add_special=*/true), {}});
+    ASSERT_EQ(int64_t(requests.back().prompt.size()), want["prompt_tokens"].get<int64_t>());
+  }
+  const auto got = generate_until(*model, pool, requests, go);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const auto& want = g["gsm8k"][i];
+    // A top-2 gap this small could flip between two correct f32 engines.
+    ASSERT_GT(want["min_top2_logit_gap"].get<double>(), 1e-3) << "regenerate the golden with other prompts";
+    EXPECT_EQ(got[i].text, want["text"].get<std::string>()) << "doc " << want["doc_index"];
+    EXPECT_EQ(got[i].stop_reason, want["stop_reason"].get<std::string>()) << "doc " << want["doc_index"];
+    EXPECT_EQ(got[i].tokens, int64_t(want["generated_ids"].size())) << "doc " << want["doc_index"];
+  }
+}
+
+TEST(EvalGolden, DefaultModelRollingAndGenerationMatchTransformers) {
+  check_rolling_and_generation("models/default", "tests/golden/data/eval/lm_eval_rolling_gen_default.json");
+}
+
+TEST(EvalGolden, SmolLM2RollingAndGenerationMatchTransformers) {
+  const std::string path = test::pulled_model_file("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf");
+  if (path.empty()) GTEST_SKIP() << "SmolLM2-135M-Instruct is not pulled (moeforge pull smollm2-135m-instruct)";
+  check_rolling_and_generation(path, "tests/golden/data/eval/lm_eval_rolling_gen_smollm2-135m-instruct-q4_1.json");
 }
 
 // GSM8K: lm-eval's few-shot draws (random.Random(1234)), its prompt text and its answer filters.
