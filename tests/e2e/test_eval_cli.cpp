@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "eval/tasks.h"
 #include "test_util.h"
 
 namespace mf {
@@ -64,6 +67,37 @@ TEST(EvalCli, RecordsJsonAndReport) {
   EXPECT_TRUE(fs::exists(dir + "/joined/report.html"));
   expect_error("eval-report -o " + dir + "/bad " + dir + "/toy.jsonl", "not JSON");
   EXPECT_FALSE(fs::exists(dir + "/bad"));
+}
+
+// All of MMLU, one question per subject: 57 subjects, each in one of the four categories; a
+// category's accuracy is over its questions, the macro average over subjects.
+TEST(EvalCli, MmluGroupsAndMacroAverage) {
+  auto r = test::run_cli("eval -m models/default --tasks mmlu --limit 1 --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto mmlu = nlohmann::json::parse(r.out)["tasks"]["mmlu"];
+  ASSERT_EQ(mmlu["n"], 57);
+  const std::set<std::string> categories = {"stem", "humanities", "social_sciences", "other"};
+  double correct = 0;
+  std::map<std::string, std::pair<double, int>> by_category;  // correct, questions
+  for (const auto& [name, g] : mmlu["groups"].items()) {
+    if (categories.contains(name) || name == "macro") continue;
+    const double acc = g["value"];  // one question per subject: 0 or 1
+    correct += acc;
+    auto& [c, n] = by_category[mf::eval::mmlu_category(name)];
+    c += acc, ++n;
+  }
+  EXPECT_NEAR(mmlu["metrics"]["acc"]["value"].get<double>(), correct / 57, 1e-12);
+  // The macro average is the mean of the 57 subjects' accuracies (with one question each, also
+  // the overall accuracy).
+  EXPECT_NEAR(mmlu["groups"]["macro"]["value"].get<double>(), correct / 57, 1e-12);
+  ASSERT_EQ(by_category.size(), 4u);
+  int subjects = 0;
+  for (const auto& [c, v] : by_category) subjects += v.second;
+  EXPECT_EQ(subjects, 57);
+  for (const auto& [c, v] : by_category) {
+    ASSERT_TRUE(categories.contains(c)) << c;
+    EXPECT_NEAR(mmlu["groups"][c]["value"].get<double>(), v.first / v.second, 1e-12) << c;
+  }
 }
 
 TEST(EvalCli, BadTaskInputFailsBeforeAnyReport) {
