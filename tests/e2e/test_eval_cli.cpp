@@ -59,7 +59,9 @@ TEST(EvalCli, RecordsJsonAndReport) {
     EXPECT_EQ(line["route"], "dense") << line["id"];
   }
   for (const char* f : {"report.md", "report.html"}) EXPECT_TRUE(fs::exists(dir + "/report/" + f)) << f;
-  EXPECT_NE(test::read_file(dir + "/report/report.html").find("<svg"), std::string::npos);
+  const std::string page = test::read_file(dir + "/report/report.html");
+  for (const char* plot : {"Accuracy per task", "accuracy against FFN density"}) EXPECT_NE(page.find(plot), std::string::npos) << plot;
+  EXPECT_EQ(page.find("against decode speed"), std::string::npos) << "no speed was measured (no --bench)";
   // eval-report joins several runs.
   test::write_file(dir + "/a.json", r.out);
   auto rep = test::run_cli("eval-report -o " + dir + "/joined " + dir + "/a.json " + dir + "/a.json");
@@ -162,6 +164,9 @@ TEST(EvalMoeCli, TaskProtocolRowsAndReport) {
   for (const char* f : {"summary.md", "report.md", "report.html", "runs/dense.json", "runs/random_0.50.records.jsonl"})
     EXPECT_TRUE(fs::exists(dir + "/out/" + f)) << f;
   EXPECT_FALSE(fs::exists(dir + "/out/checkpoint")) << "the built experts are kept only until the run ends";
+  const std::string page = test::read_file(dir + "/out/report.html");  // the three plots the issue asked for
+  for (const char* plot : {"Accuracy per task", "accuracy against FFN density", "accuracy against decode speed"})
+    EXPECT_NE(page.find(plot), std::string::npos) << plot;
   // Each row's difference to dense comes with its paired standard error; eval-compare gives the
   // same difference from the two rows' records, and refuses records over other documents.
   for (size_t i = 1; i < s["rows"].size(); ++i) EXPECT_TRUE(s["rows"][i].contains("delta_mc_mean_se")) << i;
