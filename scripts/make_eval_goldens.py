@@ -314,7 +314,10 @@ def argmax(xs):
     return best
 
 
-def run_model(args):
+def load_f32_model(args):
+    """The model of --model (a directory or a GGUF, which transformers dequantises) in float32.
+    Returns torch, transformers, the tokenizer, the model, lm-eval's max_length and whether it
+    was a GGUF."""
     patch_gguf_gate()
     import torch, transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -324,7 +327,11 @@ def run_model(args):
         path, kw["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     tok = AutoTokenizer.from_pretrained(path, **kw)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw).float().eval()
-    max_length = resolve_max_length(model.config, tok)
+    return torch, transformers, tok, model, resolve_max_length(model.config, tok), bool(kw)
+
+
+def run_model(args):
+    torch, transformers, tok, model, max_length, from_gguf = load_f32_model(args)
     enc = lambda s: tok.encode(s, add_special_tokens=False)
     probe = "Question: x\nAnswer:"
     dflt = tok.encode(probe)
@@ -379,7 +386,7 @@ def run_model(args):
         "model": args.model_label or args.model,
         "model_sha256": args.model_sha256,
         "model_loading": "AutoModelForCausalLM.from_pretrained(..., dtype=float32).float().eval()"
-                         + ("; GGUF dequantised to float32 by transformers, tokenizer converted from the GGUF by transformers" if kw else ""),
+                         + ("; GGUF dequantised to float32 by transformers, tokenizer converted from the GGUF by transformers" if from_gguf else ""),
         "tokenizer_class": type(tok).__name__,
         "tokenizer_default_adds_bos": adds_bos,
         "bos_token_id": tok.bos_token_id,
@@ -507,10 +514,11 @@ def host(args):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description):
+    """The options the host driver passes to its --inner runs (shared with
+    make_eval_rolling_gen_goldens.py)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--inner", action="store_true", help="run the computation here (inside the reference chroot)")
-    ap.add_argument("--gsm8k", action="store_true", help="with --inner: write the GSM8K prompt file")
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--gguf", default=DEFAULT_GGUF)
     ap.add_argument("--model")
@@ -518,6 +526,12 @@ def main():
     ap.add_argument("--model-sha256")
     ap.add_argument("--out")
     ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def main():
+    ap = arguments(__doc__.split("\n\n")[0])
+    ap.add_argument("--gsm8k", action="store_true", help="with --inner: write the GSM8K prompt file")
     args = ap.parse_args()
     if not args.inner:
         host(args)

@@ -23,10 +23,10 @@ lm-eval rules reproduced here (lm_eval/models/huggingface.py, lm_eval/utils.py, 
    left-truncated to max_length - max_gen_toks; greedy decoding; stops at EOS or when the
    decoded text contains a stop string; the text is cut before the first stop string.
 """
-import argparse, datetime, hashlib, json, os, re, shutil, subprocess, sys, tempfile
+import datetime, hashlib, json, os, re, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_eval_goldens as base  # noqa: E402  (score, patch_gguf_gate, resolve_max_length, paths)
+import make_eval_goldens as base  # noqa: E402  (load_f32_model, score, paths)
 
 WINDOW = 64        # rolling window (max_length) for WikiText
 N_ARTICLES = 2     # the first articles of wikitext2/test.txt
@@ -86,16 +86,7 @@ def greedy_generate(model, torch, tok, ids, until, max_tokens):
 
 
 def run_model(args):
-    base.patch_gguf_gate()
-    import torch, transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    torch.set_num_threads(args.threads)
-    path, kw = args.model, {}
-    if path.endswith(".gguf"):
-        path, kw["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-    tok = AutoTokenizer.from_pretrained(path, **kw)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw).float().eval()
-    max_length = base.resolve_max_length(model.config, tok)
+    torch, transformers, tok, model, max_length, from_gguf = base.load_f32_model(args)
     prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
     with open(os.path.join(args.data, "wikitext2/test.txt"), encoding="utf-8") as f:
@@ -130,7 +121,7 @@ def run_model(args):
         "transformers": transformers.__version__, "torch": torch.__version__,
         "model": args.model_label or args.model, "model_sha256": args.model_sha256,
         "model_loading": "AutoModelForCausalLM.from_pretrained(..., dtype=float32).float().eval()"
-                         + ("; GGUF dequantised to float32 by transformers" if kw else ""),
+                         + ("; GGUF dequantised to float32 by transformers" if from_gguf else ""),
         "max_length": max_length, "prefix_token_id": prefix,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wikitext": f"../shared/data/eval/wikitext2/test.txt, its first {N_ARTICLES} articles; rolling windows of "
@@ -171,16 +162,7 @@ def host(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--inner", action="store_true", help="run the computation here (inside the reference chroot)")
-    ap.add_argument("--data", default=base.DEFAULT_DATA)
-    ap.add_argument("--gguf", default=base.DEFAULT_GGUF)
-    ap.add_argument("--model")
-    ap.add_argument("--model-label")
-    ap.add_argument("--model-sha256")
-    ap.add_argument("--out")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = base.arguments(__doc__.split("\n\n")[0]).parse_args()
     host(args) if not args.inner else run_model(args)
 
 
